@@ -1,0 +1,104 @@
+//! The serde mirror of `gateway.toml`: plain data, unknown keys rejected. Durations, sizes and
+//! addresses stay strings here; `validate` turns them into runtime types and names the key of
+//! every value it refuses.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// How often the engine ticks every room.
+    pub tick: Option<String>,
+    /// Room that answers hosts no room names (instead of 421).
+    pub default_room: Option<String>,
+    #[serde(default)]
+    pub listen: ListenFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub token: TokenFile,
+    #[serde(default)]
+    pub state: StateFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    pub demo: Option<DemoFile>,
+    #[serde(default)]
+    pub room: Vec<RoomFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub http: Option<String>,
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub previous_secret_envs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    pub dir: Option<String>,
+    pub snapshot_every: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub max_header_bytes: Option<u64>,
+    pub max_body: Option<String>,
+    pub max_connections: Option<u64>,
+    pub origin_connect_timeout: Option<String>,
+    pub origin_response_timeout: Option<String>,
+}
+
+/// The built-in demo origin, so the shipped file runs on a fresh machine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoFile {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub origin: Option<String>,
+    pub enabled: Option<bool>,
+    pub paused: Option<bool>,
+    pub mode: Option<String>,
+    pub active_users: Option<i64>,
+    pub admit_per_minute: Option<i64>,
+    pub session_ttl: Option<String>,
+    pub abandon_after: Option<String>,
+    pub release_window: Option<String>,
+    pub max_session: Option<String>,
+    pub queue: Option<String>,
+    pub draw_every: Option<String>,
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    pub page: Option<String>,
+    pub closed_page: Option<String>,
+    pub page_status: Option<i64>,
+    pub json_status: Option<i64>,
+    pub cookie_name: Option<String>,
+    pub message: Option<String>,
+}

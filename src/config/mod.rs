@@ -1,0 +1,139 @@
+//! Configuration: `gateway.toml` parsed into file structs, validated once into the runtime
+//! types below. After validation no code parses a string.
+
+mod file;
+mod locate;
+mod validate;
+
+pub use file::FileConfig;
+pub use validate::{load, parse};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use http::uri::{Authority, Scheme};
+
+use crate::pages::Pages;
+use crate::room::Settings;
+
+/// One validated configuration: swapped in whole, read once per request.
+#[derive(Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub tick: Duration,
+    pub listen: Listen,
+    pub admin_token_env: Option<String>,
+    pub token: TokenSettings,
+    pub state: StateSettings,
+    pub limits: Limits,
+    /// Address of the built-in demo origin, when the file asks for it.
+    pub demo: Option<SocketAddr>,
+    pub rooms: Vec<Arc<RoomConfig>>,
+    /// Lower-case host -> index into `rooms`.
+    pub hosts: HashMap<String, usize>,
+    pub default_room: Option<usize>,
+    pub pages: Pages,
+}
+
+impl Config {
+    /// The room serving `host` (already lower-cased, port stripped), or the default room.
+    pub fn room_for_host(&self, host: &str) -> Option<&Arc<RoomConfig>> {
+        let idx = self.hosts.get(host).copied().or(self.default_room)?;
+        self.rooms.get(idx)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub http: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub secret_env: Option<String>,
+    pub previous_secret_envs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    pub dir: PathBuf,
+    pub snapshot_every: Duration,
+}
+
+/// Timeouts and sizes of the public listener and the origin client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_body: u64,
+    pub max_connections: usize,
+    pub origin_connect_timeout: Duration,
+    pub origin_response_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            max_header_bytes: 65536,
+            max_body: 10_000_000,
+            max_connections: 10_000,
+            origin_connect_timeout: Duration::from_secs(5),
+            origin_response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where a room forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: Scheme,
+    pub authority: Authority,
+}
+
+/// A path that skips the queue: exact, or a `prefix*` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bypass {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Bypass {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Bypass::Exact(p) => path == p,
+            Bypass::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One room as configured.
+#[derive(Debug)]
+pub struct RoomConfig {
+    pub name: String,
+    /// Binds tokens to this room.
+    pub id: u64,
+    pub hosts: Vec<String>,
+    pub origin: Origin,
+    pub enabled: bool,
+    pub settings: Settings,
+    pub bypass: Vec<Bypass>,
+    /// Template names in `Config::pages`.
+    pub page: String,
+    pub closed_page: String,
+    pub page_status: StatusCode,
+    pub json_status: StatusCode,
+    pub cookie_name: String,
+    pub message: Option<String>,
+}

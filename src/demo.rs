@@ -1,0 +1,57 @@
+//! A small demo origin, so that the shipped `gateway.toml` runs on a fresh machine: every path
+//! answers a page saying the visitor got in.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::gateway::respond;
+use crate::proxy::Body;
+
+pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let served = Arc::new(AtomicU64::new(0));
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        let served = served.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                async move { Ok::<_, Infallible>(page(&req, n)) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn page(req: &Request<Incoming>, n: u64) -> Response<Body> {
+    let path = escape(req.uri().path());
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Demo shop</title></head><body style=\"font-family:system-ui;max-width:40rem;margin:3rem auto;padding:0 1rem\">\
+         <h1>Welcome to the demo shop</h1><p>You are in: the waiting room let you through to <code>{path}</code>.</p>\
+         <p>This origin has served {n} requests.</p>\
+         </body></html>"
+    );
+    respond::html(http::StatusCode::OK, html)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

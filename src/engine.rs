@@ -1,0 +1,59 @@
+//! The tick loop: every `tick`, each room expires, releases and publishes its figures.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::gateway::Gateway;
+use crate::metrics as m;
+use crate::room;
+
+/// Ticks every room until `shutdown` turns true.
+pub async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let every = gw.config().tick;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        tick_all(&gw);
+    }
+}
+
+/// One tick of every room in the configuration in force.
+pub fn tick_all(gw: &Gateway) {
+    let config = gw.config();
+    let now = gw.now_ms();
+    let mut rng = rand::rng();
+    for rc in &config.rooms {
+        let Some(r) = gw.room(&rc.name) else { continue };
+        let (report, t) = {
+            let mut state = r.state.lock();
+            let report = room::tick(&rc.settings, &mut state, now, &mut rng);
+            (report, room::telemetry(&rc.settings, &state, now))
+        };
+        let name = rc.name.clone();
+        metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
+        metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));
+        metrics::gauge!(m::RELEASED_USERS, "room" => name.clone()).set(f64::from(t.released));
+        metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
+            .set(t.wait_at_back_seconds.unwrap_or(0) as f64);
+        if report.abandoned > 0 {
+            metrics::counter!(m::ABANDONED, "room" => name.clone())
+                .increment(u64::from(report.abandoned));
+        }
+        for (reason, admitted_ms) in &report.ended {
+            metrics::counter!(m::SESSIONS_ENDED, "room" => name.clone(), "reason" => reason.label())
+                .increment(1);
+            metrics::histogram!(m::SESSION_DURATION, "room" => name.clone())
+                .record(*admitted_ms as f64 / 1000.0);
+        }
+        for wait in &report.queue_waits_ms {
+            metrics::histogram!(m::QUEUE_WAIT, "room" => name.clone())
+                .record(*wait as f64 / 1000.0);
+        }
+    }
+    if let Some(h) = m::install() {
+        h.run_upkeep();
+    }
+}

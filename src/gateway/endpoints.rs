@@ -1,0 +1,153 @@
+//! The reserved endpoints under `/__anteroom/`: status, join, leave. They never reach the
+//! origin.
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{Gateway, Room, respond};
+use crate::config::{Config, RoomConfig};
+use crate::error::GatewayError;
+use crate::metrics as m;
+use crate::pages::{RESERVED_PREFIX, StatusJson};
+use crate::proxy::Body;
+use crate::room::{self, Decision, Visitor};
+
+impl Gateway {
+    pub(super) fn endpoint(
+        &self,
+        _config: &Config,
+        room_cfg: &RoomConfig,
+        room: &Room,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let what = &req.uri().path()[RESERVED_PREFIX.len()..];
+        let method = req.method().clone();
+        let (visitor, sent) = self.visitor(room_cfg, req.headers());
+        match (what, method) {
+            ("status", Method::GET | Method::HEAD) => {
+                Ok(self.status(room_cfg, room, visitor, sent))
+            }
+            ("join", Method::POST) => Ok(self.join(room_cfg, room, visitor, sent)),
+            ("leave", Method::POST) => Ok(self.leave(room_cfg, room, visitor)),
+            ("status" | "join" | "leave", _) => Ok(respond::json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed"}),
+            )),
+            _ => Ok(respond::json(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not found"}),
+            )),
+        }
+    }
+
+    fn status(
+        &self,
+        rc: &RoomConfig,
+        room: &Room,
+        v: Option<Visitor>,
+        sent: Option<String>,
+    ) -> Response<Body> {
+        let view = v.and_then(|v| {
+            let mut st = room.state.lock();
+            room::status(
+                &rc.settings,
+                &mut st,
+                &v.id,
+                self.now_ms(),
+                &mut rand::rng(),
+            )
+        });
+        match view {
+            Some(view) => {
+                let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), sent.as_deref());
+                let mut resp = respond::json(StatusCode::OK, &body);
+                respond::retry_after(&mut resp, view.poll_after_seconds);
+                resp
+            }
+            None => respond::json(
+                StatusCode::NOT_FOUND,
+                &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
+            ),
+        }
+    }
+
+    /// A native app joins (or, with a token it already has, learns its standing).
+    fn join(
+        &self,
+        rc: &RoomConfig,
+        room: &Room,
+        v: Option<Visitor>,
+        sent: Option<String>,
+    ) -> Response<Body> {
+        let now = self.now_ms();
+        let mut rng = rand::rng();
+        let (decision, view) = {
+            let mut st = room.state.lock();
+            let known = v.filter(|v| st.sessions.contains_key(&v.id));
+            match known {
+                Some(v) => (
+                    None,
+                    room::status(&rc.settings, &mut st, &v.id, now, &mut rng),
+                ),
+                None => {
+                    let d = room::decide(&rc.settings, &mut st, None, now, &mut rng);
+                    let view = match &d {
+                        Decision::Admit { visitor, .. } => {
+                            room::status(&rc.settings, &mut st, &visitor.id, now, &mut rng)
+                        }
+                        Decision::Wait { view, .. } => Some(view.clone()),
+                        Decision::Closed => None,
+                    };
+                    (Some(d), view)
+                }
+            }
+        };
+        let (token, joined) = match &decision {
+            None => (sent, false),
+            Some(Decision::Admit { visitor, how, .. }) => {
+                if let Some(how) = how {
+                    metrics::counter!(m::ADMITTED, "room" => rc.name.clone(), "how" => how.label())
+                        .increment(1);
+                }
+                (Some(self.token(rc, *visitor)), true)
+            }
+            Some(Decision::Wait { visitor, .. }) => (Some(self.token(rc, *visitor)), true),
+            Some(Decision::Closed) => (None, false),
+        };
+        let Some(view) = view else {
+            return respond::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"room": rc.name, "state": "closed", "message": rc.message}),
+            );
+        };
+        let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), token.as_deref());
+        let mut resp = respond::json(StatusCode::OK, &body);
+        respond::retry_after(&mut resp, view.poll_after_seconds);
+        if let (true, Some(t)) = (joined, &token) {
+            respond::set_cookie(&mut resp, &rc.cookie_name, t, false);
+        }
+        resp
+    }
+
+    fn leave(&self, rc: &RoomConfig, room: &Room, v: Option<Visitor>) -> Response<Body> {
+        let ended = v.and_then(|v| {
+            let mut st = room.state.lock();
+            let was_admitted = st
+                .sessions
+                .get(&v.id)
+                .is_some_and(|s| s.state != room::SessionState::Queued);
+            room::leave(&mut st, &v.id).map(|r| (r, was_admitted))
+        });
+        if let Some((reason, true)) = ended {
+            metrics::counter!(m::SESSIONS_ENDED, "room" => rc.name.clone(), "reason" => reason.label())
+                .increment(1);
+        }
+        let mut resp = respond::json(
+            StatusCode::OK,
+            &json!({"room": rc.name, "left": ended.is_some()}),
+        );
+        respond::clear_cookie(&mut resp, &rc.cookie_name);
+        resp
+    }
+}

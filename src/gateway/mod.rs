@@ -1,0 +1,364 @@
+//! The public service: one request at a time through the steps of DESIGN section 2. The inner
+//! handler returns `Result`; `fail` is the one place that turns an error into a response.
+
+mod endpoints;
+pub mod respond;
+pub mod route;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use parking_lot::{Mutex, RwLock};
+use tokio::time::Instant;
+
+use crate::config::{Config, RoomConfig};
+use crate::error::GatewayError;
+use crate::metrics as m;
+use crate::pages::{self, RESERVED_PREFIX, StatusJson};
+use crate::proxy::{self, Body, Forward, OriginClient, headers};
+use crate::room::{Decision, RoomState, View, Visitor, decide};
+use crate::token::{Claims, Keys};
+
+/// One room's live state. The mutex guards the queue, the sessions and the counters; it is held
+/// for one decision or one tick, never across I/O or an `.await`.
+#[derive(Debug)]
+pub struct Room {
+    pub state: Mutex<RoomState>,
+}
+
+/// Everything the public service shares: the config snapshot (swapped whole), the rooms' state
+/// (keyed by room name, outside the config so that a reload never touches a queue), the token
+/// keys and the origin client.
+pub struct Gateway {
+    config: ArcSwap<Config>,
+    rooms: RwLock<HashMap<String, Arc<Room>>>,
+    keys: Keys,
+    client: OriginClient,
+    /// Time zero of every room's millisecond clock.
+    epoch: Instant,
+}
+
+impl Gateway {
+    pub fn new(config: Config, keys: Keys) -> Arc<Self> {
+        let client = proxy::client(&config.limits);
+        let gw = Gateway {
+            config: ArcSwap::from_pointee(config),
+            rooms: RwLock::new(HashMap::new()),
+            keys,
+            client,
+            epoch: Instant::now(),
+        };
+        gw.sync_rooms(&gw.config());
+        Arc::new(gw)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Milliseconds on the rooms' clock.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4)
+    }
+
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
+    /// Creates state for rooms new in `config`, keeps the rest as they are.
+    fn sync_rooms(&self, config: &Config) {
+        let now = self.now_ms();
+        let mut rooms = self.rooms.write();
+        for r in &config.rooms {
+            rooms.entry(r.name.clone()).or_insert_with(|| {
+                Arc::new(Room {
+                    state: Mutex::new(RoomState::new(now, r.settings.admit_per_minute)),
+                })
+            });
+        }
+    }
+
+    /// Answers one public request. Never fails: errors become pages here.
+    pub async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+        let config = self.config();
+        match self.inner(&config, peer, req).await {
+            Ok(resp) => resp,
+            Err(e) => fail(&config, e),
+        }
+    }
+
+    async fn inner(
+        &self,
+        config: &Config,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let host = route::host_of(&req)?;
+        let Some(room_cfg) = config.room_for_host(&host) else {
+            return Err(GatewayError::UnknownHost(host));
+        };
+        let room = self
+            .room(&room_cfg.name)
+            .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
+        if content_length(req.headers()).is_some_and(|n| n > config.limits.max_body) {
+            return Err(GatewayError::BodyTooLarge);
+        }
+        let name = room_cfg.name.clone();
+        if !room_cfg.enabled {
+            count_request(&name, "disabled");
+            return self
+                .pass(config, room_cfg, &room, peer, &host, req, None)
+                .await;
+        }
+        if req.uri().path().starts_with(RESERVED_PREFIX) {
+            count_request(&name, "endpoint");
+            return self.endpoint(config, room_cfg, &room, req);
+        }
+        if room_cfg.bypass.iter().any(|b| b.matches(req.uri().path())) {
+            count_request(&name, "bypass");
+            return self
+                .pass(config, room_cfg, &room, peer, &host, req, None)
+                .await;
+        }
+        let (visitor, sent_token) = self.visitor(room_cfg, req.headers());
+        let decision = {
+            let mut state = room.state.lock();
+            decide(
+                &room_cfg.settings,
+                &mut state,
+                visitor,
+                self.now_ms(),
+                &mut rand::rng(),
+            )
+        };
+        match decision {
+            Decision::Admit {
+                visitor,
+                joined,
+                how,
+            } => {
+                count_request(&name, "admit");
+                if let Some(how) = how {
+                    metrics::counter!(m::ADMITTED, "room" => name.clone(), "how" => how.label())
+                        .increment(1);
+                }
+                let token = joined.then(|| self.token(room_cfg, visitor));
+                let mut resp = self
+                    .pass(config, room_cfg, &room, peer, &host, req, Some(visitor))
+                    .await?;
+                if let Some(t) = token {
+                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &t, false);
+                }
+                Ok(resp)
+            }
+            Decision::Wait {
+                visitor,
+                joined,
+                duplicate,
+                view,
+            } => {
+                count_request(&name, "queue");
+                if duplicate {
+                    metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name.clone()).increment(1);
+                }
+                let token = match sent_token {
+                    Some(t) if !joined => t,
+                    _ => self.token(room_cfg, visitor),
+                };
+                let mut resp = waiting(config, room_cfg, &req, &view, &token)?;
+                if joined {
+                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &token, false);
+                }
+                Ok(resp)
+            }
+            Decision::Closed => {
+                count_request(&name, "closed");
+                closed(config, room_cfg)
+            }
+        }
+    }
+
+    /// The visitor a request's token names (cookie, or `Anteroom-Token` for apps), with the token
+    /// string. A token that fails to verify counts as none and is counted.
+    fn visitor(&self, room: &RoomConfig, headers: &HeaderMap) -> (Option<Visitor>, Option<String>) {
+        let raw = headers
+            .get(headers::TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| headers::cookie(headers, &room.cookie_name));
+        let Some(raw) = raw else { return (None, None) };
+        match self.keys.decode(room.id, raw) {
+            Some(c) => (
+                Some(Visitor {
+                    id: c.session,
+                    ticket: c.ticket,
+                }),
+                Some(raw.to_string()),
+            ),
+            None => {
+                metrics::counter!(m::INVALID_TOKENS, "room" => room.name.clone()).increment(1);
+                (None, None)
+            }
+        }
+    }
+
+    fn token(&self, room: &RoomConfig, v: Visitor) -> String {
+        let issued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.keys.encode(&Claims {
+            room_id: room.id,
+            session: v.id,
+            ticket: v.ticket,
+            issued_at,
+        })
+    }
+
+    /// Forwards to the room's origin; acts on `Anteroom-Command: revoke` and hides it.
+    #[allow(clippy::too_many_arguments)]
+    async fn pass(
+        &self,
+        config: &Config,
+        room_cfg: &RoomConfig,
+        room: &Room,
+        peer: SocketAddr,
+        host: &str,
+        req: Request<Incoming>,
+        visitor: Option<Visitor>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let started = Instant::now();
+        let forward = Forward {
+            origin: &room_cfg.origin,
+            peer: peer.ip(),
+            proto: "http",
+            host,
+            cookie_name: &room_cfg.cookie_name,
+            response_timeout: config.limits.origin_response_timeout,
+        };
+        let result = proxy::forward(&self.client, forward, req).await;
+        let name = room_cfg.name.clone();
+        metrics::histogram!(m::UPSTREAM_DURATION, "room" => name.clone())
+            .record(started.elapsed().as_secs_f64());
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = match e {
+                    GatewayError::OriginTimeout => "timeout",
+                    _ => "connect",
+                };
+                metrics::counter!(m::UPSTREAM_ERRORS, "room" => name, "kind" => kind).increment(1);
+                return Err(e);
+            }
+        };
+        let (mut parts, body) = resp.into_parts();
+        let command = parts.headers.remove(headers::COMMAND_HEADER);
+        if let (Some(cmd), Some(v)) = (command, visitor)
+            && cmd.as_bytes().eq_ignore_ascii_case(b"revoke")
+        {
+            let ended = {
+                let mut state = room.state.lock();
+                crate::room::revoke(&mut state, &v.id)
+            };
+            if let Some(reason) = ended {
+                metrics::counter!(m::SESSIONS_ENDED, "room" => name, "reason" => reason.label())
+                    .increment(1);
+            }
+        }
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+fn count_request(room: &str, decision: &'static str) {
+    metrics::counter!(m::REQUESTS, "room" => room.to_string(), "decision" => decision).increment(1);
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The waiting answer: the page for browser navigations, the status JSON for everything else.
+fn waiting<B>(
+    config: &Config,
+    room: &RoomConfig,
+    req: &Request<B>,
+    view: &View,
+    token: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let message = room.message.as_deref();
+    let mut resp = if pages::wants_html(req.method(), req.headers()) {
+        let ctx = pages::waiting_context(&room.name, view, message);
+        let page = config
+            .pages
+            .render(&room.page, ctx)
+            .map_err(GatewayError::Render)?;
+        respond::html(room.page_status, page)
+    } else {
+        let body = StatusJson::new(&room.name, view, message, Some(token));
+        respond::json(room.json_status, &body)
+    };
+    respond::retry_after(&mut resp, view.poll_after_seconds);
+    Ok(resp)
+}
+
+fn closed(config: &Config, room: &RoomConfig) -> Result<Response<Body>, GatewayError> {
+    let retry = 60;
+    let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
+    let page = config
+        .pages
+        .render(&room.closed_page, ctx)
+        .map_err(GatewayError::Render)?;
+    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
+    respond::retry_after(&mut resp, retry);
+    Ok(resp)
+}
+
+/// The one place where an error becomes a response.
+pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
+    let (status, title, detail) = match &e {
+        GatewayError::UnknownHost(_) => {
+            return respond::plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                "no site is served at this host\n",
+            );
+        }
+        GatewayError::BadRequest(_) => {
+            return respond::plain(StatusCode::BAD_REQUEST, "bad request\n");
+        }
+        GatewayError::BodyTooLarge => {
+            return respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        GatewayError::OriginDown(_) => (
+            StatusCode::BAD_GATEWAY,
+            "The site is not answering",
+            "We could not reach the site just now. Please try again in a moment.",
+        ),
+        GatewayError::OriginTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The site is taking too long",
+            "The site did not answer in time. Please try again in a moment.",
+        ),
+        GatewayError::Render(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again in a moment.",
+        ),
+    };
+    tracing::warn!(error = %e, status = status.as_u16(), "request failed");
+    let ctx = pages::error_context(status.as_u16(), title, detail);
+    match config.pages.render(pages::BUILTIN_ERROR, ctx) {
+        Ok(page) => respond::html(status, page),
+        Err(_) => respond::plain(status, "the site is not available\n"),
+    }
+}

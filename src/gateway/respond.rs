@@ -1,0 +1,72 @@
+//! Building gateway-made responses: pages, status JSON, cookies. The hot path only fills
+//! templates and clones bytes.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+
+use crate::proxy::Body;
+
+pub fn body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    content: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(body(content));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    response(status, "text/html; charset=utf-8", page)
+}
+
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(v) => response(status, "application/json", v),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+    }
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    response(status, "text/plain; charset=utf-8", text)
+}
+
+pub fn retry_after(resp: &mut Response<Body>, seconds: u64) {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+}
+
+/// Adds the session cookie; every response that sets it must not be cached.
+pub fn set_cookie(resp: &mut Response<Body>, name: &str, token: &str, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax{secure}");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// Removes the session cookie from the browser.
+pub fn clear_cookie(resp: &mut Response<Body>, name: &str) {
+    let cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}

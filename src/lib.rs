@@ -1,0 +1,95 @@
+//! anteroom: a virtual waiting room that runs inline as a reverse proxy.
+//!
+//! [`start`] loads a configuration, binds the listeners and returns a [`Running`] gateway with
+//! its bound addresses, so that tests and embedding programs can drive it on port 0.
+
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod gateway;
+pub mod keys;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod room;
+pub mod server;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use error::{ConfigErrors, StartError};
+use gateway::Gateway;
+
+/// A started gateway: where it listens, and how to stop it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub demo_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, and returns when everything has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Loads `config_path`, binds every listener and starts serving.
+pub async fn start(config_path: &Path) -> Result<Running, StartError> {
+    let config = config::load(config_path)?;
+    let keys = keys::load(&config)?;
+    metrics::install();
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let demo_addr = match config.demo {
+        Some(addr) => {
+            let l = bind("demo origin", addr).await?;
+            let bound = l.local_addr().ok();
+            tasks.push(tokio::spawn(demo::serve(l, rx.clone())));
+            bound
+        }
+        None => None,
+    };
+    let public = bind("http", config.listen.http).await?;
+    let http_addr = public.local_addr().unwrap_or(config.listen.http);
+    let admin_addr = match config.listen.admin {
+        Some(addr) => {
+            let l = bind("admin", addr).await?;
+            let bound = l.local_addr().unwrap_or(addr);
+            tasks.push(tokio::spawn(server::serve_admin(l, rx.clone())));
+            Some(bound)
+        }
+        None => None,
+    };
+    let gw = Gateway::new(config, keys);
+    tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
+    tasks.push(tokio::spawn(server::serve_public(public, gw.clone(), rx)));
+    tracing::info!(%http_addr, ?admin_addr, ?demo_addr, "anteroom listening");
+    Ok(Running {
+        http_addr,
+        admin_addr,
+        demo_addr,
+        gateway: gw,
+        shutdown: tx,
+        tasks,
+    })
+}

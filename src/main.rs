@@ -1,0 +1,97 @@
+//! The `anteroom` command: run the gateway, or check a configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// anteroom: a virtual waiting room that runs inline as a reverse proxy.
+///
+/// With no command, runs the gateway with ./gateway.toml.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (for `run`, the default command).
+    #[arg(long, short, default_value = "gateway.toml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default): listen, queue, forward, until SIGTERM or Ctrl-C.
+    Run,
+    /// Validate FILE without starting: print every error with its line and key, exit 1 on error.
+    Check {
+        /// The configuration file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { file }) => check(&file),
+        Some(Command::Run) | None => run(cli.config),
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match anteroom::config::load(file) {
+        Ok(c) => {
+            println!("{}: ok ({} rooms)", file.display(), c.rooms.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: PathBuf) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let running = match anteroom::start(&config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("anteroom: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(demo) = running.demo_addr {
+            println!("demo origin on http://{demo}");
+        }
+        println!("anteroom on http://{}", running.http_addr);
+        wait_for_signal().await;
+        tracing::info!("stopping: draining in-flight requests");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

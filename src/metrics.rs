@@ -1,0 +1,43 @@
+//! Metric names (the contract of DESIGN section 7) and the process-wide Prometheus recorder.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const QUEUE_DEPTH: &str = "anteroom_queue_depth";
+pub const ACTIVE_USERS: &str = "anteroom_active_users";
+pub const RELEASED_USERS: &str = "anteroom_released_users";
+pub const ESTIMATED_WAIT: &str = "anteroom_estimated_wait_seconds";
+pub const ADMITTED: &str = "anteroom_admitted_total";
+pub const ABANDONED: &str = "anteroom_abandoned_total";
+pub const REQUESTS: &str = "anteroom_requests_total";
+pub const UPSTREAM_DURATION: &str = "anteroom_upstream_duration_seconds";
+pub const UPSTREAM_ERRORS: &str = "anteroom_upstream_errors_total";
+pub const INVALID_TOKENS: &str = "anteroom_invalid_tokens_total";
+pub const CONFIG_RELOADS: &str = "anteroom_config_reloads_total";
+pub const SESSIONS_ENDED: &str = "anteroom_sessions_ended_total";
+pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
+pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";
+pub const DUPLICATE_REQUESTS: &str = "anteroom_duplicate_requests_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle (`None` if another
+/// recorder was installed first, e.g. by an embedding program).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(UPSTREAM_DURATION.into()), &seconds[..8])
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &seconds))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SESSION_DURATION.into()), &seconds)
+                })
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .as_ref()
+}

@@ -1,0 +1,256 @@
+//! Pages and the status JSON: templates compiled at load (auto-escaped), the waiting, closed
+//! and error pages, and the choice between HTML and JSON for a request.
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, header};
+use minijinja::{AutoEscape, Environment, Value, context};
+use serde::Serialize;
+
+use crate::room::{View, wait_text};
+
+pub const BUILTIN_WAITING: &str = "builtin/waiting.html";
+pub const BUILTIN_CLOSED: &str = "builtin/closed.html";
+pub const BUILTIN_ERROR: &str = "builtin/error.html";
+/// Where the reserved endpoints live.
+pub const RESERVED_PREFIX: &str = "/__anteroom/";
+
+/// The compiled templates of one configuration.
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pages(..)")
+    }
+}
+
+impl Pages {
+    /// The built-in pages, compiled into the binary.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        let builtins = [
+            (BUILTIN_WAITING, include_str!("../pages/waiting.html")),
+            (BUILTIN_CLOSED, include_str!("../pages/closed.html")),
+            (BUILTIN_ERROR, include_str!("../pages/error.html")),
+        ];
+        for (name, src) in builtins {
+            if let Err(e) = env.add_template(name, src) {
+                unreachable!("built-in page {name} does not compile: {e}");
+            }
+        }
+        Pages { env }
+    }
+
+    /// Compiles an operator's template under `name`; the error says what is wrong.
+    pub fn add(&mut self, name: String, source: String) -> Result<(), String> {
+        self.env
+            .add_template_owned(name, source)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// RFC 3339 UTC time, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The template context of the waiting page.
+pub fn waiting_context(room: &str, view: &View, message: Option<&str>) -> Value {
+    context! {
+        room => room,
+        state => view.state.as_str(),
+        position => view.position,
+        queue_depth => view.queue_depth,
+        estimated_wait_seconds => view.estimated_wait_seconds,
+        estimated_wait_text => wait_text(view.estimated_wait_seconds),
+        progress_percent => view.progress_percent,
+        poll_after_seconds => view.poll_after_seconds,
+        status_url => format!("{RESERVED_PREFIX}status"),
+        leave_url => format!("{RESERVED_PREFIX}leave"),
+        message => message,
+        next_draw_at => Option::<String>::None,
+        updated_at => now_rfc3339(),
+    }
+}
+
+pub fn closed_context(room: &str, message: Option<&str>, retry_after: u64) -> Value {
+    context! { room => room, message => message, retry_after_seconds => retry_after }
+}
+
+pub fn error_context(status: u16, title: &str, detail: &str) -> Value {
+    context! { status => status, title => title, detail => detail }
+}
+
+/// The status JSON of DESIGN section 5. Field names are a contract.
+#[derive(Debug, Serialize)]
+pub struct StatusJson<'a> {
+    pub room: &'a str,
+    pub state: &'static str,
+    pub position: Option<u64>,
+    pub queue_depth: u64,
+    pub estimated_wait_seconds: Option<u64>,
+    pub release_rate_per_minute: f64,
+    pub poll_after_seconds: u64,
+    pub next_draw_at: Option<String>,
+    pub event_starts_at: Option<String>,
+    pub message: Option<&'a str>,
+    pub token: Option<&'a str>,
+}
+
+impl<'a> StatusJson<'a> {
+    pub fn new(
+        room: &'a str,
+        view: &View,
+        message: Option<&'a str>,
+        token: Option<&'a str>,
+    ) -> Self {
+        StatusJson {
+            room,
+            state: view.state.as_str(),
+            position: view.position,
+            queue_depth: view.queue_depth,
+            estimated_wait_seconds: view.estimated_wait_seconds,
+            release_rate_per_minute: view.release_rate_per_minute,
+            poll_after_seconds: view.poll_after_seconds,
+            next_draw_at: None,
+            event_starts_at: None,
+            message,
+            token,
+        }
+    }
+}
+
+/// Whether a request is a browser navigation that should get the HTML page: `GET`/`HEAD` with
+/// `Sec-Fetch-Mode: navigate`, or, without Sec-Fetch headers, an `Accept` that prefers
+/// `text/html` over `application/json` by q-value and no `X-Requested-With`.
+pub fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
+    }
+    if headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accept = accept.join(",");
+    let html = quality(&accept, "text", "html");
+    html > 0.0 && html > quality(&accept, "application", "json")
+}
+
+/// The q-value `accept` gives `kind/sub`, taken from the most specific matching range.
+pub fn quality(accept: &str, kind: &str, sub: &str) -> f32 {
+    let mut best: Option<(u8, f32)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let Some((t, s)) = media.split_once('/') else {
+            continue;
+        };
+        let specificity = match (t.trim(), s.trim()) {
+            (t, s) if t.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(sub) => 2,
+            (t, "*") if t.eq_ignore_ascii_case(kind) => 1,
+            ("*", "*") => 0,
+            _ => continue,
+        };
+        let q = parts
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        if best.is_none_or(|(sp, _)| specificity > sp) {
+            best = Some((specificity, q));
+        }
+    }
+    best.map_or(0.0, |(_, q)| q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn negotiation_table() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        let cases: &[(&str, &[(&'static str, &'static str)], bool)] = &[
+            ("GET", &[("accept", browser)], true),
+            ("HEAD", &[("accept", browser)], true),
+            ("POST", &[("accept", browser)], false),
+            ("GET", &[("accept", "application/json")], false),
+            ("GET", &[("accept", "*/*")], false),
+            ("GET", &[], false),
+            (
+                "GET",
+                &[("accept", "text/html;q=0.5, application/json")],
+                false,
+            ),
+            ("GET", &[("accept", "application/json;q=0.1, text/*")], true),
+            ("GET", &[("accept", "text/html;q=0")], false),
+            (
+                "GET",
+                &[("accept", browser), ("x-requested-with", "XMLHttpRequest")],
+                false,
+            ),
+            (
+                "GET",
+                &[
+                    ("accept", "application/json"),
+                    ("sec-fetch-mode", "navigate"),
+                ],
+                true,
+            ),
+            (
+                "GET",
+                &[("accept", browser), ("sec-fetch-mode", "cors")],
+                false,
+            ),
+            ("GET", &[("accept", "text/html;q=bogus;;, ,/,")], true),
+        ];
+        for (method, h, want) in cases {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(wants_html(&m, &headers(h)), *want, "{method} {h:?}");
+        }
+    }
+
+    #[test]
+    fn template_values_are_escaped() {
+        let mut p = Pages::new();
+        p.add("t.html".into(), "<p>{{ message }}</p>".into())
+            .unwrap();
+        let out = p
+            .render("t.html", context! { message => "<script>x</script>" })
+            .unwrap();
+        assert_eq!(out, "<p>&lt;script&gt;x&lt;&#x2f;script&gt;</p>");
+    }
+}

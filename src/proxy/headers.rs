@@ -1,0 +1,165 @@
+//! Header rewriting between client and origin: hop-by-hop removal (RFC 9110 section 7.6.1),
+//! forwarding headers, and keeping anteroom's own cookie and token away from the origin.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The header native apps use to carry their token.
+pub const TOKEN_HEADER: &str = "anteroom-token";
+/// The origin's command header (`Anteroom-Command: revoke`), never shown to clients.
+pub const COMMAND_HEADER: &str = "anteroom-command";
+
+/// Removes hop-by-hop headers, including every header named in `Connection`, and `Upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Removes the `name` cookie from every `Cookie` header, dropping headers left empty.
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for v in values {
+        let Ok(s) = v.to_str() else {
+            headers.append(header::COOKIE, v);
+            continue;
+        };
+        let kept: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| pair.split('=').next().map(str::trim) != Some(name))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// The value of cookie `name`, if any `Cookie` header carries it.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// Sets `X-Forwarded-For` (the peer, replacing what the client sent), `-Proto`, `-Host`, and
+/// appends to `Via`.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, proto: &'static str, host: &str) {
+    headers.remove("forwarded");
+    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    match HeaderValue::from_str(host) {
+        Ok(v) => {
+            headers.insert("x-forwarded-host", v);
+        }
+        Err(_) => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+    headers.append(header::VIA, HeaderValue::from_static("1.1 anteroom"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn cookie_stripping_table() {
+        let cases: &[(&[&'static str], &[&str])] = &[
+            (&["anteroom_shop=abc"], &[]),
+            (&["a=1; anteroom_shop=abc; b=2"], &["a=1; b=2"]),
+            (&["anteroom_shop=abc", "c=3"], &["c=3"]),
+            (&["anteroom_shopping=1"], &["anteroom_shopping=1"]),
+        ];
+        for (input, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *input {
+                h.append(header::COOKIE, HeaderValue::from_static(v));
+            }
+            strip_cookie(&mut h, "anteroom_shop");
+            let got: Vec<&str> = h
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(&got, want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn finds_cookie_values() {
+        let h = map(&[("cookie", "a=1; anteroom_shop=tok; b=2")]);
+        assert_eq!(cookie(&h, "anteroom_shop"), Some("tok"));
+        assert_eq!(cookie(&h, "anteroom"), None);
+    }
+
+    #[test]
+    fn forwarded_headers_replace_client_values() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", "shop.example");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert!(h.get("forwarded").is_none());
+        assert_eq!(h["via"], "1.1 anteroom");
+    }
+}

@@ -1,0 +1,99 @@
+//! Forwarding to origins: a pooled HTTP/1.1 client with connect and response timeouts, headers
+//! rewritten on the way in and out, bodies streamed both ways.
+
+pub mod headers;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Limits, Origin};
+use crate::error::GatewayError;
+
+/// Body type of everything the gateway sends.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The pooled origin client shared by all rooms.
+pub type OriginClient = Client<HttpConnector, Body>;
+
+pub fn client(limits: &Limits) -> OriginClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(limits.origin_connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// What forwarding needs to know about the client side.
+pub struct Forward<'a> {
+    pub origin: &'a Origin,
+    pub peer: IpAddr,
+    pub proto: &'static str,
+    pub host: &'a str,
+    /// The room's cookie, removed before the origin sees the request.
+    pub cookie_name: &'a str,
+    pub response_timeout: Duration,
+}
+
+/// Sends `req` to the origin and returns its response head with a streaming body.
+pub async fn forward(
+    client: &OriginClient,
+    f: Forward<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(f.origin.scheme.clone())
+        .authority(f.origin.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| GatewayError::BadRequest("request target"))?;
+    parts.version = http::Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_cookie(&mut parts.headers, f.cookie_name);
+    parts.headers.remove(headers::TOKEN_HEADER);
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Ok(v) = http::HeaderValue::from_str(f.host)
+    {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    headers::set_forwarded(&mut parts.headers, f.peer, f.proto, f.host);
+    let req = Request::from_parts(parts, body.boxed());
+    match tokio::time::timeout(f.response_timeout, client.request(req)).await {
+        Err(_) => Err(GatewayError::OriginTimeout),
+        Ok(Err(e)) => Err(GatewayError::OriginDown(error_chain(&e))),
+        Ok(Ok(mut resp)) => {
+            headers::strip_hop_by_hop(resp.headers_mut());
+            Ok(resp)
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

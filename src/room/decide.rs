@@ -1,0 +1,260 @@
+//! The decision for one request: admit, hold in line, or refuse. Pure: no I/O, no clock, no lock.
+
+use super::estimate::{poll_after, release_rate, wait_seconds};
+use super::state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
+use super::{Mode, Settings};
+
+/// A visitor as its valid token describes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visitor {
+    pub id: SessionId,
+    pub ticket: u64,
+}
+
+/// What the status JSON and the waiting page show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewState {
+    Queued,
+    Released,
+    Admitted,
+    Paused,
+    Closed,
+}
+
+impl ViewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewState::Queued => "queued",
+            ViewState::Released => "released",
+            ViewState::Admitted => "admitted",
+            ViewState::Paused => "paused",
+            ViewState::Closed => "closed",
+        }
+    }
+}
+
+/// A visitor's standing, computed under the room lock and rendered after it is released.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub state: ViewState,
+    pub position: Option<u64>,
+    pub queue_depth: u64,
+    pub estimated_wait_seconds: Option<u64>,
+    pub release_rate_per_minute: f64,
+    pub poll_after_seconds: u64,
+    pub progress_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Forward to the origin. `joined`: a new session was created (set the cookie); `how`: this
+    /// request admitted it.
+    Admit {
+        visitor: Visitor,
+        joined: bool,
+        how: Option<AdmitHow>,
+    },
+    /// Hold in line. `duplicate`: a queued visitor asked again (refresh, second tab).
+    Wait {
+        visitor: Visitor,
+        joined: bool,
+        duplicate: bool,
+        view: View,
+    },
+    /// The room takes no visitors (`mode = "reject"`).
+    Closed,
+}
+
+/// Decides one request of a visitor (`None`: no valid token) at `now_ms`, updating the room.
+pub fn decide(
+    settings: &Settings,
+    state: &mut RoomState,
+    visitor: Option<Visitor>,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Decision {
+    if let Some(v) = visitor
+        && let Some(s) = state.sessions.get_mut(&v.id)
+    {
+        let visitor = Visitor {
+            id: v.id,
+            ticket: s.ticket,
+        };
+        match s.state {
+            SessionState::Active => {
+                s.seen_ms = now_ms;
+                return Decision::Admit {
+                    visitor,
+                    joined: false,
+                    how: None,
+                };
+            }
+            SessionState::Released => {
+                s.state = SessionState::Active;
+                s.seen_ms = now_ms;
+                s.since_ms = now_ms;
+                state.released -= 1;
+                state.active += 1;
+                state.counters.admitted_released += 1;
+                state.schedule(now_ms + ms(settings.session_ttl), v.id);
+                return Decision::Admit {
+                    visitor,
+                    joined: false,
+                    how: Some(AdmitHow::Released),
+                };
+            }
+            SessionState::Queued => {
+                s.seen_ms = now_ms;
+                state.counters.duplicates += 1;
+                let view = view_of(settings, state, &v.id, now_ms, rng);
+                return Decision::Wait {
+                    visitor,
+                    joined: false,
+                    duplicate: true,
+                    view,
+                };
+            }
+        }
+    }
+    if settings.mode == Mode::Reject {
+        return Decision::Closed;
+    }
+    join(settings, state, now_ms, rng)
+}
+
+/// A new visitor: admitted at once while there is room and nobody waits, else in line.
+fn join(
+    settings: &Settings,
+    state: &mut RoomState,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Decision {
+    let id = SessionId::random(rng);
+    let ticket = state.take_ticket();
+    state.counters.joined += 1;
+    let visitor = Visitor { id, ticket };
+    let mut session = Session {
+        ticket,
+        state: SessionState::Queued,
+        joined_ms: now_ms,
+        seen_ms: now_ms,
+        since_ms: now_ms,
+        released_before: state.counters.released,
+    };
+    if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
+        session.state = SessionState::Active;
+        state.sessions.insert(id, session);
+        state.active += 1;
+        state.bucket.take(settings.admit_per_minute, 1);
+        state.counters.admitted_immediate += 1;
+        state.schedule(now_ms + ms(settings.session_ttl), id);
+        return Decision::Admit {
+            visitor,
+            joined: true,
+            how: Some(AdmitHow::Immediate),
+        };
+    }
+    state.sessions.insert(id, session);
+    state.queue.insert(ticket, id);
+    state.schedule(now_ms + ms(settings.abandon_after), id);
+    let view = view_of(settings, state, &id, now_ms, rng);
+    Decision::Wait {
+        visitor,
+        joined: true,
+        duplicate: false,
+        view,
+    }
+}
+
+/// Whether one more visitor may be admitted now: a free slot and a token in the budget.
+pub(super) fn has_room(settings: &Settings, state: &RoomState) -> bool {
+    let slot = settings
+        .active_users
+        .is_none_or(|cap| state.active + state.released < cap);
+    slot && state.bucket.available(settings.admit_per_minute) >= 1
+}
+
+/// The status of a known session (a poll keeps a queued visitor in line); `None` if unknown.
+pub fn status(
+    settings: &Settings,
+    state: &mut RoomState,
+    id: &SessionId,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Option<View> {
+    let s = state.sessions.get_mut(id)?;
+    if s.state == SessionState::Queued {
+        s.seen_ms = now_ms;
+    }
+    Some(view_of(settings, state, id, now_ms, rng))
+}
+
+/// Gives up a place in line or an admitted slot at once. Returns whether the session existed.
+pub fn leave(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
+    let s = state.remove(id)?;
+    if s.state == SessionState::Queued {
+        state.counters.left_queue += 1;
+    }
+    Some(EndReason::Leave)
+}
+
+/// Ends an admitted session because the origin said so (`Anteroom-Command: revoke`).
+pub fn revoke(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
+    state.remove(id)?;
+    Some(EndReason::Revoke)
+}
+
+fn view_of(
+    settings: &Settings,
+    state: &RoomState,
+    id: &SessionId,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> View {
+    let queue_depth = state.queue.len() as u64;
+    let rate = release_rate(settings, state, now_ms);
+    let release_rate_per_minute = (rate * 60.0 * 100.0).round() / 100.0;
+    let Some(s) = state.sessions.get(id) else {
+        return View {
+            state: ViewState::Closed,
+            position: None,
+            queue_depth,
+            estimated_wait_seconds: None,
+            release_rate_per_minute,
+            poll_after_seconds: poll_after(None, rng),
+            progress_percent: 0,
+        };
+    };
+    let (view_state, position) = match s.state {
+        SessionState::Queued if settings.paused => {
+            (ViewState::Paused, state.queue.position(s.ticket))
+        }
+        SessionState::Queued => (ViewState::Queued, state.queue.position(s.ticket)),
+        SessionState::Released => (ViewState::Released, None),
+        SessionState::Active => (ViewState::Admitted, None),
+    };
+    let estimated_wait_seconds = match s.state {
+        SessionState::Queued => position.and_then(|p| wait_seconds(p, rate)),
+        _ => Some(0),
+    };
+    let progress_percent = match (s.state, position) {
+        (SessionState::Queued, Some(p)) => {
+            let moved = state.counters.released.saturating_sub(s.released_before);
+            ((moved * 100) / (moved + p).max(1)).min(99) as u8
+        }
+        _ => 100,
+    };
+    View {
+        state: view_state,
+        position,
+        queue_depth,
+        estimated_wait_seconds,
+        release_rate_per_minute,
+        poll_after_seconds: poll_after(estimated_wait_seconds, rng),
+        progress_percent,
+    }
+}
+
+pub(super) fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
+}

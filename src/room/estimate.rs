@@ -1,0 +1,132 @@
+//! Wait estimates: the measured release rate, the estimated wait at a position, and how long a
+//! visitor should wait before polling again.
+
+use rand::RngExt;
+
+use super::Settings;
+use super::state::RoomState;
+
+const WINDOW_MS: u64 = 60_000;
+
+/// Releases per second: measured over the last minute, or `active_users / session_ttl` before
+/// anything was measured.
+pub fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
+    let recent: u64 = state
+        .releases
+        .iter()
+        .filter(|(at, _)| now_ms.saturating_sub(*at) < WINDOW_MS)
+        .map(|(_, n)| u64::from(*n))
+        .sum();
+    if let Some(first) = state.first_release_ms
+        && recent > 0
+    {
+        let span = now_ms.saturating_sub(first).clamp(1_000, WINDOW_MS);
+        return recent as f64 * 1_000.0 / span as f64;
+    }
+    fallback_rate(settings)
+}
+
+fn fallback_rate(settings: &Settings) -> f64 {
+    let ttl = settings.session_ttl.as_secs_f64().max(1.0);
+    let by_capacity = settings.active_users.map(|n| f64::from(n) / ttl);
+    let by_budget = settings.admit_per_minute.map(|n| f64::from(n) / 60.0);
+    match (by_capacity, by_budget) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => 1.0,
+    }
+}
+
+/// Estimated seconds until `position` is released, rounded up.
+pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
+    if rate_per_sec <= 0.0 || !rate_per_sec.is_finite() {
+        return None;
+    }
+    Some((position as f64 / rate_per_sec).ceil() as u64)
+}
+
+/// What the page says about a wait: "less than a minute", "about 3 minutes", "about 2 hours".
+pub fn wait_text(seconds: Option<u64>) -> String {
+    match seconds {
+        None => "calculating…".into(),
+        Some(s) if s < 60 => "less than a minute".into(),
+        Some(s) if s < 120 * 60 => {
+            let m = s.div_ceil(60);
+            if m == 1 {
+                "about 1 minute".into()
+            } else {
+                format!("about {m} minutes")
+            }
+        }
+        Some(s) => format!("about {} hours", s.div_ceil(3600)),
+    }
+}
+
+/// Seconds until the next poll: about a tenth of the estimated wait, from 2 s at the front to
+/// 30 s far back, with +-20% jitter so that a large queue does not poll in lockstep.
+pub fn poll_after(wait_seconds: Option<u64>, rng: &mut impl rand::Rng) -> u64 {
+    let base = wait_seconds.map_or(5.0, |w| (w as f64 / 10.0).clamp(2.0, 30.0));
+    let jitter: f64 = rng.random_range(0.8..=1.2);
+    (base * jitter).round().clamp(2.0, 36.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn wait_texts() {
+        assert_eq!(wait_text(None), "calculating…");
+        assert_eq!(wait_text(Some(59)), "less than a minute");
+        assert_eq!(wait_text(Some(60)), "about 1 minute");
+        assert_eq!(wait_text(Some(61)), "about 2 minutes");
+        assert_eq!(wait_text(Some(7200)), "about 2 hours");
+    }
+
+    #[test]
+    fn poll_after_grows_with_the_wait_and_stays_in_bounds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..1000 {
+            let front = poll_after(Some(3), &mut rng);
+            let back = poll_after(Some(100_000), &mut rng);
+            assert!((2..=3).contains(&front), "{front}");
+            assert!((24..=36).contains(&back), "{back}");
+        }
+    }
+
+    #[test]
+    fn fallback_rate_uses_capacity_over_ttl() {
+        let s = Settings {
+            active_users: Some(300),
+            session_ttl: std::time::Duration::from_secs(300),
+            ..Settings::default()
+        };
+        let st = RoomState::new(0, None);
+        assert_eq!(release_rate(&s, &st, 0), 1.0);
+        assert_eq!(wait_seconds(90, 1.0), Some(90));
+    }
+}
+
+/// A room's figures after a tick, for metrics and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Telemetry {
+    pub queue_depth: u64,
+    pub active: u32,
+    pub released: u32,
+    pub release_rate_per_sec: f64,
+    /// Estimated wait of a visitor joining at the back now.
+    pub wait_at_back_seconds: Option<u64>,
+}
+
+pub fn telemetry(settings: &Settings, state: &RoomState, now_ms: u64) -> Telemetry {
+    let rate = release_rate(settings, state, now_ms);
+    let depth = state.queue.len() as u64;
+    Telemetry {
+        queue_depth: depth,
+        active: state.active,
+        released: state.released,
+        release_rate_per_sec: rate,
+        wait_at_back_seconds: wait_seconds(depth + 1, rate),
+    }
+}

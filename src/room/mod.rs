@@ -1,0 +1,65 @@
+//! One waiting room's engine: settings, state, the pure decision and the pure tick.
+//!
+//! Nothing here does I/O, reads a clock or takes a lock: time and randomness are arguments, so
+//! fairness and capacity can be tested with a fake clock and a seeded generator.
+
+mod bucket;
+mod decide;
+mod estimate;
+mod queue;
+mod state;
+mod tick;
+
+pub use bucket::Bucket;
+pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, status};
+pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
+pub use queue::FifoQueue;
+pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
+pub use tick::{TickReport, tick};
+
+use std::time::Duration;
+
+/// How a room decides, taken from the configuration (and, later, admin overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Sessions admitted at once (active + released); `None`: no concurrency cap.
+    pub active_users: Option<u32>,
+    /// Releases per minute (token bucket, burst one minute); `None`: no rate cap.
+    pub admit_per_minute: Option<u32>,
+    pub session_ttl: Duration,
+    pub abandon_after: Duration,
+    pub release_window: Duration,
+    pub max_session: Option<Duration>,
+    pub policy: Policy,
+    pub paused: bool,
+    pub mode: Mode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            active_users: Some(100),
+            admit_per_minute: None,
+            session_ttl: Duration::from_secs(300),
+            abandon_after: Duration::from_secs(45),
+            release_window: Duration::from_secs(60),
+            max_session: None,
+            policy: Policy::Fifo,
+            paused: false,
+            mode: Mode::Queue,
+        }
+    }
+}
+
+/// The order in which queued visitors are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Fifo,
+}
+
+/// `mode = "queue"` holds visitors in line; `mode = "reject"` closes the room to new visitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Queue,
+    Reject,
+}

@@ -1,0 +1,250 @@
+//! The fifo queue: tickets in order, with O(log n) positions when visitors in the middle leave.
+//!
+//! Tickets of a room are (nearly) contiguous, so the queue is a window of slots indexed by
+//! `ticket - base`, plus a Fenwick tree counting the live slots. A position is a prefix sum, a
+//! removal is one point update, and releasing from the front skips dead slots. The window is
+//! compacted when more than half of it lies behind the head.
+
+use super::state::SessionId;
+
+#[derive(Debug, Clone, Default)]
+pub struct FifoQueue {
+    /// Ticket of slot 0.
+    base: u64,
+    /// `slots[i]` holds the session with ticket `base + i`, or `None` when that ticket is gone.
+    slots: Vec<Option<SessionId>>,
+    /// Fenwick tree over `slots` (1-based): live counts.
+    tree: Vec<u32>,
+    /// Every slot before `head` is empty.
+    head: usize,
+    live: usize,
+}
+
+impl FifoQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of queued visitors.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Puts `session` in line at `ticket`. Tickets normally arrive in increasing order; an older
+    /// ticket (a returning visitor after a crash) is placed where it belongs.
+    pub fn insert(&mut self, ticket: u64, session: SessionId) {
+        if self.slots.is_empty() && self.live == 0 {
+            self.base = ticket;
+            self.head = 0;
+        }
+        if ticket < self.base {
+            self.rebase(ticket);
+        }
+        let idx = (ticket - self.base) as usize;
+        while self.slots.len() <= idx {
+            self.push_slot();
+        }
+        if self.slots[idx].is_none() {
+            self.live += 1;
+            self.add(idx, 1);
+        }
+        self.slots[idx] = Some(session);
+        if idx < self.head {
+            self.head = idx;
+        }
+    }
+
+    /// Takes `ticket` out of line (abandon, leave). Returns whether it was there.
+    pub fn remove(&mut self, ticket: u64) -> bool {
+        let Some(idx) = self.index(ticket) else {
+            return false;
+        };
+        if self.slots[idx].take().is_none() {
+            return false;
+        }
+        self.live -= 1;
+        self.add(idx, -1);
+        true
+    }
+
+    /// 1-based place in line of `ticket`, or `None` if it is not queued.
+    pub fn position(&self, ticket: u64) -> Option<u64> {
+        let idx = self.index(ticket)?;
+        self.slots[idx]?;
+        Some(u64::from(self.prefix(idx + 1)))
+    }
+
+    /// Releases the front of the line.
+    pub fn pop_front(&mut self) -> Option<(u64, SessionId)> {
+        if self.live == 0 {
+            return None;
+        }
+        while self.head < self.slots.len() {
+            let idx = self.head;
+            self.head += 1;
+            if let Some(session) = self.slots[idx].take() {
+                self.live -= 1;
+                self.add(idx, -1);
+                let ticket = self.base + idx as u64;
+                self.maybe_compact();
+                return Some((ticket, session));
+            }
+        }
+        None
+    }
+
+    /// Queued sessions in ticket order (for invariant checks and snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, SessionId)> + '_ {
+        self.slots[self.head.min(self.slots.len())..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, s)| s.map(|s| (self.base + (self.head + i) as u64, s)))
+    }
+
+    fn index(&self, ticket: u64) -> Option<usize> {
+        let idx = usize::try_from(ticket.checked_sub(self.base)?).ok()?;
+        (idx < self.slots.len()).then_some(idx)
+    }
+
+    /// Appends an empty slot, extending the Fenwick tree in O(log n).
+    fn push_slot(&mut self) {
+        self.slots.push(None);
+        let i = self.slots.len(); // 1-based index of the new node
+        let low = i & i.wrapping_neg();
+        // Node i covers (i - low, i]; the new slot is empty, so it holds the sum of the rest.
+        let sum = self.prefix(i - 1) - self.prefix(i - low);
+        self.tree.push(sum);
+    }
+
+    fn add(&mut self, idx: usize, delta: i32) {
+        let mut i = idx + 1;
+        while i <= self.tree.len() {
+            self.tree[i - 1] = self.tree[i - 1].wrapping_add_signed(delta);
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// Live slots among the first `n`.
+    fn prefix(&self, n: usize) -> u32 {
+        let mut i = n.min(self.tree.len());
+        let mut sum = 0u32;
+        while i > 0 {
+            sum = sum.wrapping_add(self.tree[i - 1]);
+            i &= i - 1;
+        }
+        sum
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.head >= 1024 && self.head * 2 >= self.slots.len() {
+            let new_base = self.base + self.head as u64;
+            self.rebase(new_base);
+        }
+    }
+
+    /// Moves the window to start at `new_base`, keeping every live slot, and rebuilds the tree.
+    fn rebase(&mut self, new_base: u64) {
+        let live: Vec<(u64, SessionId)> = self.iter().collect();
+        let end = live.last().map_or(new_base, |(t, _)| t + 1).max(new_base);
+        let len = (end - new_base) as usize;
+        self.slots = vec![None; len];
+        for (t, s) in &live {
+            self.slots[(t - new_base) as usize] = Some(*s);
+        }
+        self.base = new_base;
+        self.head = 0;
+        self.rebuild_tree();
+    }
+
+    /// Linear-time Fenwick construction.
+    fn rebuild_tree(&mut self) {
+        let n = self.slots.len();
+        self.tree = self.slots.iter().map(|s| u32::from(s.is_some())).collect();
+        for i in 1..=n {
+            let parent = i + (i & i.wrapping_neg());
+            if parent <= n {
+                let v = self.tree[i - 1];
+                self.tree[parent - 1] += v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u64) -> SessionId {
+        SessionId::from_u128(u128::from(n) + 1)
+    }
+
+    #[test]
+    fn positions_follow_removals_in_the_middle() {
+        let mut q = FifoQueue::new();
+        for t in 10..20 {
+            q.insert(t, sid(t));
+        }
+        assert_eq!(q.position(10), Some(1));
+        assert_eq!(q.position(19), Some(10));
+        assert!(q.remove(14));
+        assert!(!q.remove(14));
+        assert_eq!(q.position(14), None);
+        assert_eq!(q.position(15), Some(5));
+        assert_eq!(q.pop_front(), Some((10, sid(10))));
+        assert_eq!(q.position(15), Some(4));
+        assert_eq!(q.len(), 8);
+    }
+
+    #[test]
+    fn matches_a_naive_model_through_compaction() {
+        let mut q = FifoQueue::new();
+        let mut model: Vec<u64> = Vec::new();
+        let mut next = 0u64;
+        let mut x = 12345u64;
+        for step in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 4 {
+                0 | 1 => {
+                    q.insert(next, sid(next));
+                    model.push(next);
+                    next += 1 + (x % 3); // gaps: tickets taken by immediate admits
+                }
+                2 => {
+                    let got = q.pop_front().map(|(t, _)| t);
+                    let want = (!model.is_empty()).then(|| model.remove(0));
+                    assert_eq!(got, want, "step {step}");
+                }
+                _ => {
+                    if !model.is_empty() {
+                        let i = (x as usize / 4) % model.len();
+                        let t = model.remove(i);
+                        assert!(q.remove(t));
+                    }
+                }
+            }
+            assert_eq!(q.len(), model.len());
+            if let Some(&t) = model.last() {
+                assert_eq!(q.position(t), Some(model.len() as u64));
+            }
+        }
+        let order: Vec<u64> = q.iter().map(|(t, _)| t).collect();
+        assert_eq!(order, model);
+    }
+
+    #[test]
+    fn an_older_ticket_takes_its_place() {
+        let mut q = FifoQueue::new();
+        q.insert(100, sid(100));
+        q.insert(101, sid(101));
+        q.insert(50, sid(50));
+        assert_eq!(q.position(50), Some(1));
+        assert_eq!(q.position(101), Some(3));
+        assert_eq!(q.pop_front(), Some((50, sid(50))));
+    }
+}

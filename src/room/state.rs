@@ -1,0 +1,226 @@
+//! A room's live state: sessions, the queue, counters, and the invariants that tie them together.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use super::bucket::Bucket;
+use super::queue::FifoQueue;
+
+/// A random 128-bit session id (never zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        SessionId(bytes)
+    }
+
+    pub fn from_u128(n: u128) -> Self {
+        SessionId(n.to_be_bytes())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A fresh id from `rng` (which must be a CSPRNG outside tests).
+    pub fn random(rng: &mut impl rand::Rng) -> Self {
+        loop {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            if b != [0u8; 16] {
+                return SessionId(b);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Queued,
+    Released,
+    Active,
+}
+
+/// One visitor. Times are milliseconds since the room's epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub ticket: u64,
+    pub state: SessionState,
+    pub joined_ms: u64,
+    /// Last poll (queued) or last request (active).
+    pub seen_ms: u64,
+    /// When it was released (released) or admitted (active).
+    pub since_ms: u64,
+    /// The room's release count when this session joined (for its progress bar).
+    pub released_before: u64,
+}
+
+/// How a session was admitted, for `anteroom_admitted_total{how}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitHow {
+    Immediate,
+    Released,
+}
+
+impl AdmitHow {
+    pub fn label(self) -> &'static str {
+        match self {
+            AdmitHow::Immediate => "immediate",
+            AdmitHow::Released => "released",
+        }
+    }
+}
+
+/// Why a session ended, for `anteroom_sessions_ended_total{reason}` (queued visitors who stop
+/// polling are counted as abandoned instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Idle,
+    MaxSession,
+    Leave,
+    Revoke,
+    /// Released but did not come within `release_window`.
+    NoShow,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::MaxSession => "max_session",
+            EndReason::Leave => "leave",
+            EndReason::Revoke => "revoke",
+            EndReason::NoShow => "no_show",
+        }
+    }
+}
+
+/// Lifetime totals of a room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub joined: u64,
+    pub admitted_immediate: u64,
+    pub admitted_released: u64,
+    pub released: u64,
+    pub abandoned: u64,
+    pub left_queue: u64,
+    pub duplicates: u64,
+}
+
+/// Everything a room knows. Guarded by the room's mutex; the lock covers one decision or one
+/// tick, never I/O.
+#[derive(Debug)]
+pub struct RoomState {
+    pub sessions: HashMap<SessionId, Session>,
+    pub queue: FifoQueue,
+    /// Next ticket to hand out; strictly increasing.
+    pub next_ticket: u64,
+    /// Sessions in `Active` state.
+    pub active: u32,
+    /// Sessions in `Released` state.
+    pub released: u32,
+    pub bucket: Bucket,
+    /// When each session must next be looked at by the tick: (due ms, session). A session may
+    /// have stale entries; the tick re-checks against the session's real times.
+    pub timers: BinaryHeap<Reverse<(u64, SessionId)>>,
+    /// Releases per tick over the last minute: (ms, count).
+    pub releases: VecDeque<(u64, u32)>,
+    pub first_release_ms: Option<u64>,
+    pub counters: Counters,
+}
+
+impl RoomState {
+    pub fn new(now_ms: u64, admit_per_minute: Option<u32>) -> Self {
+        RoomState {
+            sessions: HashMap::new(),
+            queue: FifoQueue::new(),
+            next_ticket: 1,
+            active: 0,
+            released: 0,
+            bucket: Bucket::full(admit_per_minute, now_ms),
+            timers: BinaryHeap::new(),
+            releases: VecDeque::new(),
+            first_release_ms: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Hands out the next ticket.
+    pub fn take_ticket(&mut self) -> u64 {
+        let t = self.next_ticket;
+        self.next_ticket += 1;
+        t
+    }
+
+    pub fn schedule(&mut self, due_ms: u64, id: SessionId) {
+        self.timers.push(Reverse((due_ms, id)));
+    }
+
+    /// Removes a session in any state, freeing its slot or its place. Returns it.
+    pub fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        let s = self.sessions.remove(id)?;
+        match s.state {
+            SessionState::Queued => {
+                self.queue.remove(s.ticket);
+            }
+            SessionState::Released => self.released -= 1,
+            SessionState::Active => self.active -= 1,
+        }
+        Some(s)
+    }
+
+    /// Checks that counts, the queue and the sessions agree. Used by tests and simulations.
+    pub fn check_invariants(&self, active_users: Option<u32>) -> Result<(), String> {
+        let mut queued = 0usize;
+        let mut active = 0u32;
+        let mut released = 0u32;
+        for (id, s) in &self.sessions {
+            match s.state {
+                SessionState::Queued => {
+                    queued += 1;
+                    if self.queue.position(s.ticket).is_none() {
+                        return Err(format!("queued session {id:?} has no place in line"));
+                    }
+                }
+                SessionState::Released => released += 1,
+                SessionState::Active => active += 1,
+            }
+            if s.ticket >= self.next_ticket {
+                return Err(format!("ticket {} not yet issued", s.ticket));
+            }
+        }
+        if queued != self.queue.len() {
+            return Err(format!(
+                "{queued} queued sessions, {} in line",
+                self.queue.len()
+            ));
+        }
+        if active != self.active || released != self.released {
+            return Err(format!(
+                "counted active {} released {}, found {active} {released}",
+                self.active, self.released
+            ));
+        }
+        if let Some(cap) = active_users
+            && active + released > cap
+        {
+            return Err(format!(
+                "{} admitted over capacity {cap}",
+                active + released
+            ));
+        }
+        let mut last = 0;
+        for (ticket, id) in self.queue.iter() {
+            if ticket <= last && last != 0 {
+                return Err("queue out of ticket order".into());
+            }
+            last = ticket;
+            match self.sessions.get(&id) {
+                Some(s) if s.ticket == ticket && s.state == SessionState::Queued => {}
+                _ => return Err(format!("ticket {ticket} in line has no queued session")),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! The once-a-second work of a room: expire, release, measure. Pure: time and randomness are
+//! arguments.
+
+use std::cmp::Reverse;
+
+use super::Settings;
+use super::decide::{has_room, ms};
+use super::state::{EndReason, RoomState, SessionState};
+
+/// What one tick did, for metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    pub released: u32,
+    pub abandoned: u32,
+    /// Sessions that ended, with how long they had been admitted (ms).
+    pub ended: Vec<(EndReason, u64)>,
+    /// For each release: time from join to release (ms).
+    pub queue_waits_ms: Vec<u64>,
+}
+
+pub fn tick(
+    settings: &Settings,
+    state: &mut RoomState,
+    now_ms: u64,
+    _rng: &mut impl rand::Rng,
+) -> TickReport {
+    let mut report = TickReport::default();
+    expire(settings, state, now_ms, &mut report);
+    state.bucket.refill(settings.admit_per_minute, now_ms);
+    if !settings.paused {
+        release(settings, state, now_ms, &mut report);
+    }
+    while state
+        .releases
+        .front()
+        .is_some_and(|(at, _)| now_ms.saturating_sub(*at) >= 60_000)
+    {
+        state.releases.pop_front();
+    }
+    report
+}
+
+/// Looks at every session whose timer is due; ends those past their deadline.
+fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut TickReport) {
+    while let Some(Reverse((due, id))) = state.timers.peek().copied() {
+        if due > now_ms {
+            break;
+        }
+        state.timers.pop();
+        let Some(s) = state.sessions.get(&id) else {
+            continue;
+        };
+        let (deadline, reason) = match s.state {
+            SessionState::Queued => (s.seen_ms + ms(settings.abandon_after), None),
+            SessionState::Released => (
+                s.since_ms + ms(settings.release_window),
+                Some(EndReason::NoShow),
+            ),
+            SessionState::Active => {
+                let idle = s.seen_ms + ms(settings.session_ttl);
+                match settings.max_session.map(|m| s.since_ms + ms(m)) {
+                    Some(cap) if cap <= idle => (cap, Some(EndReason::MaxSession)),
+                    _ => (idle, Some(EndReason::Idle)),
+                }
+            }
+        };
+        if deadline > now_ms {
+            state.schedule(deadline, id);
+            continue;
+        }
+        let admitted_for = now_ms.saturating_sub(s.since_ms);
+        state.remove(&id);
+        match reason {
+            None => {
+                state.counters.abandoned += 1;
+                report.abandoned += 1;
+            }
+            Some(r) => report.ended.push((r, admitted_for)),
+        }
+    }
+}
+
+/// Releases from the front of the line while there is room and budget.
+fn release(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut TickReport) {
+    let mut count = 0u32;
+    while has_room(settings, state) {
+        let Some((_, id)) = state.queue.pop_front() else {
+            break;
+        };
+        let Some(s) = state.sessions.get_mut(&id) else {
+            continue;
+        };
+        s.state = SessionState::Released;
+        s.since_ms = now_ms;
+        report
+            .queue_waits_ms
+            .push(now_ms.saturating_sub(s.joined_ms));
+        state.released += 1;
+        state.bucket.take(settings.admit_per_minute, 1);
+        state.schedule(now_ms + ms(settings.release_window), id);
+        count += 1;
+    }
+    if count > 0 {
+        state.counters.released += u64::from(count);
+        state.releases.push_back((now_ms, count));
+        state.first_release_ms.get_or_insert(now_ms);
+        report.released = count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decide::{Decision, Visitor, decide, status};
+    use super::*;
+    use rand::SeedableRng;
+    use std::time::Duration;
+
+    fn settings(cap: u32) -> Settings {
+        Settings {
+            active_users: Some(cap),
+            session_ttl: Duration::from_secs(10),
+            abandon_after: Duration::from_secs(5),
+            release_window: Duration::from_secs(3),
+            ..Settings::default()
+        }
+    }
+
+    fn visitor(d: &Decision) -> Visitor {
+        match d {
+            Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
+            Decision::Closed => panic!("closed"),
+        }
+    }
+
+    #[test]
+    fn admits_while_there_is_room_then_queues_in_order() {
+        let s = settings(2);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let a = decide(&s, &mut st, None, 0, &mut rng);
+        let b = decide(&s, &mut st, None, 0, &mut rng);
+        assert!(matches!(a, Decision::Admit { joined: true, .. }));
+        assert!(matches!(b, Decision::Admit { joined: true, .. }));
+        for want in 1..=3 {
+            match decide(&s, &mut st, None, 0, &mut rng) {
+                Decision::Wait { view, .. } => assert_eq!(view.position, Some(want)),
+                other => panic!("{other:?}"),
+            }
+        }
+        st.check_invariants(s.active_users).unwrap();
+    }
+
+    #[test]
+    fn idle_session_frees_its_slot_and_the_head_is_released() {
+        let s = settings(1);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let second = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        // The queued visitor keeps polling; the admitted one goes quiet.
+        for t in (1_000..=10_000).step_by(1_000) {
+            status(&s, &mut st, &second.id, t, &mut rng);
+            let r = tick(&s, &mut st, t, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+            if t < 10_000 {
+                assert_eq!(r.released, 0, "at {t}");
+            } else {
+                assert_eq!(r.ended, vec![(EndReason::Idle, 10_000)]);
+                assert_eq!(r.released, 1);
+            }
+        }
+        assert!(!st.sessions.contains_key(&first.id));
+        let d = decide(&s, &mut st, Some(second), 10_500, &mut rng);
+        assert!(matches!(d, Decision::Admit { how: Some(_), .. }));
+    }
+
+    #[test]
+    fn abandoned_visitor_leaves_and_those_behind_move_up() {
+        let s = settings(1);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let admitted = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let q: Vec<Visitor> = (0..3)
+            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+            .collect();
+        for t in (1_000..=6_000).step_by(1_000) {
+            decide(&s, &mut st, Some(admitted), t, &mut rng);
+            status(&s, &mut st, &q[0].id, t, &mut rng);
+            status(&s, &mut st, &q[2].id, t, &mut rng);
+            tick(&s, &mut st, t, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+        }
+        assert!(!st.sessions.contains_key(&q[1].id));
+        assert_eq!(st.counters.abandoned, 1);
+        let v = status(&s, &mut st, &q[2].id, 6_000, &mut rng).unwrap();
+        assert_eq!(v.position, Some(2));
+    }
+
+    #[test]
+    fn released_visitor_who_never_comes_frees_the_slot() {
+        let s = settings(1);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let b = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let c = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        crate::room::leave(&mut st, &a.id);
+        let r = tick(&s, &mut st, 1_000, &mut rng);
+        assert_eq!(r.released, 1);
+        assert_eq!(st.sessions[&b.id].state, SessionState::Released);
+        for t in (2_000..=4_000).step_by(1_000) {
+            status(&s, &mut st, &c.id, t, &mut rng);
+            let r = tick(&s, &mut st, t, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+            if t == 4_000 {
+                assert_eq!(r.ended, vec![(EndReason::NoShow, 3_000)]);
+                assert_eq!(r.released, 1);
+            }
+        }
+        assert_eq!(st.sessions[&c.id].state, SessionState::Released);
+    }
+
+    #[test]
+    fn paused_room_admits_nobody_and_keeps_places() {
+        let mut s = settings(5);
+        s.paused = true;
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let r = tick(&s, &mut st, 1_000, &mut rng);
+        assert_eq!(r.released, 0);
+        let v = status(&s, &mut st, &a.id, 1_000, &mut rng).unwrap();
+        assert_eq!(v.position, Some(1));
+        s.paused = false;
+        assert_eq!(tick(&s, &mut st, 2_000, &mut rng).released, 1);
+    }
+
+    #[test]
+    fn rate_budget_caps_releases() {
+        let s = Settings {
+            active_users: None,
+            admit_per_minute: Some(2),
+            abandon_after: Duration::from_secs(120),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, s.admit_per_minute);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let mut admitted = 0;
+        for _ in 0..5 {
+            if matches!(
+                decide(&s, &mut st, None, 0, &mut rng),
+                Decision::Admit { .. }
+            ) {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 2);
+        assert_eq!(tick(&s, &mut st, 1_000, &mut rng).released, 0);
+        assert_eq!(tick(&s, &mut st, 30_000, &mut rng).released, 1);
+    }
+}

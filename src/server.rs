@@ -1,0 +1,132 @@
+//! Listeners: the public HTTP listener (h1 + h2c, header timeout on, connection cap) and the
+//! admin listener (metrics and health), both with graceful shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Limits;
+use crate::gateway::{Gateway, respond};
+use crate::proxy::Body;
+
+/// How long a stop waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    b
+}
+
+/// Accepts public connections until `shutdown`, then drains them.
+pub async fn serve_public(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = gw.config().limits.clone();
+    let builder = builder(&limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        // Above the connection cap, new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(peer, req).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out"),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener.
+pub async fn serve_admin(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let builder = builder(&Limits::default());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let svc =
+            service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(admin(&req)) });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+}
+
+fn admin(req: &Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" | "/readyz" => respond::plain(StatusCode::OK, "ok\n"),
+        "/metrics" => match crate::metrics::install() {
+            Some(h) => {
+                let mut r = Response::new(respond::body(h.render()));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                r
+            }
+            None => respond::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metrics recorder not installed\n",
+            ),
+        },
+        _ => respond::plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
