@@ -202,11 +202,12 @@ mod tests {
 
     #[test]
     fn negotiation_table() {
-        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-        let cases: &[(&str, &[(&'static str, &'static str)], bool)] = &[
-            ("GET", &[("accept", browser)], true),
-            ("HEAD", &[("accept", browser)], true),
-            ("POST", &[("accept", browser)], false),
+        const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let cases: &[Case] = &[
+            ("GET", &[("accept", BROWSER)], true),
+            ("HEAD", &[("accept", BROWSER)], true),
+            ("POST", &[("accept", BROWSER)], false),
             ("GET", &[("accept", "application/json")], false),
             ("GET", &[("accept", "*/*")], false),
             ("GET", &[], false),
@@ -219,7 +220,7 @@ mod tests {
             ("GET", &[("accept", "text/html;q=0")], false),
             (
                 "GET",
-                &[("accept", browser), ("x-requested-with", "XMLHttpRequest")],
+                &[("accept", BROWSER), ("x-requested-with", "XMLHttpRequest")],
                 false,
             ),
             (
@@ -232,7 +233,7 @@ mod tests {
             ),
             (
                 "GET",
-                &[("accept", browser), ("sec-fetch-mode", "cors")],
+                &[("accept", BROWSER), ("sec-fetch-mode", "cors")],
                 false,
             ),
             ("GET", &[("accept", "text/html;q=bogus;;, ,/,")], true),
