@@ -499,3 +499,44 @@ async fn the_origin_can_revoke_a_session_and_the_header_never_reaches_the_client
         "a revoked session is gone"
     );
 }
+
+#[tokio::test]
+async fn a_closed_room_answers_503_and_queues_nobody() {
+    let origin = Origin::start().await;
+    let gw = one_room(
+        &origin,
+        "active_users = 5\nmode = \"reject\"\nmessage = \"Back on Monday\"",
+    )
+    .await;
+    let mut c = gw.client(HOST);
+    let r = c.get("/", BROWSER).await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("Back on Monday"));
+    assert!(r.header("set-cookie").is_none(), "nothing is queued");
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test]
+async fn a_paused_room_admits_nobody_new_and_keeps_places() {
+    let origin = Origin::start().await;
+    let gw = one_room(
+        &origin,
+        "active_users = 5\npaused = true\nabandon_after = \"30s\"",
+    )
+    .await;
+    let mut a = gw.client(HOST);
+    let mut b = gw.client(HOST);
+    let j = a.get("/", JSON).await.json();
+    assert_eq!(
+        (j["state"].as_str(), j["position"].as_u64()),
+        (Some("paused"), Some(1))
+    );
+    assert_eq!(b.get("/", JSON).await.json()["position"], 2);
+    // Ticks go by: still nobody admitted, places held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.get("/__anteroom/status", JSON).await.json()["position"],
+        1
+    );
+    assert_eq!(origin.count(), 0);
+}

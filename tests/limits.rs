@@ -1,0 +1,53 @@
+//! Listener limits that protect the gateway itself: the header read timeout is really on.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn a_client_that_trickles_headers_is_cut_off_while_others_are_served() {
+    let origin = Origin::start().await;
+    let config = format!(
+        "tick = \"50ms\"\n[listen]\nhttp = \"127.0.0.1:0\"\n[limits]\nheader_timeout = \"300ms\"\n\n{}",
+        room("shop", "shop.test", &origin.url(), "active_users = 10")
+    );
+    let gw = Gateway::start(&config).await;
+    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    let mut buf = [0u8; 1024];
+    // One header byte every 100 ms: never a complete head.
+    for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+        // Meanwhile a normal visitor is served.
+        assert_eq!(gw.client("shop.test").get("/", JSON).await.status, 200);
+    }
+    assert!(closed, "the slow client was never disconnected");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        origin
+            .seen
+            .lock()
+            .iter()
+            .filter(|s| s.headers.contains_key("x-slow"))
+            .count(),
+        0
+    );
+}
