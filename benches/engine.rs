@@ -1,0 +1,135 @@
+//! Engine benchmarks: joins, position lookups and a releasing tick at a million queued, and the
+//! memory each queued visitor costs (measured by a counting global allocator).
+//!
+//! Run: `cargo bench --bench engine`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anteroom::room::{Decision, RoomState, Settings, Visitor, decide, status, tick};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// Counts live heap bytes.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const N: usize = 1_000_000;
+
+fn settings() -> Settings {
+    Settings {
+        active_users: Some(1_000),
+        session_ttl: Duration::from_secs(300),
+        abandon_after: Duration::from_secs(3600),
+        release_window: Duration::from_secs(60),
+        ..Settings::default()
+    }
+}
+
+/// A room with its capacity taken and `n` visitors in line; returns the queued visitors.
+fn full_room(n: usize, rng: &mut StdRng) -> (RoomState, Vec<Visitor>) {
+    let s = settings();
+    let mut st = RoomState::new(0, None);
+    let mut queued = Vec::with_capacity(n);
+    for _ in 0..(1_000 + n) {
+        if let Decision::Wait { visitor, .. } = decide(&s, &mut st, None, 0, rng) {
+            queued.push(visitor);
+        }
+    }
+    (st, queued)
+}
+
+fn engine(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(1);
+    let s = settings();
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let (mut st, queued) = full_room(N, &mut rng);
+    let join_time = started.elapsed();
+    let bytes =
+        LIVE.load(Ordering::Relaxed) - before - (queued.capacity() * size_of::<Visitor>()) as isize;
+    println!(
+        "join: {N} visitors into one room in {:.1} ms; memory per queued visitor: {} bytes",
+        join_time.as_secs_f64() * 1e3,
+        bytes / N as isize
+    );
+
+    c.bench_function("position lookup at 1M queued", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 7_919) % N;
+            black_box(st.queue.position(queued[i].ticket))
+        })
+    });
+    c.bench_function("status poll at 1M queued", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 7_919) % N;
+            black_box(status(&s, &mut st, &queued[i].id, 1, &mut rng))
+        })
+    });
+
+    let mut group = c.benchmark_group("tick");
+    group.sample_size(20);
+    group.bench_function("tick releasing 1000 from 1M queued", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut rng = StdRng::seed_from_u64(2);
+                let (mut st, _) = full_room(N, &mut rng);
+                // Free every slot: the next tick releases 1000.
+                let ids: Vec<_> = st
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.ticket <= 1_000)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    anteroom::room::leave(&mut st, &id);
+                }
+                (st, rng)
+            },
+            |(st, rng)| {
+                let r = tick(&s, st, 1_000, rng);
+                assert_eq!(r.released, 1_000);
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("join");
+    group.sample_size(10);
+    group.bench_function("join 1M visitors into one room", |b| {
+        b.iter_with_large_drop(|| full_room(N, &mut rng))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);
