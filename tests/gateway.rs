@@ -540,3 +540,25 @@ async fn a_paused_room_admits_nobody_new_and_keeps_places() {
     );
     assert_eq!(origin.count(), 0);
 }
+
+#[tokio::test]
+async fn leaving_by_a_plain_form_post_gets_a_page_and_frees_the_place() {
+    let origin = Origin::start().await;
+    let gw = one_room(&origin, "active_users = 1\nabandon_after = \"30s\"").await;
+    gw.client(HOST).get("/", JSON).await;
+    let mut a = gw.client(HOST);
+    let mut b = gw.client(HOST);
+    a.get("/", JSON).await;
+    assert_eq!(b.get("/", JSON).await.json()["position"], 2);
+    let r = a
+        .send("POST", "/__anteroom/leave", &[("accept", BROWSER)], "")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(r.body.contains("You left the line"));
+    assert!(a.cookies.is_empty(), "the cookie is cleared");
+    assert_eq!(
+        b.get("/__anteroom/status", JSON).await.json()["position"],
+        1
+    );
+}

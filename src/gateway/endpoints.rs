@@ -29,7 +29,17 @@ impl Gateway {
                 Ok(self.status(room_cfg, room, visitor, sent))
             }
             ("join", Method::POST) => Ok(self.join(room_cfg, room, visitor, sent)),
-            ("leave", Method::POST) => Ok(self.leave(room_cfg, room, visitor)),
+            ("leave", Method::POST) => {
+                // A plain form post (no script) gets a page, apps and scripts get JSON.
+                let accept = req
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let html = crate::pages::quality(accept, "text", "html")
+                    > crate::pages::quality(accept, "application", "json");
+                Ok(self.leave(room_cfg, room, visitor, html))
+            }
             ("status" | "join" | "leave", _) => Ok(respond::json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &json!({"error": "method not allowed"}),
@@ -130,7 +140,13 @@ impl Gateway {
         resp
     }
 
-    fn leave(&self, rc: &RoomConfig, room: &Room, v: Option<Visitor>) -> Response<Body> {
+    fn leave(
+        &self,
+        rc: &RoomConfig,
+        room: &Room,
+        v: Option<Visitor>,
+        html: bool,
+    ) -> Response<Body> {
         let ended = v.and_then(|v| {
             let mut st = room.state.lock();
             let was_admitted = st
@@ -143,11 +159,22 @@ impl Gateway {
             metrics::counter!(m::SESSIONS_ENDED, "room" => rc.name.clone(), "reason" => reason.label())
                 .increment(1);
         }
-        let mut resp = respond::json(
-            StatusCode::OK,
-            &json!({"room": rc.name, "left": ended.is_some()}),
-        );
+        let mut resp = if html {
+            respond::html(StatusCode::OK, LEFT_PAGE.to_string())
+        } else {
+            respond::json(
+                StatusCode::OK,
+                &json!({"room": rc.name, "left": ended.is_some()}),
+            )
+        };
         respond::clear_cookie(&mut resp, &rc.cookie_name);
         resp
     }
 }
+
+/// What a browser without script sees after leaving the line.
+const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>You left the line</title>\
+</head><body style=\"font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem\">\
+<main><h1>You left the line</h1><p>Your place has been given up. \
+<a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
