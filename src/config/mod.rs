@@ -3,6 +3,8 @@
 
 mod file;
 mod locate;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 pub use file::FileConfig;

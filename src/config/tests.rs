@@ -1,0 +1,92 @@
+//! Table tests of configuration validation: what is accepted, and where every error points.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::parse;
+
+const GOOD: &str = r#"
+tick = "1s"
+[listen]
+http = "127.0.0.1:0"
+
+[[room]]
+name = "shop"
+hosts = ["Shop.Example"]
+origin = "http://127.0.0.1:9001"
+active_users = 2
+session_ttl = "30s"
+bypass = ["/favicon.ico", "/static/*"]
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(Path::new("gateway.toml"), text) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn good_file_validates() {
+    let c = parse(Path::new("gateway.toml"), GOOD).unwrap();
+    assert_eq!(c.rooms.len(), 1);
+    assert!(c.room_for_host("shop.example").is_some());
+    assert_eq!(c.rooms[0].settings.session_ttl, Duration::from_secs(30));
+    assert!(c.rooms[0].bypass[1].matches("/static/app.js"));
+    assert!(!c.rooms[0].bypass[0].matches("/favicon.ico2"));
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases = [
+        (
+            GOOD.replace("session_ttl = \"30s\"", "session_ttl = \"30 parsecs\""),
+            "gateway.toml:11: key `room[0].session_ttl`",
+        ),
+        (
+            GOOD.replace("active_users = 2", "active_users = 2\nactve_users = 3"),
+            "gateway.toml:11: key `room[0].actve_users`",
+        ),
+        (
+            GOOD.replace("http://127.0.0.1:9001", "ftp://x"),
+            "gateway.toml:9: key `room[0].origin`",
+        ),
+        (
+            GOOD.replace("active_users = 2", "active_users = 0"),
+            "gateway.toml:10: key `room[0].active_users`",
+        ),
+        (
+            GOOD.replace("http = \"127.0.0.1:0\"", "http = \"nowhere\""),
+            "gateway.toml:4: key `listen.http`",
+        ),
+        (
+            GOOD.replace("tick = \"1s\"", "tick = 1"),
+            "gateway.toml:2: key `tick`",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[room]]\nname = \"b\"\nhosts = [\"shop.example\"]\norigin = \"http://a:1\"\nactive_users = 1\n"
+            ),
+            "gateway.toml:16: key `room[1].hosts[0]`",
+        ),
+        (GOOD.replace("[listen]", "[listen"), "gateway.toml:3"),
+    ];
+    for (text, want) in cases {
+        let got = errors(&text);
+        assert!(
+            got.iter().any(|e| e.starts_with(want)),
+            "want {want}, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn every_error_is_reported() {
+    let text = GOOD
+        .replace(
+            "session_ttl = \"30s\"",
+            "session_ttl = \"x\"\nabandon_after = \"y\"",
+        )
+        .replace("active_users = 2", "active_users = -1");
+    assert_eq!(errors(&text).len(), 3, "{:?}", errors(&text));
+}
