@@ -111,6 +111,8 @@ pub struct StatusJson<'a> {
     pub event_starts_at: Option<String>,
     pub message: Option<&'a str>,
     pub token: Option<&'a str>,
+    /// Random queues only: chance of release within the next minute.
+    pub chance_next_minute: Option<f64>,
 }
 
 impl<'a> StatusJson<'a> {
@@ -132,6 +134,7 @@ impl<'a> StatusJson<'a> {
             event_starts_at: None,
             message,
             token,
+            chance_next_minute: view.chance_next_minute,
         }
     }
 }

@@ -562,3 +562,23 @@ async fn leaving_by_a_plain_form_post_gets_a_page_and_frees_the_place() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_random_queue_shows_depth_and_odds_instead_of_a_position() {
+    let origin = Origin::start().await;
+    let gw = one_room(
+        &origin,
+        "active_users = 1\nqueue = \"random\"\nabandon_after = \"30s\"",
+    )
+    .await;
+    gw.client(HOST).get("/", JSON).await;
+    for depth in 1..=3u64 {
+        let j = gw.client(HOST).get("/", JSON).await.json();
+        assert_eq!(j["state"], "queued");
+        assert!(j["position"].is_null());
+        assert_eq!(j["queue_depth"], depth);
+        let chance = j["chance_next_minute"].as_f64().unwrap();
+        assert!(chance > 0.0 && chance <= 1.0, "{chance}");
+    }
+    assert_eq!(origin.count(), 1);
+}

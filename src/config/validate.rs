@@ -437,10 +437,11 @@ impl Validator<'_> {
         }
         let policy = match r.queue.as_deref() {
             None | Some("fifo") => Policy::Fifo,
+            Some("random") => Policy::Random,
             Some(other) => {
                 self.error(
                     &room_key(i, "queue"),
-                    format!("{other:?} is not a queue policy; use \"fifo\""),
+                    format!("{other:?} is not a queue policy; use \"fifo\" or \"random\""),
                 );
                 Policy::Fifo
             }
@@ -533,6 +534,7 @@ impl Validator<'_> {
             release_rate_per_minute: 8.0,
             poll_after_seconds: 5,
             progress_percent: 30,
+            chance_next_minute: None,
         };
         let ctx = if k == "page" {
             pages::waiting_context(room, &sample, Some("sample"))

@@ -43,6 +43,8 @@ pub struct View {
     pub release_rate_per_minute: f64,
     pub poll_after_seconds: u64,
     pub progress_percent: u8,
+    /// Random queues: the chance of being released within the next minute (0..=1).
+    pub chance_next_minute: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +75,8 @@ pub fn decide(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Decision {
+    // A policy change applies to the line before anyone is placed in it.
+    state.queue.switch_to(settings.policy);
     if let Some(v) = visitor
         && let Some(s) = state.sessions.get_mut(&v.id)
     {
@@ -223,6 +227,7 @@ fn view_of(
             release_rate_per_minute,
             poll_after_seconds: poll_after(None, rng),
             progress_percent: 0,
+            chance_next_minute: None,
         };
     };
     let (view_state, position) = match s.state {
@@ -233,10 +238,15 @@ fn view_of(
         SessionState::Released => (ViewState::Released, None),
         SessionState::Active => (ViewState::Admitted, None),
     };
+    let unordered = s.state == SessionState::Queued && position.is_none();
+    // Without a stable place, the wait shown is the time to release everyone now in line.
     let estimated_wait_seconds = match s.state {
-        SessionState::Queued => position.and_then(|p| wait_seconds(p, rate)),
+        SessionState::Queued => wait_seconds(position.unwrap_or(queue_depth), rate),
         _ => Some(0),
     };
+    let chance_next_minute = unordered
+        .then(|| ((rate * 60.0) / queue_depth.max(1) as f64).min(1.0))
+        .map(|c| (c * 1000.0).round() / 1000.0);
     let progress_percent = match (s.state, position) {
         (SessionState::Queued, Some(p)) => {
             let moved = state.counters.released.saturating_sub(s.released_before);
@@ -252,6 +262,7 @@ fn view_of(
         release_rate_per_minute,
         poll_after_seconds: poll_after(estimated_wait_seconds, rng),
         progress_percent,
+        chance_next_minute,
     }
 }
 

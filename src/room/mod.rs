@@ -6,14 +6,18 @@
 mod bucket;
 mod decide;
 mod estimate;
+mod line;
 mod queue;
+mod random;
 mod state;
 mod tick;
 
 pub use bucket::Bucket;
 pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, status};
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
+pub use line::Line;
 pub use queue::FifoQueue;
+pub use random::RandomQueue;
 pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
 pub use tick::{TickReport, tick};
 
@@ -55,6 +59,7 @@ impl Default for Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     Fifo,
+    Random,
 }
 
 /// `mode = "queue"` holds visitors in line; `mode = "reject"` closes the room to new visitors.

@@ -22,13 +22,14 @@ pub fn tick(
     settings: &Settings,
     state: &mut RoomState,
     now_ms: u64,
-    _rng: &mut impl rand::Rng,
+    rng: &mut impl rand::Rng,
 ) -> TickReport {
     let mut report = TickReport::default();
+    state.queue.switch_to(settings.policy);
     expire(settings, state, now_ms, &mut report);
     state.bucket.refill(settings.admit_per_minute, now_ms);
     if !settings.paused {
-        release(settings, state, now_ms, &mut report);
+        release(settings, state, now_ms, rng, &mut report);
     }
     while state
         .releases
@@ -81,10 +82,16 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
 }
 
 /// Releases from the front of the line while there is room and budget.
-fn release(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut TickReport) {
+fn release(
+    settings: &Settings,
+    state: &mut RoomState,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+    report: &mut TickReport,
+) {
     let mut count = 0u32;
     while has_room(settings, state) {
-        let Some((_, id)) = state.queue.pop_front() else {
+        let Some((_, id)) = state.queue.pop(rng) else {
             break;
         };
         let Some(s) = state.sessions.get_mut(&id) else {
@@ -257,5 +264,66 @@ mod tests {
         assert_eq!(admitted, 2);
         assert_eq!(tick(&s, &mut st, 1_000, &mut rng).released, 0);
         assert_eq!(tick(&s, &mut st, 30_000, &mut rng).released, 1);
+    }
+
+    #[test]
+    fn random_policy_shows_no_position_and_releases_everyone() {
+        let mut s = settings(1);
+        s.policy = crate::room::Policy::Random;
+        s.abandon_after = Duration::from_secs(600);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let queued: Vec<Visitor> = (0..5)
+            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+            .collect();
+        tick(&s, &mut st, 1, &mut rng);
+        let v = status(&s, &mut st, &queued[0].id, 1, &mut rng).unwrap();
+        assert_eq!(v.position, None);
+        assert_eq!(v.queue_depth, 5);
+        assert!(v.chance_next_minute.is_some_and(|c| c > 0.0 && c <= 1.0));
+        crate::room::leave(&mut st, &first.id);
+        let mut released = Vec::new();
+        for t in 1..=5u64 {
+            let r = tick(&s, &mut st, t * 1_000, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+            assert_eq!(r.released, 1);
+            let id = st
+                .sessions
+                .iter()
+                .find(|(_, x)| x.state == SessionState::Released)
+                .map(|(id, _)| *id)
+                .unwrap();
+            released.push(id);
+            crate::room::leave(&mut st, &id);
+        }
+        assert_eq!(st.queue.len(), 0);
+        let mut want: Vec<_> = queued.iter().map(|v| v.id).collect();
+        want.sort();
+        released.sort();
+        assert_eq!(released, want);
+    }
+
+    #[test]
+    fn switching_policy_keeps_everyone_queued_and_fifo_order_returns() {
+        let mut s = settings(1);
+        s.abandon_after = Duration::from_secs(600);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let queued: Vec<Visitor> = (0..20)
+            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+            .collect();
+        s.policy = crate::room::Policy::Random;
+        tick(&s, &mut st, 1, &mut rng);
+        st.check_invariants(s.active_users).unwrap();
+        assert_eq!(st.queue.len(), 20);
+        s.policy = crate::room::Policy::Fifo;
+        tick(&s, &mut st, 2, &mut rng);
+        st.check_invariants(s.active_users).unwrap();
+        for (i, v) in queued.iter().enumerate() {
+            let view = status(&s, &mut st, &v.id, 2, &mut rng).unwrap();
+            assert_eq!(view.position, Some(i as u64 + 1));
+        }
     }
 }
