@@ -70,6 +70,16 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// RFC 3339 UTC time `ms` milliseconds from now, to the second (rounded up, so that a visitor
+/// told to wait until then is never early).
+pub fn rfc3339_in(ms: u64) -> String {
+    let now = SystemTime::now();
+    let at = now
+        .checked_add(std::time::Duration::from_millis(ms.saturating_add(999)))
+        .unwrap_or(now);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// The template context of the waiting page.
 pub fn waiting_context(room: &str, view: &View, message: Option<&str>) -> Value {
     context! {
@@ -84,7 +94,7 @@ pub fn waiting_context(room: &str, view: &View, message: Option<&str>) -> Value 
         status_url => format!("{RESERVED_PREFIX}status"),
         leave_url => format!("{RESERVED_PREFIX}leave"),
         message => message,
-        next_draw_at => Option::<String>::None,
+        next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
         updated_at => now_rfc3339(),
     }
 }
@@ -130,7 +140,7 @@ impl<'a> StatusJson<'a> {
             estimated_wait_seconds: view.estimated_wait_seconds,
             release_rate_per_minute: view.release_rate_per_minute,
             poll_after_seconds: view.poll_after_seconds,
-            next_draw_at: None,
+            next_draw_at: view.next_draw_in_ms.map(rfc3339_in),
             event_starts_at: None,
             message,
             token,

@@ -438,10 +438,13 @@ impl Validator<'_> {
         let policy = match r.queue.as_deref() {
             None | Some("fifo") => Policy::Fifo,
             Some("random") => Policy::Random,
+            Some("lottery") => Policy::Lottery,
             Some(other) => {
                 self.error(
                     &room_key(i, "queue"),
-                    format!("{other:?} is not a queue policy; use \"fifo\" or \"random\""),
+                    format!(
+                        "{other:?} is not a queue policy; use \"fifo\", \"random\" or \"lottery\""
+                    ),
                 );
                 Policy::Fifo
             }
@@ -480,6 +483,11 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|m| self.duration(&room_key(i, "max_session"), Some(m), d.session_ttl)),
             policy,
+            draw_every: self.duration(
+                &room_key(i, "draw_every"),
+                r.draw_every.as_ref(),
+                d.draw_every,
+            ),
             paused: r.paused.unwrap_or(false),
             mode,
         }
@@ -535,6 +543,7 @@ impl Validator<'_> {
             poll_after_seconds: 5,
             progress_percent: 30,
             chance_next_minute: None,
+            next_draw_in_ms: None,
         };
         let ctx = if k == "page" {
             pages::waiting_context(room, &sample, Some("sample"))

@@ -1,6 +1,7 @@
 //! The decision for one request: admit, hold in line, or refuse. Pure: no I/O, no clock, no lock.
 
-use super::estimate::{poll_after, release_rate, wait_seconds};
+use super::estimate::{lottery_wait_seconds, poll_after, release_rate, wait_seconds};
+use super::line::Line;
 use super::state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
 use super::{Mode, Settings};
 
@@ -45,6 +46,8 @@ pub struct View {
     pub progress_percent: u8,
     /// Random queues: the chance of being released within the next minute (0..=1).
     pub chance_next_minute: Option<f64>,
+    /// Lottery queues, before the visitor's draw: milliseconds until the next draw.
+    pub next_draw_in_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +79,9 @@ pub fn decide(
     rng: &mut impl rand::Rng,
 ) -> Decision {
     // A policy change applies to the line before anyone is placed in it.
-    state.queue.switch_to(settings.policy);
+    state
+        .queue
+        .switch_to(settings.policy, now_ms, ms(settings.draw_every));
     if let Some(v) = visitor
         && let Some(s) = state.sessions.get_mut(&v.id)
     {
@@ -140,10 +145,10 @@ fn join(
     let mut session = Session {
         ticket,
         state: SessionState::Queued,
-        joined_ms: now_ms,
         seen_ms: now_ms,
         since_ms: now_ms,
-        released_before: state.counters.released,
+        // Truncation intended: the progress bar takes a wrapping difference.
+        released_before: state.counters.released as u32,
     };
     if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
         session.state = SessionState::Active;
@@ -228,6 +233,7 @@ fn view_of(
             poll_after_seconds: poll_after(None, rng),
             progress_percent: 0,
             chance_next_minute: None,
+            next_draw_in_ms: None,
         };
     };
     let (view_state, position) = match s.state {
@@ -238,20 +244,31 @@ fn view_of(
         SessionState::Released => (ViewState::Released, None),
         SessionState::Active => (ViewState::Admitted, None),
     };
-    let unordered = s.state == SessionState::Queued && position.is_none();
-    // Without a stable place, the wait shown is the time to release everyone now in line.
-    let estimated_wait_seconds = match s.state {
-        SessionState::Queued => wait_seconds(position.unwrap_or(queue_depth), rate),
+    let queued = s.state == SessionState::Queued;
+    let next_draw_in_ms = match &state.queue {
+        Line::Lottery(q) if queued && position.is_none() => q
+            .next_draw_ms()
+            .map(|at| at.saturating_sub(now_ms)),
+        _ => None,
+    };
+    let estimated_wait_seconds = match (s.state, position, &state.queue) {
+        (SessionState::Queued, Some(p), _) => wait_seconds(p, rate),
+        (SessionState::Queued, None, Line::Lottery(q)) => {
+            lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)
+        }
+        // Without a stable place, the wait shown is the time to release everyone now in line.
+        (SessionState::Queued, None, _) => wait_seconds(queue_depth, rate),
         _ => Some(0),
     };
-    let chance_next_minute = unordered
+    let chance_next_minute = (queued && matches!(state.queue, Line::Random(_)))
         .then(|| ((rate * 60.0) / queue_depth.max(1) as f64).min(1.0))
         .map(|c| (c * 1000.0).round() / 1000.0);
     let progress_percent = match (s.state, position) {
         (SessionState::Queued, Some(p)) => {
-            let moved = state.counters.released.saturating_sub(s.released_before);
+            let moved = u64::from((state.counters.released as u32).wrapping_sub(s.released_before));
             ((moved * 100) / (moved + p).max(1)).min(99) as u8
         }
+        (SessionState::Queued, None) => 0,
         _ => 100,
     };
     View {
@@ -263,6 +280,7 @@ fn view_of(
         poll_after_seconds: poll_after(estimated_wait_seconds, rng),
         progress_percent,
         chance_next_minute,
+        next_draw_in_ms,
     }
 }
 

@@ -4,6 +4,7 @@
 use rand::RngExt;
 
 use super::Settings;
+use super::lottery::LotteryQueue;
 use super::state::RoomState;
 
 const WINDOW_MS: u64 = 60_000;
@@ -43,6 +44,18 @@ pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
         return None;
     }
     Some((position as f64 / rate_per_sec).ceil() as u64)
+}
+
+/// Estimated seconds for a lottery visitor before their draw: the draw comes (or those already
+/// drawn go through, whichever is later), then on average half the pool goes first.
+pub fn lottery_wait_seconds(q: &LotteryQueue, until_draw_ms: u64, rate_per_sec: f64) -> Option<u64> {
+    if rate_per_sec <= 0.0 || !rate_per_sec.is_finite() {
+        return None;
+    }
+    let until_draw = until_draw_ms as f64 / 1000.0;
+    let drawn_through = q.drawn_len() as f64 / rate_per_sec;
+    let half_pool = (q.pool_len() as f64 + 1.0) / 2.0 / rate_per_sec;
+    Some((until_draw.max(drawn_through) + half_pool).ceil() as u64)
 }
 
 /// What the page says about a wait: "less than a minute", "about 3 minutes", "about 2 hours".

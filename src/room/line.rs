@@ -1,7 +1,8 @@
-//! The line a room keeps, by policy: fifo (ticket order) or random (uniform releases). A policy
-//! change converts the line in place, so nobody queued is lost.
+//! The line a room keeps, by policy: fifo (ticket order), random (uniform releases) or lottery
+//! (shuffled draws). A policy change converts the line in place, so nobody queued is lost.
 
 use super::Policy;
+use super::lottery::LotteryQueue;
 use super::queue::FifoQueue;
 use super::random::RandomQueue;
 use super::state::SessionId;
@@ -10,6 +11,7 @@ use super::state::SessionId;
 pub enum Line {
     Fifo(FifoQueue),
     Random(RandomQueue),
+    Lottery(LotteryQueue),
 }
 
 impl Default for Line {
@@ -23,6 +25,7 @@ impl Line {
         match self {
             Line::Fifo(q) => q.len(),
             Line::Random(q) => q.len(),
+            Line::Lottery(q) => q.len(),
         }
     }
 
@@ -34,6 +37,7 @@ impl Line {
         match self {
             Line::Fifo(q) => q.insert(ticket, session),
             Line::Random(q) => q.insert(ticket, session),
+            Line::Lottery(q) => q.insert(ticket, session),
         }
     }
 
@@ -41,6 +45,7 @@ impl Line {
         match self {
             Line::Fifo(q) => q.remove(ticket),
             Line::Random(q) => q.remove(ticket),
+            Line::Lottery(q) => q.remove(ticket),
         }
     }
 
@@ -48,14 +53,17 @@ impl Line {
         match self {
             Line::Fifo(q) => q.position(ticket).is_some(),
             Line::Random(q) => q.contains(ticket),
+            Line::Lottery(q) => q.contains(ticket),
         }
     }
 
-    /// 1-based place in line; `None` when not queued or when the policy has no stable order.
+    /// 1-based place in line; `None` when not queued or when the visitor has no stable place yet
+    /// (random queues; a lottery before the visitor's draw).
     pub fn position(&self, ticket: u64) -> Option<u64> {
         match self {
             Line::Fifo(q) => q.position(ticket),
             Line::Random(_) => None,
+            Line::Lottery(q) => q.position(ticket),
         }
     }
 
@@ -64,13 +72,16 @@ impl Line {
         match self {
             Line::Fifo(q) => q.pop_front(),
             Line::Random(q) => q.pop(rng),
+            Line::Lottery(q) => q.pop(),
         }
     }
 
+    /// Everyone queued: in release order for fifo and for the drawn of a lottery.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (u64, SessionId)> + '_> {
         match self {
             Line::Fifo(q) => Box::new(q.iter()),
             Line::Random(q) => Box::new(q.iter()),
+            Line::Lottery(q) => Box::new(q.iter()),
         }
     }
 
@@ -78,18 +89,31 @@ impl Line {
         match self {
             Line::Fifo(_) => Policy::Fifo,
             Line::Random(_) => Policy::Random,
+            Line::Lottery(_) => Policy::Lottery,
         }
     }
 
-    /// Converts the line to `policy`, keeping every queued visitor with their ticket.
-    pub fn switch_to(&mut self, policy: Policy) {
+    /// Converts the line to `policy`, keeping every queued visitor with their ticket. A fifo line
+    /// becoming a lottery keeps its order as if already drawn; a random line goes to the pool of
+    /// the first draw, `draw_every_ms` from `now_ms`.
+    pub fn switch_to(&mut self, policy: Policy, now_ms: u64, draw_every_ms: u64) {
         if self.policy() == policy {
             return;
         }
-        let entries: Vec<(u64, SessionId)> = self.iter().collect();
+        let mut entries: Vec<(u64, SessionId)> = self.iter().collect();
+        let ordered = matches!(self, Line::Fifo(_));
         *self = match policy {
             Policy::Fifo => Line::Fifo(FifoQueue::new()),
             Policy::Random => Line::Random(RandomQueue::default()),
+            Policy::Lottery => {
+                let mut q = LotteryQueue::new(now_ms, draw_every_ms);
+                if ordered {
+                    for (t, s) in entries.drain(..) {
+                        q.insert_drawn(t, s);
+                    }
+                }
+                Line::Lottery(q)
+            }
         };
         for (t, s) in entries {
             self.insert(t, s);

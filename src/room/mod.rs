@@ -7,6 +7,7 @@ mod bucket;
 mod decide;
 mod estimate;
 mod line;
+mod lottery;
 mod queue;
 mod random;
 mod state;
@@ -16,6 +17,7 @@ pub use bucket::Bucket;
 pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, status};
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use line::Line;
+pub use lottery::LotteryQueue;
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
 pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
@@ -35,6 +37,8 @@ pub struct Settings {
     pub release_window: Duration,
     pub max_session: Option<Duration>,
     pub policy: Policy,
+    /// Lottery rooms: time between draws.
+    pub draw_every: Duration,
     pub paused: bool,
     pub mode: Mode,
 }
@@ -49,6 +53,7 @@ impl Default for Settings {
             release_window: Duration::from_secs(60),
             max_session: None,
             policy: Policy::Fifo,
+            draw_every: Duration::from_secs(60),
             paused: false,
             mode: Mode::Queue,
         }
@@ -60,6 +65,17 @@ impl Default for Settings {
 pub enum Policy {
     Fifo,
     Random,
+    Lottery,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Fifo => "fifo",
+            Policy::Random => "random",
+            Policy::Lottery => "lottery",
+        }
+    }
 }
 
 /// `mode = "queue"` holds visitors in line; `mode = "reject"` closes the room to new visitors.

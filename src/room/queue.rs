@@ -4,15 +4,18 @@
 //! `ticket - base`, plus a Fenwick tree counting the live slots. A position is a prefix sum, a
 //! removal is one point update, and releasing from the front skips dead slots. The window is
 //! compacted when more than half of it lies behind the head.
+//!
+//! The key is a ticket for fifo rooms; the lottery keys its drawn visitors by draw order instead,
+//! with the ticket in the payload.
 
 use super::state::SessionId;
 
-#[derive(Debug, Clone, Default)]
-pub struct FifoQueue {
-    /// Ticket of slot 0.
+#[derive(Debug, Clone)]
+pub struct FifoQueue<T = SessionId> {
+    /// Key of slot 0.
     base: u64,
-    /// `slots[i]` holds the session with ticket `base + i`, or `None` when that ticket is gone.
-    slots: Vec<Option<SessionId>>,
+    /// `slots[i]` holds the entry with key `base + i`, or `None` when that key is gone.
+    slots: Vec<Option<T>>,
     /// Fenwick tree over `slots` (1-based): live counts.
     tree: Vec<u32>,
     /// Every slot before `head` is empty.
@@ -20,7 +23,19 @@ pub struct FifoQueue {
     live: usize,
 }
 
-impl FifoQueue {
+impl<T> Default for FifoQueue<T> {
+    fn default() -> Self {
+        FifoQueue {
+            base: 0,
+            slots: Vec::new(),
+            tree: Vec::new(),
+            head: 0,
+            live: 0,
+        }
+    }
+}
+
+impl<T: Copy> FifoQueue<T> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -36,7 +51,7 @@ impl FifoQueue {
 
     /// Puts `session` in line at `ticket`. Tickets normally arrive in increasing order; an older
     /// ticket (a returning visitor after a crash) is placed where it belongs.
-    pub fn insert(&mut self, ticket: u64, session: SessionId) {
+    pub fn insert(&mut self, ticket: u64, session: T) {
         if self.slots.is_empty() && self.live == 0 {
             self.base = ticket;
             self.head = 0;
@@ -79,7 +94,7 @@ impl FifoQueue {
     }
 
     /// Releases the front of the line.
-    pub fn pop_front(&mut self) -> Option<(u64, SessionId)> {
+    pub fn pop_front(&mut self) -> Option<(u64, T)> {
         if self.live == 0 {
             return None;
         }
@@ -98,7 +113,7 @@ impl FifoQueue {
     }
 
     /// Queued sessions in ticket order (for invariant checks and snapshots).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, SessionId)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, T)> + '_ {
         self.slots[self.head.min(self.slots.len())..]
             .iter()
             .enumerate()
@@ -148,7 +163,7 @@ impl FifoQueue {
 
     /// Moves the window to start at `new_base`, keeping every live slot, and rebuilds the tree.
     fn rebase(&mut self, new_base: u64) {
-        let live: Vec<(u64, SessionId)> = self.iter().collect();
+        let live: Vec<(u64, T)> = self.iter().collect();
         let end = live.last().map_or(new_base, |(t, _)| t + 1).max(new_base);
         let len = (end - new_base) as usize;
         self.slots = vec![None; len];
@@ -184,7 +199,7 @@ mod tests {
 
     #[test]
     fn positions_follow_removals_in_the_middle() {
-        let mut q = FifoQueue::new();
+        let mut q: FifoQueue = FifoQueue::new();
         for t in 10..20 {
             q.insert(t, sid(t));
         }
@@ -201,7 +216,7 @@ mod tests {
 
     #[test]
     fn matches_a_naive_model_through_compaction() {
-        let mut q = FifoQueue::new();
+        let mut q: FifoQueue = FifoQueue::new();
         let mut model: Vec<u64> = Vec::new();
         let mut next = 0u64;
         let mut x = 12345u64;
@@ -239,7 +254,7 @@ mod tests {
 
     #[test]
     fn an_older_ticket_takes_its_place() {
-        let mut q = FifoQueue::new();
+        let mut q: FifoQueue = FifoQueue::new();
         q.insert(100, sid(100));
         q.insert(101, sid(101));
         q.insert(50, sid(50));

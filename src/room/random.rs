@@ -61,6 +61,12 @@ impl RandomQueue {
     pub fn iter(&self) -> impl Iterator<Item = (u64, SessionId)> + '_ {
         self.entries.iter().copied()
     }
+
+    /// Empties the queue, returning everyone in it.
+    pub fn take_all(&mut self) -> Vec<(u64, SessionId)> {
+        self.index.clear();
+        std::mem::take(&mut self.entries)
+    }
 }
 
 #[cfg(test)]

@@ -42,18 +42,19 @@ pub enum SessionState {
     Active,
 }
 
-/// One visitor. Times are milliseconds since the room's epoch.
+/// One visitor. Times are milliseconds since the room's epoch. Kept small (32 bytes): a room
+/// holds one per visitor, a million in a big sale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub ticket: u64,
-    pub state: SessionState,
-    pub joined_ms: u64,
     /// Last poll (queued) or last request (active).
     pub seen_ms: u64,
-    /// When it was released (released) or admitted (active).
+    /// When it joined (queued), was released (released) or admitted (active).
     pub since_ms: u64,
-    /// The room's release count when this session joined (for its progress bar).
-    pub released_before: u64,
+    /// The room's release count when this session joined, truncated to 32 bits (the progress
+    /// bar takes a wrapping difference, exact below four billion releases).
+    pub released_before: u32,
+    pub state: SessionState,
 }
 
 /// How a session was admitted, for `anteroom_admitted_total{how}`.
@@ -211,12 +212,18 @@ impl RoomState {
             ));
         }
         let mut last = 0;
-        for (ticket, id) in self.queue.iter() {
-            let ordered = matches!(self.queue, Line::Fifo(_));
+        let ordered = matches!(self.queue, Line::Fifo(_));
+        for (i, (ticket, id)) in self.queue.iter().enumerate() {
             if ordered && ticket <= last && last != 0 {
                 return Err("queue out of ticket order".into());
             }
             last = ticket;
+            // Stable places (fifo, the drawn of a lottery) come first, numbered from 1.
+            if let Some(p) = self.queue.position(ticket)
+                && p != i as u64 + 1
+            {
+                return Err(format!("ticket {ticket} at place {} says {p}", i + 1));
+            }
             match self.sessions.get(&id) {
                 Some(s) if s.ticket == ticket && s.state == SessionState::Queued => {}
                 _ => return Err(format!("ticket {ticket} in line has no queued session")),

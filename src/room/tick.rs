@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 
 use super::Settings;
 use super::decide::{has_room, ms};
+use super::line::Line;
 use super::state::{EndReason, RoomState, SessionState};
 
 /// What one tick did, for metrics and logs.
@@ -16,6 +17,8 @@ pub struct TickReport {
     pub ended: Vec<(EndReason, u64)>,
     /// For each release: time from join to release (ms).
     pub queue_waits_ms: Vec<u64>,
+    /// Lottery rooms: visitors drawn from the pool this tick.
+    pub drawn: usize,
 }
 
 pub fn tick(
@@ -25,8 +28,12 @@ pub fn tick(
     rng: &mut impl rand::Rng,
 ) -> TickReport {
     let mut report = TickReport::default();
-    state.queue.switch_to(settings.policy);
+    let draw_every = ms(settings.draw_every);
+    state.queue.switch_to(settings.policy, now_ms, draw_every);
     expire(settings, state, now_ms, &mut report);
+    if let Line::Lottery(q) = &mut state.queue {
+        report.drawn = q.draw_if_due(now_ms, draw_every, rng);
+    }
     state.bucket.refill(settings.admit_per_minute, now_ms);
     if !settings.paused {
         release(settings, state, now_ms, rng, &mut report);
@@ -97,11 +104,11 @@ fn release(
         let Some(s) = state.sessions.get_mut(&id) else {
             continue;
         };
-        s.state = SessionState::Released;
-        s.since_ms = now_ms;
         report
             .queue_waits_ms
-            .push(now_ms.saturating_sub(s.joined_ms));
+            .push(now_ms.saturating_sub(s.since_ms));
+        s.state = SessionState::Released;
+        s.since_ms = now_ms;
         state.released += 1;
         state.bucket.take(settings.admit_per_minute, 1);
         state.schedule(now_ms + ms(settings.release_window), id);
