@@ -48,7 +48,7 @@ pub fn tick_all(gw: &Gateway) {
             metrics::histogram!(m::SESSION_DURATION, "room" => name.clone())
                 .record(*admitted_ms as f64 / 1000.0);
         }
-        for wait in &report.queue_waits_ms {
+        for (_, wait) in &report.releases {
             metrics::histogram!(m::QUEUE_WAIT, "room" => name.clone())
                 .record(*wait as f64 / 1000.0);
         }

@@ -246,9 +246,9 @@ fn view_of(
     };
     let queued = s.state == SessionState::Queued;
     let next_draw_in_ms = match &state.queue {
-        Line::Lottery(q) if queued && position.is_none() => q
-            .next_draw_ms()
-            .map(|at| at.saturating_sub(now_ms)),
+        Line::Lottery(q) if queued && position.is_none() => {
+            q.next_draw_ms().map(|at| at.saturating_sub(now_ms))
+        }
         _ => None,
     };
     let estimated_wait_seconds = match (s.state, position, &state.queue) {

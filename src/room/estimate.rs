@@ -48,7 +48,11 @@ pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
 
 /// Estimated seconds for a lottery visitor before their draw: the draw comes (or those already
 /// drawn go through, whichever is later), then on average half the pool goes first.
-pub fn lottery_wait_seconds(q: &LotteryQueue, until_draw_ms: u64, rate_per_sec: f64) -> Option<u64> {
+pub fn lottery_wait_seconds(
+    q: &LotteryQueue,
+    until_draw_ms: u64,
+    rate_per_sec: f64,
+) -> Option<u64> {
     if rate_per_sec <= 0.0 || !rate_per_sec.is_finite() {
         return None;
     }

@@ -194,14 +194,21 @@ mod tests {
             assert_eq!(before, model, "round {round}: drawn order kept");
             let n = q.draw_if_due(round * 1_000 + 1_000, 1_000, &mut rng);
             let after: Vec<u64> = q.iter_drawn().map(|(t, _)| t).collect();
-            assert_eq!(&after[..model.len()], &model[..], "round {round}: prefix kept");
+            assert_eq!(
+                &after[..model.len()],
+                &model[..],
+                "round {round}: prefix kept"
+            );
             let mut new: Vec<u64> = after[model.len()..].to_vec();
             assert_eq!(n, new.len());
             model.extend_from_slice(&new);
             new.sort_unstable();
             let mut want = pool.clone();
             want.remove(3);
-            assert_eq!(new, want, "round {round}: the draw is a permutation of its pool");
+            assert_eq!(
+                new, want,
+                "round {round}: the draw is a permutation of its pool"
+            );
             for (i, &t) in model.iter().enumerate() {
                 assert_eq!(q.position(t), Some(i as u64 + 1));
             }

@@ -8,8 +8,12 @@ mod decide;
 mod estimate;
 mod line;
 mod lottery;
+#[cfg(test)]
+mod policy_tests;
 mod queue;
 mod random;
+#[cfg(test)]
+mod sim;
 mod state;
 mod tick;
 

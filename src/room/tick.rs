@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use super::Settings;
 use super::decide::{has_room, ms};
 use super::line::Line;
-use super::state::{EndReason, RoomState, SessionState};
+use super::state::{EndReason, RoomState, SessionId, SessionState};
 
 /// What one tick did, for metrics and logs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,8 +15,8 @@ pub struct TickReport {
     pub abandoned: u32,
     /// Sessions that ended, with how long they had been admitted (ms).
     pub ended: Vec<(EndReason, u64)>,
-    /// For each release: time from join to release (ms).
-    pub queue_waits_ms: Vec<u64>,
+    /// Each release in release order: who, and the time from join to release (ms).
+    pub releases: Vec<(SessionId, u64)>,
     /// Lottery rooms: visitors drawn from the pool this tick.
     pub drawn: usize,
 }
@@ -105,8 +105,8 @@ fn release(
             continue;
         };
         report
-            .queue_waits_ms
-            .push(now_ms.saturating_sub(s.since_ms));
+            .releases
+            .push((id, now_ms.saturating_sub(s.since_ms)));
         s.state = SessionState::Released;
         s.since_ms = now_ms;
         state.released += 1;

@@ -1,0 +1,178 @@
+//! The lottery policy through `decide` and `tick`, and switches between policies, with a fake
+//! clock and a seeded generator.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{
+    Decision, Policy, RoomState, SessionState, Settings, ViewState, Visitor, decide, leave, status,
+    tick,
+};
+
+fn lottery(cap: u32) -> Settings {
+    Settings {
+        active_users: Some(cap),
+        session_ttl: Duration::from_secs(600),
+        abandon_after: Duration::from_secs(600),
+        release_window: Duration::from_secs(600),
+        policy: Policy::Lottery,
+        draw_every: Duration::from_secs(10),
+        ..Settings::default()
+    }
+}
+
+fn visitor(d: &Decision) -> Visitor {
+    match d {
+        Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
+        Decision::Closed => panic!("closed"),
+    }
+}
+
+/// The ids of released sessions, in release order, over ticks from `from` to `to` (ms, step 1 s).
+fn released_over(
+    s: &Settings,
+    st: &mut RoomState,
+    from: u64,
+    to: u64,
+    rng: &mut StdRng,
+) -> Vec<super::SessionId> {
+    let mut out = Vec::new();
+    for t in (from..=to).step_by(1_000) {
+        let r = tick(s, st, t, rng);
+        st.check_invariants(s.active_users).unwrap();
+        for (id, _) in r.releases {
+            leave(st, &id);
+            out.push(id);
+        }
+    }
+    out
+}
+
+#[test]
+fn lottery_holds_arrivals_until_the_draw_then_releases_in_drawn_order() {
+    let s = lottery(2);
+    let mut st = RoomState::new(0, None);
+    let mut rng = StdRng::seed_from_u64(11);
+    let first: Vec<Visitor> = (0..2)
+        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+        .collect();
+    let pool: Vec<Visitor> = (0..10)
+        .map(|_| visitor(&decide(&s, &mut st, None, 500, &mut rng)))
+        .collect();
+    let v = status(&s, &mut st, &pool[0].id, 1_000, &mut rng).unwrap();
+    assert_eq!(v.state, ViewState::Queued);
+    assert_eq!(v.position, None);
+    assert_eq!(v.queue_depth, 10);
+    assert_eq!(v.next_draw_in_ms, Some(9_000));
+    assert_eq!(v.progress_percent, 0);
+    assert!(v.estimated_wait_seconds.is_some_and(|w| w >= 9));
+    // Free slots do not let anyone through before the draw.
+    for a in &first {
+        leave(&mut st, &a.id);
+    }
+    assert!(released_over(&s, &mut st, 1_000, 9_000, &mut rng).is_empty());
+    // The draw gives everyone a place; the first two places go at once.
+    let r = tick(&s, &mut st, 10_000, &mut rng);
+    assert_eq!(r.drawn, 10);
+    assert_eq!(r.releases.len(), 2);
+    let mut order: Vec<_> = r.releases.iter().map(|(id, _)| *id).collect();
+    for (id, _) in &r.releases {
+        leave(&mut st, id);
+    }
+    let waiting: Vec<(u64, _)> = pool
+        .iter()
+        .filter_map(|v| {
+            let view = status(&s, &mut st, &v.id, 10_000, &mut rng)?;
+            assert_eq!(view.next_draw_in_ms, None);
+            Some((view.position.unwrap(), v.id))
+        })
+        .collect();
+    let mut places: Vec<u64> = waiting.iter().map(|(p, _)| *p).collect();
+    places.sort_unstable();
+    assert_eq!(places, (1..=8).collect::<Vec<_>>());
+    // Released in the order of those places.
+    let mut by_place = waiting.clone();
+    by_place.sort_unstable();
+    order.extend(released_over(&s, &mut st, 11_000, 14_000, &mut rng));
+    let want: Vec<_> = by_place.iter().map(|(_, id)| *id).collect();
+    assert_eq!(&order[2..], &want[..]);
+}
+
+#[test]
+fn arrivals_after_a_draw_wait_behind_the_drawn() {
+    let s = lottery(1);
+    let mut st = RoomState::new(0, None);
+    let mut rng = StdRng::seed_from_u64(12);
+    let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+    let early: Vec<Visitor> = (0..5)
+        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+        .collect();
+    tick(&s, &mut st, 10_000, &mut rng);
+    let late = visitor(&decide(&s, &mut st, None, 10_500, &mut rng));
+    let v = status(&s, &mut st, &late.id, 10_500, &mut rng).unwrap();
+    assert_eq!(v.position, None);
+    assert_eq!(v.next_draw_in_ms, Some(9_500));
+    assert_eq!(v.queue_depth, 6);
+    st.check_invariants(s.active_users).unwrap();
+    leave(&mut st, &first.id);
+    // Everyone drawn earlier is released before the late arrival, whatever the next draw says.
+    let mut released = Vec::new();
+    for t in (11_000..=40_000).step_by(1_000) {
+        let r = tick(&s, &mut st, t, &mut rng);
+        st.check_invariants(s.active_users).unwrap();
+        for (id, _) in r.releases {
+            leave(&mut st, &id);
+            released.push(id);
+        }
+    }
+    assert_eq!(released.len(), 6);
+    assert_eq!(released[5], late.id);
+    let mut first_five = released[..5].to_vec();
+    first_five.sort();
+    let mut want: Vec<_> = early.iter().map(|v| v.id).collect();
+    want.sort();
+    assert_eq!(first_five, want);
+}
+
+#[test]
+fn fifo_to_lottery_keeps_the_order_and_back_again() {
+    let mut s = lottery(1);
+    s.policy = Policy::Fifo;
+    let mut st = RoomState::new(0, None);
+    let mut rng = StdRng::seed_from_u64(13);
+    visitor(&decide(&s, &mut st, None, 0, &mut rng));
+    let queued: Vec<Visitor> = (0..20)
+        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+        .collect();
+    s.policy = Policy::Lottery;
+    tick(&s, &mut st, 1_000, &mut rng);
+    st.check_invariants(s.active_users).unwrap();
+    for (i, v) in queued.iter().enumerate() {
+        let view = status(&s, &mut st, &v.id, 1_000, &mut rng).unwrap();
+        assert_eq!(
+            view.position,
+            Some(i as u64 + 1),
+            "place kept by the switch"
+        );
+    }
+    let newcomer = visitor(&decide(&s, &mut st, None, 1_500, &mut rng));
+    let view = status(&s, &mut st, &newcomer.id, 1_500, &mut rng).unwrap();
+    assert_eq!(view.position, None, "a newcomer waits for the draw");
+    s.policy = Policy::Random;
+    tick(&s, &mut st, 2_000, &mut rng);
+    assert_eq!(st.queue.len(), 21);
+    s.policy = Policy::Fifo;
+    tick(&s, &mut st, 3_000, &mut rng);
+    st.check_invariants(s.active_users).unwrap();
+    for (i, v) in queued.iter().chain([&newcomer]).enumerate() {
+        let view = status(&s, &mut st, &v.id, 3_000, &mut rng).unwrap();
+        assert_eq!(view.position, Some(i as u64 + 1), "ticket order restored");
+    }
+    assert!(
+        st.sessions
+            .values()
+            .all(|x| x.state != SessionState::Released)
+    );
+}

@@ -1,0 +1,494 @@
+//! A seeded simulation of a busy room through `decide` and `tick`: thousands of visitors arrive,
+//! poll, abandon, come in late or never, browse, leave, get revoked or go idle, while the operator
+//! changes capacity, rate, pause and policy. The capacity is checked after every decision and
+//! tick, the room's full invariants after every 250 ms step; and fairness is measured: the Kendall tau between arrival and release order in fifo rooms, and
+//! how close the wait estimate given at join comes to the real wait.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::{
+    Decision, Policy, RoomState, SessionId, SessionState, Settings, ViewState, Visitor, decide,
+    leave, revoke, status, tick,
+};
+
+const STEP_MS: u64 = 250;
+
+/// What a simulated visitor does next.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// In line: poll at `next`; stop polling for good at `quit` (an abandoned tab).
+    Poll { next: u64, quit: Option<u64> },
+    /// Released: come in at `at`, or never.
+    Come { at: u64, never: bool },
+    /// Admitted: a request at `next` until `until`, then end as `end`.
+    Browse { next: u64, until: u64, end: End },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Leave,
+    Revoke,
+    Idle,
+}
+
+struct Agent {
+    visitor: Visitor,
+    plan: Plan,
+}
+
+/// How visitors behave and what the operator does.
+#[derive(Debug, Clone, Copy)]
+struct Behaviour {
+    /// Arrival probability per 250 ms step.
+    arrival: f64,
+    /// Steps during which visitors arrive; the run goes on until the line is empty.
+    arriving_steps: u64,
+    /// Share of queued visitors who abandon.
+    abandon: f64,
+    /// Share of released visitors who never come.
+    no_show: f64,
+    /// Operator changes every 30 s (capacity, rate, pause; policy too when `switch_policy`).
+    operator: bool,
+    switch_policy: bool,
+}
+
+struct Sim {
+    s: Settings,
+    st: RoomState,
+    engine_rng: StdRng,
+    world: StdRng,
+    now: u64,
+    agents: Vec<Agent>,
+    /// Visitors who took a ticket and waited, by session: their ticket.
+    waited: HashMap<SessionId, u64>,
+    /// Visitors who meant to abandon (excluded from fairness).
+    quitters: HashSet<SessionId>,
+    /// Tickets of waiting visitors in the order they were released.
+    release_order: Vec<u64>,
+    /// Estimate at join (s) and join time (ms), by session.
+    eta_at_join: HashMap<SessionId, (u64, u64)>,
+    /// (estimate s, actual wait s, join ms) for every release of a visitor with an estimate.
+    etas: Vec<(f64, f64, u64)>,
+    /// The admitted count may exceed a capacity that was just lowered; it must then only fall.
+    over_cap_since_change: bool,
+    last_admitted: u32,
+    checks: u64,
+}
+
+impl Sim {
+    fn new(s: Settings, seed: u64) -> Self {
+        Sim {
+            st: RoomState::new(0, s.admit_per_minute),
+            s,
+            engine_rng: StdRng::seed_from_u64(seed),
+            world: StdRng::seed_from_u64(seed ^ 0x5eed),
+            now: 0,
+            agents: Vec::new(),
+            waited: HashMap::new(),
+            quitters: HashSet::new(),
+            release_order: Vec::new(),
+            eta_at_join: HashMap::new(),
+            etas: Vec::new(),
+            over_cap_since_change: false,
+            last_admitted: 0,
+            checks: 0,
+        }
+    }
+
+    fn check(&mut self) {
+        let admitted = self.st.active + self.st.released;
+        let cap = self.s.active_users;
+        if self.over_cap_since_change {
+            assert!(
+                admitted <= self.last_admitted,
+                "at {} ms: admitted grew from {} to {admitted} over capacity {cap:?}",
+                self.now,
+                self.last_admitted
+            );
+            if cap.is_none_or(|c| admitted <= c) {
+                self.over_cap_since_change = false;
+            }
+        }
+        if !self.over_cap_since_change
+            && let Some(c) = cap
+        {
+            assert!(
+                admitted <= c,
+                "at {} ms: {admitted} admitted over {c}",
+                self.now
+            );
+        }
+        self.last_admitted = admitted;
+    }
+
+    /// The full invariants (counts, queue, sessions), after every step of the run.
+    fn check_all(&mut self) {
+        self.check();
+        let enforced = if self.over_cap_since_change {
+            None
+        } else {
+            self.s.active_users
+        };
+        if let Err(e) = self.st.check_invariants(enforced) {
+            panic!("at {} ms: {e}", self.now);
+        }
+        self.checks += 1;
+    }
+
+    fn run(&mut self, b: Behaviour) {
+        let mut step = 0u64;
+        while step < b.arriving_steps || !self.st.queue.is_empty() || self.st.released > 0 {
+            self.now = step * STEP_MS;
+            if step < b.arriving_steps && self.world.random_bool(b.arrival) {
+                self.arrive(b);
+            }
+            self.act(b);
+            if step == b.arriving_steps {
+                // A room left paused would never empty.
+                self.s.paused = false;
+            }
+            if self.now.is_multiple_of(1_000) {
+                self.tick();
+            }
+            if b.operator && self.now.is_multiple_of(30_000) && self.now > 0 {
+                self.operate(b);
+            }
+            self.check_all();
+            step += 1;
+            assert!(step < 10_000_000, "the line never emptied");
+        }
+    }
+
+    fn arrive(&mut self, b: Behaviour) {
+        let d = decide(&self.s, &mut self.st, None, self.now, &mut self.engine_rng);
+        self.check();
+        match d {
+            Decision::Admit { visitor, .. } => {
+                let plan = self.browse_plan();
+                self.agents.push(Agent { visitor, plan });
+            }
+            Decision::Wait { visitor, view, .. } => {
+                assert_eq!(view.state, self.queued_state());
+                self.waited.insert(visitor.id, visitor.ticket);
+                if let Some(eta) = view.estimated_wait_seconds {
+                    self.eta_at_join.insert(visitor.id, (eta, self.now));
+                }
+                let quit = self.world.random_bool(b.abandon).then(|| {
+                    self.quitters.insert(visitor.id);
+                    self.now + self.world.random_range(0..120_000)
+                });
+                let next = self.now + view.poll_after_seconds * 1_000;
+                self.agents.push(Agent {
+                    visitor,
+                    plan: Plan::Poll { next, quit },
+                });
+            }
+            Decision::Closed => panic!("a queue room never closes"),
+        }
+    }
+
+    fn queued_state(&self) -> ViewState {
+        if self.s.paused {
+            ViewState::Paused
+        } else {
+            ViewState::Queued
+        }
+    }
+
+    fn browse_plan(&mut self) -> Plan {
+        let end = match self.world.random_range(0..10) {
+            0..4 => End::Leave,
+            4..6 => End::Revoke,
+            _ => End::Idle,
+        };
+        Plan::Browse {
+            next: self.now + self.world.random_range(500..5_000),
+            until: self.now + self.world.random_range(5_000..60_000),
+            end,
+        }
+    }
+
+    /// Every visitor whose moment has come acts; those who are done drop out.
+    fn act(&mut self, b: Behaviour) {
+        let mut agents = std::mem::take(&mut self.agents);
+        agents.retain_mut(|a| self.act_one(a, b));
+        agents.append(&mut self.agents);
+        self.agents = agents;
+    }
+
+    fn act_one(&mut self, a: &mut Agent, b: Behaviour) -> bool {
+        let now = self.now;
+        let id = a.visitor.id;
+        match a.plan {
+            Plan::Poll { quit: Some(q), .. } if q <= now => false,
+            Plan::Poll { next, quit } if next <= now => {
+                let Some(view) = status(&self.s, &mut self.st, &id, now, &mut self.engine_rng)
+                else {
+                    panic!("a polling visitor lost their place at {now} ms");
+                };
+                self.check();
+                a.plan = match view.state {
+                    ViewState::Released => Plan::Come {
+                        at: now + self.world.random_range(0..3_000),
+                        never: self.world.random_bool(b.no_show),
+                    },
+                    ViewState::Queued | ViewState::Paused => Plan::Poll {
+                        next: now + view.poll_after_seconds * 1_000,
+                        quit,
+                    },
+                    other => panic!("a queued visitor polled and saw {other:?}"),
+                };
+                true
+            }
+            Plan::Come { never: true, .. } => false,
+            Plan::Come { at, .. } if at <= now => {
+                let d = decide(
+                    &self.s,
+                    &mut self.st,
+                    Some(a.visitor),
+                    now,
+                    &mut self.engine_rng,
+                );
+                self.check();
+                assert!(
+                    matches!(d, Decision::Admit { how: Some(_), .. }),
+                    "a released visitor who came in time was not admitted: {d:?}"
+                );
+                a.plan = self.browse_plan();
+                true
+            }
+            Plan::Browse { until, end, .. } if until <= now => {
+                match end {
+                    End::Leave => {
+                        leave(&mut self.st, &id);
+                    }
+                    End::Revoke => {
+                        revoke(&mut self.st, &id);
+                    }
+                    End::Idle => {}
+                }
+                self.check();
+                false
+            }
+            Plan::Browse { next, until, end } if next <= now => {
+                let d = decide(
+                    &self.s,
+                    &mut self.st,
+                    Some(a.visitor),
+                    now,
+                    &mut self.engine_rng,
+                );
+                self.check();
+                // A session can end under a visitor (max_session); they would start over.
+                if !matches!(d, Decision::Admit { how: None, .. }) {
+                    return false;
+                }
+                a.plan = Plan::Browse {
+                    next: now + self.world.random_range(500..5_000),
+                    until,
+                    end,
+                };
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn tick(&mut self) {
+        let r = tick(&self.s, &mut self.st, self.now, &mut self.engine_rng);
+        self.check();
+        for (id, waited_ms) in r.releases {
+            if let Some(&ticket) = self.waited.get(&id) {
+                self.release_order.push(ticket);
+            }
+            if let Some((eta, joined_ms)) = self.eta_at_join.remove(&id) {
+                self.etas
+                    .push((eta as f64, waited_ms as f64 / 1_000.0, joined_ms));
+            }
+        }
+    }
+
+    fn operate(&mut self, b: Behaviour) {
+        let before = self.s.active_users;
+        match self.world.random_range(0..5) {
+            0 => self.s.active_users = Some(self.world.random_range(5..80)),
+            1 => {
+                self.s.admit_per_minute = match self.s.admit_per_minute {
+                    Some(_) => None,
+                    None => Some(self.world.random_range(30..600)),
+                }
+            }
+            2 => self.s.paused = !self.s.paused,
+            3 if b.switch_policy => {
+                self.s.policy = match self.world.random_range(0..3) {
+                    0 => Policy::Fifo,
+                    1 => Policy::Random,
+                    _ => Policy::Lottery,
+                }
+            }
+            _ => self.s.max_session = Some(Duration::from_secs(self.world.random_range(20..90))),
+        }
+        // The room needs a cap of some kind.
+        if self.s.active_users.is_none() && self.s.admit_per_minute.is_none() {
+            self.s.admit_per_minute = Some(120);
+        }
+        let admitted = self.st.active + self.st.released;
+        if self.s.active_users != before && self.s.active_users.is_some_and(|c| admitted > c) {
+            self.over_cap_since_change = true;
+        }
+    }
+
+    /// Kendall tau between arrival order (tickets) and release order of waiting visitors who
+    /// stayed in line: 1.0 when no pair was released out of order.
+    fn kendall_tau(&self) -> (f64, usize) {
+        let quit: HashSet<u64> = self
+            .quitters
+            .iter()
+            .filter_map(|id| self.waited.get(id))
+            .copied()
+            .collect();
+        let stayed: Vec<u64> = self
+            .release_order
+            .iter()
+            .copied()
+            .filter(|t| !quit.contains(t))
+            .collect();
+        let n = stayed.len();
+        let mut discordant = 0u64;
+        for i in 0..n {
+            for j in i + 1..n {
+                if stayed[i] > stayed[j] {
+                    discordant += 1;
+                }
+            }
+        }
+        let pairs = (n as u64 * n.saturating_sub(1) as u64 / 2).max(1);
+        (1.0 - 2.0 * discordant as f64 / pairs as f64, n)
+    }
+}
+
+fn busy(policy: Policy) -> Settings {
+    Settings {
+        active_users: Some(40),
+        admit_per_minute: None,
+        session_ttl: Duration::from_secs(20),
+        abandon_after: Duration::from_secs(45),
+        // Longer than the slowest poll (30 s + 20% jitter) plus the time to come in.
+        release_window: Duration::from_secs(45),
+        max_session: None,
+        policy,
+        draw_every: Duration::from_secs(15),
+        ..Settings::default()
+    }
+}
+
+fn chaos() -> Behaviour {
+    Behaviour {
+        arrival: 0.9,
+        arriving_steps: 4 * 600,
+        abandon: 0.1,
+        no_show: 0.05,
+        operator: true,
+        switch_policy: false,
+    }
+}
+
+#[test]
+fn fifo_releases_in_arrival_order_through_chaos() {
+    for seed in [1, 2, 3] {
+        let mut sim = Sim::new(busy(Policy::Fifo), seed);
+        sim.run(chaos());
+        let (tau, n) = sim.kendall_tau();
+        println!(
+            "fifo seed {seed}: {} arrivals, {} waited, {n} stayed and were released, \
+             {} invariant checks, Kendall tau {tau:.4}",
+            sim.st.counters.joined,
+            sim.waited.len(),
+            sim.checks
+        );
+        assert!(n > 500, "the run must queue many visitors, got {n}");
+        assert_eq!(tau, 1.0, "seed {seed}: fifo released out of arrival order");
+        assert!(sim.st.counters.abandoned > 0, "some visitors abandoned");
+    }
+}
+
+#[test]
+fn random_and_lottery_keep_their_invariants_through_chaos() {
+    for (policy, seed) in [(Policy::Random, 4), (Policy::Lottery, 5)] {
+        let mut sim = Sim::new(busy(policy), seed);
+        sim.run(chaos());
+        println!(
+            "{policy:?} seed {seed}: {} arrivals, {} released, {} abandoned, {} checks",
+            sim.st.counters.joined, sim.st.counters.released, sim.st.counters.abandoned, sim.checks
+        );
+        assert!(sim.st.counters.released > 500);
+    }
+}
+
+#[test]
+fn policy_switches_lose_nobody() {
+    let mut sim = Sim::new(busy(Policy::Fifo), 6);
+    sim.run(Behaviour {
+        switch_policy: true,
+        ..chaos()
+    });
+    // Everyone who waited and did not abandon was released: nobody was lost by a switch.
+    let released: HashSet<u64> = sim.release_order.iter().copied().collect();
+    for (id, ticket) in &sim.waited {
+        if !sim.quitters.contains(id) {
+            assert!(released.contains(ticket), "ticket {ticket} never released");
+        }
+    }
+    assert!(
+        sim.st
+            .sessions
+            .values()
+            .all(|s| s.state != SessionState::Queued)
+    );
+}
+
+/// Steady state: visitors arrive faster than the rate budget lets them in, so a line builds and
+/// drains at the measured rate. The estimate each visitor was given at join must be within 25%
+/// of their real wait.
+#[test]
+fn wait_estimates_at_join_match_the_real_wait() {
+    let s = Settings {
+        active_users: None,
+        admit_per_minute: Some(60),
+        session_ttl: Duration::from_secs(30),
+        ..busy(Policy::Fifo)
+    };
+    let mut sim = Sim::new(s, 7);
+    sim.run(Behaviour {
+        arrival: 0.4,
+        arriving_steps: 4 * 900,
+        abandon: 0.05,
+        no_show: 0.0,
+        operator: false,
+        switch_policy: false,
+    });
+    // Visitors who joined once the rate had been measured for a minute, with a wait long enough
+    // that one tick of granularity is not a quarter of it.
+    let mut ratios: Vec<f64> = sim
+        .etas
+        .iter()
+        .filter(|(_, actual, joined_ms)| *actual >= 20.0 && *joined_ms >= 60_000)
+        .map(|(eta, actual, _)| eta / actual)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    assert!(n > 200, "too few long waits measured: {n}");
+    let within = ratios.iter().filter(|r| (0.75..=1.25).contains(*r)).count();
+    println!(
+        "ETA at join / actual wait over {n} visitors: median {:.3}, min {:.3}, max {:.3}, \
+         {within} within +-25%",
+        ratios[n / 2],
+        ratios[0],
+        ratios[n - 1]
+    );
+    assert_eq!(within, n, "every estimate within 25% of the real wait");
+}
