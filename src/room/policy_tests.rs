@@ -176,3 +176,63 @@ fn fifo_to_lottery_keeps_the_order_and_back_again() {
             .all(|x| x.state != SessionState::Released)
     );
 }
+
+/// 100,000 visitors join a full room; a random tenth abandon from anywhere in the line; the rest
+/// are released exactly in ticket order, and positions stay exact along the way.
+#[test]
+fn fifo_order_is_exact_over_100k_joins_with_abandonment() {
+    use rand::RngExt;
+    let s = Settings {
+        active_users: Some(1_000),
+        abandon_after: Duration::from_secs(3_600),
+        policy: Policy::Fifo,
+        ..lottery(1)
+    };
+    let mut st = RoomState::new(0, None);
+    let mut rng = StdRng::seed_from_u64(14);
+    let mut admitted = Vec::new();
+    let mut queued = Vec::new();
+    for _ in 0..101_000 {
+        match decide(&s, &mut st, None, 0, &mut rng) {
+            Decision::Admit { visitor, .. } => admitted.push(visitor),
+            Decision::Wait { visitor, .. } => queued.push(visitor),
+            Decision::Closed => unreachable!(),
+        }
+    }
+    assert_eq!((admitted.len(), queued.len()), (1_000, 100_000));
+    let mut stayed = Vec::new();
+    for v in &queued {
+        if rng.random_bool(0.1) {
+            assert!(leave(&mut st, &v.id).is_some());
+        } else {
+            stayed.push(*v);
+        }
+    }
+    st.check_invariants(s.active_users).unwrap();
+    for (i, v) in stayed.iter().enumerate().step_by(997) {
+        let view = status(&s, &mut st, &v.id, 0, &mut rng).unwrap();
+        assert_eq!(view.position, Some(i as u64 + 1));
+    }
+    for a in &admitted {
+        leave(&mut st, &a.id);
+    }
+    let mut order = Vec::with_capacity(stayed.len());
+    let mut t = 0;
+    while order.len() < stayed.len() {
+        t += 1_000;
+        let r = tick(&s, &mut st, t, &mut rng);
+        assert!(!r.releases.is_empty(), "the line stalled at {t} ms");
+        for (id, _) in r.releases {
+            order.push(st.sessions[&id].ticket);
+            leave(&mut st, &id);
+        }
+        // A visitor still in line moves up by exactly the releases.
+        if let Some(next) = stayed.get(order.len()) {
+            let view = status(&s, &mut st, &next.id, t, &mut rng).unwrap();
+            assert_eq!(view.position, Some(1));
+        }
+    }
+    let want: Vec<u64> = stayed.iter().map(|v| v.ticket).collect();
+    assert_eq!(order, want);
+    assert!(st.queue.is_empty());
+}

@@ -252,6 +252,77 @@ mod tests {
         assert_eq!(order, model);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Join with a ticket `gap` past the last (gaps: tickets that went to immediate admits).
+        Join {
+            gap: u64,
+        },
+        Release,
+        /// The visitor at this share of the line leaves.
+        Leave {
+            at: f64,
+        },
+        /// A returning visitor re-enters at an older ticket (crash recovery).
+        Return {
+            back: u64,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1u64..4).prop_map(|gap| Op::Join { gap }),
+            2 => Just(Op::Release),
+            2 => (0.0f64..1.0).prop_map(|at| Op::Leave { at }),
+            1 => (1u64..3000).prop_map(|back| Op::Return { back }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// After every step of any sequence, every queued ticket's position is its place in a
+        /// naive sorted list, and releases come in ticket order.
+        #[test]
+        fn positions_match_a_naive_model(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut q: FifoQueue = FifoQueue::new();
+            let mut model: Vec<u64> = Vec::new();
+            let mut next = 5_000u64;
+            for op in ops {
+                match op {
+                    Op::Join { gap } => {
+                        next += gap;
+                        q.insert(next, sid(next));
+                        model.push(next);
+                    }
+                    Op::Release => {
+                        let want = (!model.is_empty()).then(|| model.remove(0));
+                        proptest::prop_assert_eq!(q.pop_front().map(|(t, _)| t), want);
+                    }
+                    Op::Leave { at } => {
+                        if !model.is_empty() {
+                            let i = ((model.len() as f64) * at) as usize;
+                            let t = model.remove(i.min(model.len() - 1));
+                            proptest::prop_assert!(q.remove(t));
+                        }
+                    }
+                    Op::Return { back } => {
+                        let t = next.saturating_sub(back);
+                        if let Err(i) = model.binary_search(&t) {
+                            model.insert(i, t);
+                            q.insert(t, sid(t));
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(q.len(), model.len());
+                for (i, &t) in model.iter().enumerate() {
+                    proptest::prop_assert_eq!(q.position(t), Some(i as u64 + 1));
+                }
+            }
+            let order: Vec<u64> = q.iter().map(|(t, _)| t).collect();
+            proptest::prop_assert_eq!(order, model);
+        }
+    }
+
     #[test]
     fn an_older_ticket_takes_its_place() {
         let mut q: FifoQueue = FifoQueue::new();
