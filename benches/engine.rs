@@ -87,6 +87,20 @@ fn engine(c: &mut Criterion) {
             black_box(st.queue.position(queued[i].ticket))
         })
     });
+    // The naive baseline: a position found by scanning the live tickets in line.
+    let line: Vec<u64> = st.queue.iter().map(|(t, _)| t).collect();
+    let mut group = c.benchmark_group("naive");
+    group.sample_size(20);
+    group.bench_function("position by scan at 1M queued", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 7_919) % N;
+            let t = queued[i].ticket;
+            black_box(line.iter().position(|&x| x == t).map(|p| p + 1))
+        })
+    });
+    group.finish();
+    drop(line);
     c.bench_function("status poll at 1M queued", |b| {
         let mut i = 0usize;
         b.iter(|| {
@@ -123,12 +137,46 @@ fn engine(c: &mut Criterion) {
     });
     group.finish();
 
+    // A lottery room after its draw: a million drawn visitors, places by draw order.
+    {
+        let s = Settings {
+            policy: anteroom::room::Policy::Lottery,
+            ..settings()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut st = RoomState::new(0, None);
+        let mut queued = Vec::with_capacity(N);
+        for _ in 0..(1_000 + N) {
+            if let Decision::Wait { visitor, .. } = decide(&s, &mut st, None, 0, &mut rng) {
+                queued.push(visitor);
+            }
+        }
+        let started = Instant::now();
+        let r = tick(&s, &mut st, ms(s.draw_every), &mut rng);
+        assert_eq!(r.drawn, N);
+        println!(
+            "lottery: draw of {N} visitors in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        c.bench_function("lottery position lookup at 1M drawn", |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 7_919) % N;
+                black_box(st.queue.position(queued[i].ticket))
+            })
+        });
+    }
+
     let mut group = c.benchmark_group("join");
     group.sample_size(10);
     group.bench_function("join 1M visitors into one room", |b| {
         b.iter_with_large_drop(|| full_room(N, &mut rng))
     });
     group.finish();
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 criterion_group!(benches, engine);

@@ -125,7 +125,10 @@ async fn capacity_holds_at_every_observed_moment_under_churn() {
     println!("{admitted} visits; {looks} observations; at most {most} admitted at once");
     assert_eq!(admitted, 16 * 12);
     assert!(most <= 50, "{most} admitted at once over a capacity of 50");
-    assert!(most > 16, "idle sessions must have filled the room, saw at most {most}");
+    assert!(
+        most > 16,
+        "idle sessions must have filled the room, saw at most {most}"
+    );
     assert!(
         looks > 100,
         "the observer must have looked often, looked {looks} times"

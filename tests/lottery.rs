@@ -28,7 +28,9 @@ async fn lottery_visitors_see_the_next_draw_then_a_place() {
         let j = r.json();
         assert_eq!(j["state"], "queued");
         assert!(j["position"].is_null(), "no place before the draw: {j}");
-        let at = j["next_draw_at"].as_str().expect("next_draw_at before the draw");
+        let at = j["next_draw_at"]
+            .as_str()
+            .expect("next_draw_at before the draw");
         let at = humantime::parse_rfc3339(at).expect("RFC 3339");
         let now = SystemTime::now();
         assert!(at > now - Duration::from_secs(1) && at <= now + Duration::from_secs(3));
@@ -41,7 +43,9 @@ async fn lottery_visitors_see_the_next_draw_then_a_place() {
             let mut v = v.clone();
             async move {
                 let j = v.get("/__anteroom/status", JSON).await.json();
-                j["position"].as_u64().map(|p| (p, j["next_draw_at"].is_null()))
+                j["position"]
+                    .as_u64()
+                    .map(|p| (p, j["next_draw_at"].is_null()))
             }
         })
         .await;

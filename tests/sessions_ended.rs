@@ -1,0 +1,101 @@
+//! Sessions end four ways, each freeing the slot at once and counted by reason in
+//! `anteroom_sessions_ended_total{reason}`: idle, max_session, leave and the origin's revoke
+//! (whose header never reaches the client).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// The value of `name{room, reason}` in the admin listener's Prometheus text, or 0.
+async fn ended(admin: std::net::SocketAddr, reason: &str) -> f64 {
+    let mut c = Client {
+        addr: admin,
+        host: admin.to_string(),
+        cookies: Default::default(),
+    };
+    let text = c.get("/metrics", "text/plain").await.body;
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "anteroom_sessions_ended_total"
+                && s.labels.get("room") == Some("ends")
+                && s.labels.get("reason") == Some(reason)
+        })
+        .map_or(0.0, |s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+}
+
+#[tokio::test]
+async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
+    let origin = Origin::start().await;
+    let config = format!(
+        "tick = \"20ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}",
+        room(
+            "ends",
+            "ends.test",
+            &origin.url(),
+            "active_users = 4\nsession_ttl = \"300ms\"\nmax_session = \"600ms\"\nabandon_after = \"30s\"",
+        )
+    );
+    let gw = Gateway::start(&config).await;
+    let admin = gw.running.as_ref().unwrap().admin_addr.unwrap();
+    let mut visitors: Vec<Client> = (0..4).map(|_| gw.client("ends.test")).collect();
+    for v in &mut visitors {
+        assert_eq!(v.get("/", JSON).await.status.as_u16(), 200);
+    }
+    let mut fifth = gw.client("ends.test");
+    let r = fifth.get("/", JSON).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.json()["position"], 1);
+
+    // Leave: the slot frees at once and the fifth visitor is released by the next tick.
+    let left = visitors[0].send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.json()["left"], true);
+    wait_until(Duration::from_secs(5), "the fifth to be released", || {
+        let mut v = fifth.clone();
+        async move {
+            let j = v.get("/__anteroom/status", JSON).await.json();
+            (j["state"] == "released").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(fifth.get("/", JSON).await.status.as_u16(), 200);
+
+    // Revoke: the origin ends the session; the client never sees the command.
+    let r = visitors[1].get("/revoke", JSON).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert!(r.header("anteroom-command").is_none());
+    let status = visitors[1].get("/__anteroom/status", JSON).await;
+    assert_eq!(status.status.as_u16(), 404, "a revoked session is gone");
+
+    // Max session: a visitor who keeps browsing is still ended at the hard cap; idle: one who
+    // stops is ended after session_ttl.
+    let mut busy = visitors[2].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while busy.get("/__anteroom/status", JSON).await.status.as_u16() == 200 {
+        assert!(tokio::time::Instant::now() < deadline, "no hard cap");
+        assert_eq!(busy.get("/", JSON).await.status.as_u16(), 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (reason, want) in [("leave", 1.0), ("revoke", 1.0)] {
+        assert_eq!(ended(admin, reason).await, want, "{reason}");
+    }
+    wait_until(
+        Duration::from_secs(5),
+        "idle and max_session counts",
+        || async {
+            let idle = ended(admin, "idle").await;
+            let cap = ended(admin, "max_session").await;
+            // The fourth visitor and the fifth went quiet; the third hit the cap.
+            (idle == 2.0 && cap == 1.0).then_some(())
+        },
+    )
+    .await;
+}
