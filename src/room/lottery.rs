@@ -21,7 +21,6 @@ pub struct LotteryQueue {
     drawn: FifoQueue<(u64, SessionId)>,
     /// ticket -> draw number, for every drawn visitor still in line.
     draw_number: HashMap<u64, u64>,
-    next_number: u64,
     /// When the next draw happens (room clock, ms); `None` until the line is first used.
     next_draw_ms: Option<u64>,
 }
@@ -69,8 +68,12 @@ impl LotteryQueue {
     /// Puts a visitor straight behind those already drawn (a policy switch keeping an order).
     pub fn insert_drawn(&mut self, ticket: u64, session: SessionId) {
         self.remove(ticket);
-        let n = self.next_number;
-        self.next_number += 1;
+        self.push_drawn(ticket, session);
+    }
+
+    /// Draws one visitor: the next draw number is past every number still in line.
+    fn push_drawn(&mut self, ticket: u64, session: SessionId) {
+        let n = self.drawn.end();
         self.drawn.insert(n, (ticket, session));
         self.draw_number.insert(ticket, n);
     }
@@ -118,13 +121,14 @@ impl LotteryQueue {
     /// appends it behind those already drawn. Returns how many were drawn.
     pub fn draw(&mut self, rng: &mut impl rand::Rng) -> usize {
         let mut pool = self.pool.take_all();
-        // The pool's storage order depends on removals; sort first so that the result depends on
-        // the pool's members and the generator alone.
-        pool.sort_unstable_by_key(|(ticket, _)| *ticket);
+        // Every order of the pool is equally likely whatever order it is stored in.
         pool.shuffle(rng);
         let drawn = pool.len();
-        for (ticket, session) in pool {
-            self.insert_drawn(ticket, session);
+        self.draw_number.reserve(drawn);
+        // The pool and the drawn never share a ticket.
+        let numbers = self.drawn.append(pool.iter().copied());
+        for (n, (ticket, _)) in numbers.zip(&pool) {
+            self.draw_number.insert(*ticket, n);
         }
         drawn
     }

@@ -73,6 +73,29 @@ impl<T: Copy> FifoQueue<T> {
         }
     }
 
+    /// The key after the last slot: every key in the queue is below it.
+    pub fn end(&self) -> u64 {
+        self.base + self.slots.len() as u64
+    }
+
+    /// Appends entries with keys following every key in the queue, in one O(n) pass (a lottery
+    /// draw appends its whole pool at once).
+    pub fn append(&mut self, entries: impl ExactSizeIterator<Item = T>) -> std::ops::Range<u64> {
+        if self.live == 0 {
+            self.slots.clear();
+            self.base = self.base.saturating_add(self.head as u64);
+            self.head = 0;
+        }
+        let first = self.base + self.slots.len() as u64;
+        self.slots.reserve(entries.len());
+        for e in entries {
+            self.slots.push(Some(e));
+            self.live += 1;
+        }
+        self.rebuild_tree();
+        first..self.base + self.slots.len() as u64
+    }
+
     /// Takes `ticket` out of line (abandon, leave). Returns whether it was there.
     pub fn remove(&mut self, ticket: u64) -> bool {
         let Some(idx) = self.index(ticket) else {
@@ -267,6 +290,10 @@ mod tests {
         Return {
             back: u64,
         },
+        /// A batch joins behind everyone at once (a lottery draw).
+        Append {
+            n: u64,
+        },
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -276,6 +303,7 @@ mod tests {
             2 => Just(Op::Release),
             2 => (0.0f64..1.0).prop_map(|at| Op::Leave { at }),
             1 => (1u64..3000).prop_map(|back| Op::Return { back }),
+            1 => (0u64..6).prop_map(|n| Op::Append { n }),
         ]
     }
 
@@ -304,6 +332,14 @@ mod tests {
                             let t = model.remove(i.min(model.len() - 1));
                             proptest::prop_assert!(q.remove(t));
                         }
+                    }
+                    Op::Append { n } => {
+                        let batch: Vec<SessionId> = (0..n).map(sid).collect();
+                        let keys = q.append(batch.into_iter());
+                        proptest::prop_assert_eq!(keys.end - keys.start, n);
+                        proptest::prop_assert!(model.last().is_none_or(|&l| l < keys.start));
+                        next = next.max(keys.end);
+                        model.extend(keys);
                     }
                     Op::Return { back } => {
                         let t = next.saturating_sub(back);
