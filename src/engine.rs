@@ -27,6 +27,7 @@ pub fn tick_all(gw: &Gateway) {
     let mut rng = rand::rng();
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
+        let rc = r.effective(rc);
         let (report, t) = {
             let mut state = r.state.lock();
             let report = room::tick(&rc.settings, &mut state, now, &mut rng);

@@ -3,6 +3,7 @@
 //! [`start`] loads a configuration, binds the listeners and returns a [`Running`] gateway with
 //! its bound addresses, so that tests and embedding programs can drive it on port 0.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod engine;
@@ -71,16 +72,21 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     };
     let public = bind("http", config.listen.http).await?;
     let http_addr = public.local_addr().unwrap_or(config.listen.http);
-    let admin_addr = match config.listen.admin {
-        Some(addr) => {
-            let l = bind("admin", addr).await?;
-            let bound = l.local_addr().unwrap_or(addr);
-            tasks.push(tokio::spawn(server::serve_admin(l, rx.clone())));
-            Some(bound)
-        }
+    let admin_listener = match config.listen.admin {
+        Some(addr) => Some(bind("admin", addr).await?),
         None => None,
     };
     let gw = Gateway::new(config, keys);
+    let (reload, reload_task) = config::reload::spawn(gw.clone(), rx.clone());
+    tasks.push(reload_task);
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = admin_listener {
+        let admin = Arc::new(admin::Admin {
+            gw: gw.clone(),
+            reload,
+        });
+        tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
+    }
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(server::serve_public(public, gw.clone(), rx)));
     tracing::info!(%http_addr, ?admin_addr, ?demo_addr, "anteroom listening");

@@ -1,11 +1,11 @@
-//! Listeners: the public HTTP listener (h1 + h2c, header timeout on, connection cap) and the
-//! admin listener (metrics and health), both with graceful shutdown.
+//! The public HTTP listener (h1 + h2c, header timeout on, connection cap) with graceful
+//! shutdown. The admin listener lives in `admin`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,8 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Limits;
-use crate::gateway::{Gateway, respond};
-use crate::proxy::Body;
+use crate::gateway::Gateway;
 
 /// How long a stop waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,55 +77,5 @@ pub async fn serve_public(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out"),
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener.
-pub async fn serve_admin(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let builder = builder(&Limits::default());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let svc =
-            service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(admin(&req)) });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-    }
-}
-
-fn admin(req: &Request<Incoming>) -> Response<Body> {
-    match req.uri().path() {
-        "/healthz" | "/readyz" => respond::plain(StatusCode::OK, "ok\n"),
-        "/metrics" => match crate::metrics::install() {
-            Some(h) => {
-                let mut r = Response::new(respond::body(h.render()));
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                r
-            }
-            None => respond::plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "metrics recorder not installed\n",
-            ),
-        },
-        _ => respond::plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -3,6 +3,7 @@
 
 mod file;
 mod locate;
+pub mod reload;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -121,7 +122,7 @@ impl Bypass {
 }
 
 /// One room as configured.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RoomConfig {
     pub name: String,
     /// Binds tokens to this room.

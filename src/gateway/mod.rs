@@ -3,7 +3,10 @@
 
 mod endpoints;
 pub mod respond;
+mod room;
 pub mod route;
+
+pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,20 +20,14 @@ use hyper::body::Incoming;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
+use crate::config::reload::ReloadStatus;
 use crate::config::{Config, RoomConfig};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{self, RESERVED_PREFIX, StatusJson};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
-use crate::room::{Decision, RoomState, View, Visitor, decide};
+use crate::room::{Decision, Overrides, RoomState, View, Visitor, decide};
 use crate::token::{Claims, Keys};
-
-/// One room's live state. The mutex guards the queue, the sessions and the counters; it is held
-/// for one decision or one tick, never across I/O or an `.await`.
-#[derive(Debug)]
-pub struct Room {
-    pub state: Mutex<RoomState>,
-}
 
 /// Everything the public service shares: the config snapshot (swapped whole), the rooms' state
 /// (keyed by room name, outside the config so that a reload never touches a queue), the token
@@ -42,6 +39,10 @@ pub struct Gateway {
     client: OriginClient,
     /// Time zero of every room's millisecond clock.
     epoch: Instant,
+    /// The result of the last configuration load.
+    reload_status: Mutex<ReloadStatus>,
+    /// Serializes changes to the overrides and their file.
+    overrides_write: Mutex<()>,
 }
 
 impl Gateway {
@@ -53,14 +54,54 @@ impl Gateway {
             keys,
             client,
             epoch: Instant::now(),
+            reload_status: Mutex::new(ReloadStatus::loaded()),
+            overrides_write: Mutex::new(()),
         };
-        gw.sync_rooms(&gw.config());
+        let config = gw.config();
+        let mut saved = crate::admin::persist::load(&config.state.dir);
+        gw.sync_rooms(&config);
+        for (name, room) in gw.rooms.read().iter() {
+            if let Some(o) = saved.remove(name) {
+                tracing::info!(room = %name, overrides = ?o, "overrides restored");
+                room.set_overrides(o);
+            }
+        }
         Arc::new(gw)
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// Swaps in a new configuration: new rooms start empty, rooms kept by name keep their line.
+    /// Requests in flight finish on the configuration they started with.
+    pub fn swap(&self, config: Config) {
+        self.sync_rooms(&config);
+        self.config.store(Arc::new(config));
+    }
+
+    /// Sets one room's overrides: written to the state folder first, applied once written.
+    pub fn set_overrides(&self, room: &Room, name: &str, o: Overrides) -> std::io::Result<()> {
+        let _writing = self.overrides_write.lock();
+        let mut all: std::collections::BTreeMap<String, Overrides> = self
+            .rooms
+            .read()
+            .iter()
+            .map(|(n, r)| (n.clone(), (*r.overrides()).clone()))
+            .collect();
+        all.insert(name.to_string(), o.clone());
+        crate::admin::persist::save(&self.config().state.dir, &all)?;
+        room.set_overrides(o);
+        Ok(())
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reload_status.lock().clone()
+    }
+
+    pub fn set_reload_status(&self, status: ReloadStatus) {
+        *self.reload_status.lock() = status;
     }
 
     /// Milliseconds on the rooms' clock.
@@ -78,9 +119,10 @@ impl Gateway {
         let mut rooms = self.rooms.write();
         for r in &config.rooms {
             rooms.entry(r.name.clone()).or_insert_with(|| {
-                Arc::new(Room {
-                    state: Mutex::new(RoomState::new(now, r.settings.admit_per_minute)),
-                })
+                Arc::new(Room::new(
+                    RoomState::new(now, r.settings.admit_per_minute),
+                    Default::default(),
+                ))
             });
         }
     }
@@ -101,28 +143,30 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let host = route::host_of(&req)?;
-        let Some(room_cfg) = config.room_for_host(&host) else {
+        let Some(file_room) = config.room_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
         };
         let room = self
-            .room(&room_cfg.name)
+            .room(&file_room.name)
             .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
+        // The operator's overrides over the file, for the whole request.
+        let room_cfg = &room.effective(file_room);
         if content_length(req.headers()).is_some_and(|n| n > config.limits.max_body) {
             return Err(GatewayError::BodyTooLarge);
         }
         let name = room_cfg.name.clone();
         if !room_cfg.enabled {
-            count_request(&name, "disabled");
+            count_request(&room, &name, "disabled");
             return self
                 .pass(config, room_cfg, &room, peer, &host, req, None)
                 .await;
         }
         if req.uri().path().starts_with(RESERVED_PREFIX) {
-            count_request(&name, "endpoint");
+            count_request(&room, &name, "endpoint");
             return self.endpoint(config, room_cfg, &room, req);
         }
         if room_cfg.bypass.iter().any(|b| b.matches(req.uri().path())) {
-            count_request(&name, "bypass");
+            count_request(&room, &name, "bypass");
             return self
                 .pass(config, room_cfg, &room, peer, &host, req, None)
                 .await;
@@ -144,7 +188,7 @@ impl Gateway {
                 joined,
                 how,
             } => {
-                count_request(&name, "admit");
+                count_request(&room, &name, "admit");
                 if let Some(how) = how {
                     metrics::counter!(m::ADMITTED, "room" => name.clone(), "how" => how.label())
                         .increment(1);
@@ -164,7 +208,7 @@ impl Gateway {
                 duplicate,
                 view,
             } => {
-                count_request(&name, "queue");
+                count_request(&room, &name, "queue");
                 if duplicate {
                     metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name.clone()).increment(1);
                 }
@@ -179,7 +223,7 @@ impl Gateway {
                 Ok(resp)
             }
             Decision::Closed => {
-                count_request(&name, "closed");
+                count_request(&room, &name, "closed");
                 closed(config, room_cfg)
             }
         }
@@ -252,6 +296,7 @@ impl Gateway {
                     GatewayError::OriginTimeout => "timeout",
                     _ => "connect",
                 };
+                room.figures.count_upstream_error(kind);
                 metrics::counter!(m::UPSTREAM_ERRORS, "room" => name, "kind" => kind).increment(1);
                 return Err(e);
             }
@@ -274,8 +319,9 @@ impl Gateway {
     }
 }
 
-fn count_request(room: &str, decision: &'static str) {
-    metrics::counter!(m::REQUESTS, "room" => room.to_string(), "decision" => decision).increment(1);
+fn count_request(room: &Room, name: &str, decision: &'static str) {
+    room.figures.count_request(decision);
+    metrics::counter!(m::REQUESTS, "room" => name.to_string(), "decision" => decision).increment(1);
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

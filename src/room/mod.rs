@@ -8,6 +8,7 @@ mod decide;
 mod estimate;
 mod line;
 mod lottery;
+mod overrides;
 #[cfg(test)]
 mod policy_tests;
 mod queue;
@@ -22,6 +23,7 @@ pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, stat
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use line::Line;
 pub use lottery::LotteryQueue;
+pub use overrides::Overrides;
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
 pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
@@ -73,6 +75,15 @@ pub enum Policy {
 }
 
 impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "fifo" => Some(Policy::Fifo),
+            "random" => Some(Policy::Random),
+            "lottery" => Some(Policy::Lottery),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Fifo => "fifo",

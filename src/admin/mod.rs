@@ -1,0 +1,283 @@
+//! The admin listener: the admin API (rooms, overrides, reload, config), `/metrics`, `/healthz`
+//! and `/readyz`. Bearer-token auth from the env var the file names, else loopback peers only;
+//! Host checked against DNS rebinding; JSON bodies only; no CORS headers.
+
+pub mod persist;
+mod rooms;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::reload::{ReloadHandle, ReloadStatus};
+use crate::gateway::{Gateway, respond};
+use crate::proxy::Body;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What the admin handlers share.
+pub struct Admin {
+    pub gw: Arc<Gateway>,
+    pub reload: ReloadHandle,
+}
+
+/// Serves the admin listener until `shutdown`.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let admin = admin.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(peer, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+}
+
+/// Who made a change, for the log: the token's id (a short hash, never the token) or loopback.
+#[derive(Debug, Clone)]
+pub struct Who(String);
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    respond::json(status, &json!({ "error": message.into() }))
+}
+
+impl Admin {
+    async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+        if !host_allowed(req.headers()) {
+            return error(StatusCode::FORBIDDEN, "host not allowed");
+        }
+        let path = req.uri().path().to_string();
+        match path.as_str() {
+            "/healthz" => return respond::plain(StatusCode::OK, "ok\n"),
+            "/readyz" => return respond::plain(StatusCode::OK, "ready\n"),
+            "/metrics" => return metrics_text(),
+            _ => {}
+        }
+        let Some(who) = self.authorize(peer, req.headers()) else {
+            return error(StatusCode::UNAUTHORIZED, "unauthorized");
+        };
+        let method = req.method().clone();
+        let body = match read_json_body(req).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["api", "v1", "rooms"]) => self.list_rooms(),
+            (Method::GET, ["api", "v1", "rooms", name]) => self.room_json(name),
+            (Method::PATCH, ["api", "v1", "rooms", name]) => self.patch(name, &body, &who),
+            (Method::DELETE, ["api", "v1", "rooms", name, "overrides"]) => {
+                self.drop_overrides(name, &who)
+            }
+            (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
+            (Method::GET, ["api", "v1", "config"]) => self.config_json(),
+            (_, ["api", "v1", "rooms"] | ["api", "v1", "rooms", _])
+            | (_, ["api", "v1", "rooms", _, "overrides"] | ["api", "v1", "reload" | "config"]) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// With a token configured (the env var the file names, non-empty): the bearer token, compared
+    /// in constant time. Without: loopback peers only.
+    fn authorize(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<Who> {
+        let config = self.gw.config();
+        let token = config
+            .admin_token_env
+            .as_deref()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return peer
+                .ip()
+                .is_loopback()
+                .then(|| Who(format!("loopback {peer}")));
+        };
+        let sent = headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        if !same_secret(sent, &token) {
+            return None;
+        }
+        Some(Who(format!("token {}", token_id(&token))))
+    }
+
+    async fn reload(&self, who: &Who) -> Response<Body> {
+        tracing::info!(%who, "reload asked");
+        match self.reload.reload().await {
+            Some(s) => {
+                let code = if s.ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                respond::json(code, &reload_json(&s))
+            }
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+        }
+    }
+
+    fn config_json(&self) -> Response<Body> {
+        let config = self.gw.config();
+        let status = self.gw.reload_status();
+        respond::json(
+            StatusCode::OK,
+            &json!({
+                "file": config.file.display().to_string(),
+                "rooms": config.rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+                "last_reload": reload_json(&status),
+            }),
+        )
+    }
+}
+
+fn reload_json(s: &ReloadStatus) -> serde_json::Value {
+    json!({
+        "result": if s.ok { "ok" } else { "error" },
+        "at": humantime::format_rfc3339_seconds(s.at).to_string(),
+        "errors": s.errors.iter().map(|e| json!({
+            "file": e.file.display().to_string(),
+            "line": e.line,
+            "key": e.key,
+            "message": e.message,
+            "text": e.to_string(),
+        })).collect::<Vec<_>>(),
+        "needs_restart": s.needs_restart,
+    })
+}
+
+/// Compares two secrets without leaking where they differ or how long they are: both are hashed,
+/// then every byte of the digests is compared.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::Digest;
+    let (da, db) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// A short, stable id of a token for logs: the first 8 hex digits of its SHA-256.
+fn token_id(token: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(token.as_bytes());
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// DNS rebinding defence: the admin API answers only a Host that is an IP literal or
+/// `localhost`, never another name.
+fn host_allowed(headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        // HTTP/1.0 without Host: nothing to rebind.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// Reads a request body: empty, or JSON (`Content-Type: application/json`) up to 64 KiB.
+async fn read_json_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    let json_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("bodies are limited to {MAX_BODY} bytes"),
+            ));
+        }
+    };
+    if !body.is_empty() && json_type != Some(true) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send JSON with Content-Type: application/json",
+        ));
+    }
+    Ok(body)
+}
+
+fn metrics_text() -> Response<Body> {
+    match crate::metrics::install() {
+        Some(h) => {
+            let mut r = Response::new(respond::body(h.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        None => respond::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        ),
+    }
+}

@@ -1,0 +1,112 @@
+//! The operator's overrides on disk: `<state dir>/overrides.json`, written atomically (temp
+//! file, fsync, rename, fsync of the folder) on every change, read at start.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::room::Overrides;
+
+const FILE: &str = "overrides.json";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    rooms: BTreeMap<String, Overrides>,
+}
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Overrides by room name. A missing file is no overrides; an unreadable one is set aside with a
+/// loud log line, never fatal.
+pub fn load(dir: &Path) -> BTreeMap<String, Overrides> {
+    let p = path(dir);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            tracing::error!(file = %p.display(), error = %e, "cannot read the overrides");
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_str::<OnDisk>(&text) {
+        Ok(d) if d.version == VERSION => d.rooms,
+        Ok(d) => {
+            set_aside(&p, &format!("version {} is not {VERSION}", d.version));
+            BTreeMap::new()
+        }
+        Err(e) => {
+            set_aside(&p, &e.to_string());
+            BTreeMap::new()
+        }
+    }
+}
+
+fn set_aside(p: &Path, why: &str) {
+    let aside = p.with_extension("json.corrupt");
+    let moved = std::fs::rename(p, &aside).is_ok();
+    tracing::error!(
+        file = %p.display(),
+        aside = %aside.display(),
+        moved,
+        why,
+        "overrides file unreadable; starting without overrides"
+    );
+}
+
+/// Writes every room's overrides atomically.
+pub fn save(dir: &Path, rooms: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let doc = OnDisk {
+        version: VERSION,
+        rooms: rooms
+            .iter()
+            .filter(|(_, o)| !o.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path(dir))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_sets_a_corrupt_file_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rooms = BTreeMap::new();
+        rooms.insert(
+            "shop".to_string(),
+            Overrides {
+                paused: Some(true),
+                ..Overrides::default()
+            },
+        );
+        rooms.insert("empty".to_string(), Overrides::default());
+        save(dir.path(), &rooms).unwrap();
+        let back = load(dir.path());
+        assert_eq!(back.len(), 1);
+        assert_eq!(back["shop"].paused, Some(true));
+        std::fs::write(dir.path().join(FILE), "{not json").unwrap();
+        assert!(load(dir.path()).is_empty());
+        assert!(dir.path().join("overrides.json.corrupt").exists());
+        assert!(!dir.path().join(FILE).exists());
+    }
+}

@@ -1,0 +1,282 @@
+//! Rooms in the admin API: the configuration in force with live figures, and the operator's
+//! overrides (PATCH to set, DELETE to drop).
+
+use http::{Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::{Admin, Who, error};
+use crate::config::RoomConfig;
+use crate::gateway::{Room, respond};
+use crate::proxy::Body;
+use crate::room::{Overrides, Policy, telemetry};
+
+/// A PATCH refused: the message and the field at fault.
+#[derive(Debug)]
+struct Refused {
+    field: Option<String>,
+    message: String,
+}
+
+fn refused(r: Refused) -> Response<Body> {
+    respond::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": r.message, "field": r.field}),
+    )
+}
+
+impl Admin {
+    pub(super) fn list_rooms(&self) -> Response<Body> {
+        let config = self.gw.config();
+        let rooms: Vec<Value> = config
+            .rooms
+            .iter()
+            .filter_map(|rc| Some(self.describe(rc, &*self.gw.room(&rc.name)?)))
+            .collect();
+        respond::json(StatusCode::OK, &json!({ "rooms": rooms }))
+    }
+
+    pub(super) fn room_json(&self, name: &str) -> Response<Body> {
+        match self.find(name) {
+            Some((rc, room)) => respond::json(StatusCode::OK, &self.describe(&rc, &room)),
+            None => no_room(name),
+        }
+    }
+
+    pub(super) fn patch(&self, name: &str, body: &[u8], who: &Who) -> Response<Body> {
+        let Some((rc, room)) = self.find(name) else {
+            return no_room(name);
+        };
+        let current = (*room.overrides()).clone();
+        let next = match apply_patch(&current, body) {
+            Ok(n) => n,
+            Err(r) => return refused(r),
+        };
+        if let Err(e) = self.gw.set_overrides(&room, name, next.clone()) {
+            tracing::error!(room = name, error = %e, "cannot write the overrides");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the overrides to the state folder: {e}"),
+            );
+        }
+        log_change(name, who, &rc, &current, &next);
+        respond::json(StatusCode::OK, &self.describe(&rc, &room))
+    }
+
+    pub(super) fn drop_overrides(&self, name: &str, who: &Who) -> Response<Body> {
+        let Some((rc, room)) = self.find(name) else {
+            return no_room(name);
+        };
+        let current = (*room.overrides()).clone();
+        if let Err(e) = self.gw.set_overrides(&room, name, Overrides::default()) {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the overrides to the state folder: {e}"),
+            );
+        }
+        log_change(name, who, &rc, &current, &Overrides::default());
+        respond::json(StatusCode::OK, &self.describe(&rc, &room))
+    }
+
+    fn find(&self, name: &str) -> Option<(std::sync::Arc<RoomConfig>, std::sync::Arc<Room>)> {
+        let config = self.gw.config();
+        let rc = config.rooms.iter().find(|r| r.name == name)?.clone();
+        let room = self.gw.room(name)?;
+        Some((rc, room))
+    }
+
+    /// A room as the API shows it: values in force, the file's, the overrides, live figures.
+    fn describe(&self, file: &std::sync::Arc<RoomConfig>, room: &Room) -> Value {
+        let eff = room.effective(file);
+        let now = self.gw.now_ms();
+        let (t, counters) = {
+            let st = room.state.lock();
+            (telemetry(&eff.settings, &st, now), st.counters.clone())
+        };
+        let requests: Map<String, Value> = room
+            .figures
+            .requests()
+            .map(|(d, n)| (d.to_string(), n.into()))
+            .collect();
+        let upstream: Map<String, Value> = room
+            .figures
+            .upstream_errors()
+            .map(|(k, n)| (k.to_string(), n.into()))
+            .collect();
+        let mut v = knobs(&eff);
+        let extra = json!({
+            "name": file.name,
+            "hosts": file.hosts,
+            "origin": format!("{}://{}", file.origin.scheme, file.origin.authority),
+            "file": knobs(file),
+            "overrides": *room.overrides(),
+            "live": {
+                "queue_depth": t.queue_depth,
+                "active": t.active,
+                "released": t.released,
+                "release_rate_per_minute": (t.release_rate_per_sec * 60.0 * 100.0).round() / 100.0,
+                "estimated_wait_seconds": t.wait_at_back_seconds,
+                "joined_total": counters.joined,
+                "admitted_total": counters.admitted_immediate + counters.admitted_released,
+                "admitted_immediate_total": counters.admitted_immediate,
+                "admitted_released_total": counters.admitted_released,
+                "released_total": counters.released,
+                "abandoned_total": counters.abandoned,
+                "left_queue_total": counters.left_queue,
+                "duplicate_requests_total": counters.duplicates,
+                "requests": requests,
+                "upstream_errors": upstream,
+            },
+        });
+        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+            v.extend(extra);
+        }
+        v
+    }
+}
+
+/// The values an operator can override, as a room has them.
+fn knobs(r: &RoomConfig) -> Value {
+    json!({
+        "enabled": r.enabled,
+        "paused": r.settings.paused,
+        "active_users": r.settings.active_users,
+        "admit_per_minute": r.settings.admit_per_minute,
+        "queue": r.settings.policy.as_str(),
+        "message": r.message,
+    })
+}
+
+fn no_room(name: &str) -> Response<Body> {
+    error(StatusCode::NOT_FOUND, format!("no room named {name:?}"))
+}
+
+/// Applies a PATCH body to `current`: every field checked before anything changes; `null` drops
+/// one override.
+fn apply_patch(current: &Overrides, body: &[u8]) -> Result<Overrides, Refused> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| Refused {
+        field: None,
+        message: format!("the body is not JSON: {e}"),
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(Refused {
+            field: None,
+            message: "send a JSON object of the fields to override".into(),
+        });
+    };
+    let mut next = current.clone();
+    for (k, v) in &fields {
+        let bad = |message: &str| Refused {
+            field: Some(k.clone()),
+            message: format!("`{k}` {message}"),
+        };
+        match k.as_str() {
+            "enabled" | "paused" => {
+                let b = match v {
+                    Value::Null => None,
+                    Value::Bool(b) => Some(*b),
+                    _ => return Err(bad("must be true, false or null")),
+                };
+                if k == "enabled" {
+                    next.enabled = b;
+                } else {
+                    next.paused = b;
+                }
+            }
+            "active_users" | "admit_per_minute" => {
+                let n = match v {
+                    Value::Null => None,
+                    v => Some(
+                        v.as_u64()
+                            .filter(|n| *n >= 1)
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| bad("must be a whole number of at least 1, or null"))?,
+                    ),
+                };
+                if k == "active_users" {
+                    next.active_users = n;
+                } else {
+                    next.admit_per_minute = n;
+                }
+            }
+            "queue" => {
+                next.queue = match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(
+                        Policy::parse(s)
+                            .ok_or_else(|| bad("must be \"fifo\", \"random\" or \"lottery\""))?,
+                    ),
+                    _ => return Err(bad("must be \"fifo\", \"random\" or \"lottery\"")),
+                }
+            }
+            "message" => {
+                next.message = match v {
+                    Value::Null => None,
+                    Value::String(s) if s.chars().count() <= 1_000 => Some(s.clone()),
+                    Value::String(_) => return Err(bad("must be at most 1000 characters")),
+                    _ => return Err(bad("must be a string or null")),
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "is not a field that can be overridden (enabled, paused, active_users, \
+                     admit_per_minute, queue, message)",
+                ));
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn log_change(name: &str, who: &Who, file: &RoomConfig, before: &Overrides, after: &Overrides) {
+    tracing::info!(room = name, %who, ?before, ?after, "overrides changed");
+    let enabled = |o: &Overrides| o.enabled.unwrap_or(file.enabled);
+    let paused = |o: &Overrides| o.paused.unwrap_or(file.settings.paused);
+    if enabled(before) != enabled(after) {
+        tracing::info!(room = name, %who, enabled = enabled(after), "room state changed");
+    }
+    if paused(before) != paused(after) {
+        tracing::info!(room = name, %who, paused = paused(after), "room state changed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_apply_whole_or_not_at_all() {
+        let base = Overrides::default();
+        let ok = apply_patch(&base, br#"{"paused": true, "queue": "lottery"}"#).unwrap();
+        assert_eq!(ok.paused, Some(true));
+        assert_eq!(ok.queue, Some(Policy::Lottery));
+        let cleared = apply_patch(&ok, br#"{"paused": null}"#).unwrap();
+        assert_eq!(cleared.paused, None);
+        assert_eq!(cleared.queue, Some(Policy::Lottery));
+        for (body, field) in [
+            (
+                &br#"{"paused": true, "active_users": 0}"#[..],
+                Some("active_users"),
+            ),
+            (br#"{"active_users": "x"}"#, Some("active_users")),
+            (br#"{"active_users": 1.5}"#, Some("active_users")),
+            (
+                br#"{"admit_per_minute": 99999999999}"#,
+                Some("admit_per_minute"),
+            ),
+            (br#"{"queue": "lifo"}"#, Some("queue")),
+            (br#"{"enabled": "yes"}"#, Some("enabled")),
+            (br#"{"message": 3}"#, Some("message")),
+            (br#"{"nope": 1}"#, Some("nope")),
+            (br#"[1]"#, None),
+            (br#"{"paused": tru"#, None),
+        ] {
+            let r = apply_patch(&base, body).expect_err("refused");
+            assert_eq!(
+                r.field.as_deref(),
+                field,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! One room's live parts beside its configuration: the engine state, the operator's overrides
+//! and the request figures the admin API shows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+
+use crate::config::RoomConfig;
+use crate::room::{Overrides, RoomState};
+
+/// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
+pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disabled", "closed"];
+/// Upstream error kinds, the bounded values of `anteroom_upstream_errors_total{kind}`.
+pub const UPSTREAM_ERROR_KINDS: [&str; 2] = ["connect", "timeout"];
+
+/// Lifetime request figures of a room, for the admin API (metrics keep their own).
+#[derive(Debug, Default)]
+pub struct Figures {
+    requests: [AtomicU64; DECISIONS.len()],
+    upstream_errors: [AtomicU64; UPSTREAM_ERROR_KINDS.len()],
+}
+
+impl Figures {
+    pub fn count_request(&self, decision: &str) {
+        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
+            self.requests[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn count_upstream_error(&self, kind: &str) {
+        if let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn requests(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DECISIONS
+            .iter()
+            .zip(&self.requests)
+            .map(|(d, n)| (*d, n.load(Ordering::Relaxed)))
+    }
+
+    pub fn upstream_errors(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        UPSTREAM_ERROR_KINDS
+            .iter()
+            .zip(&self.upstream_errors)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+    }
+}
+
+/// The room's configuration with the overrides applied, and what it was computed from.
+struct Effective {
+    base: Arc<RoomConfig>,
+    overrides: Arc<Overrides>,
+    room: Arc<RoomConfig>,
+}
+
+/// A room's live state. The mutex guards the queue, the sessions and the counters; it is held
+/// for one decision or one tick, never across I/O or an `.await`. Overrides are swapped whole.
+pub struct Room {
+    pub state: Mutex<RoomState>,
+    overrides: ArcSwap<Overrides>,
+    effective: ArcSwapOption<Effective>,
+    pub figures: Figures,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("overrides", &self.overrides.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Room {
+    pub fn new(state: RoomState, overrides: Overrides) -> Self {
+        Room {
+            state: Mutex::new(state),
+            overrides: ArcSwap::from_pointee(overrides),
+            effective: ArcSwapOption::empty(),
+            figures: Figures::default(),
+        }
+    }
+
+    pub fn overrides(&self) -> Arc<Overrides> {
+        self.overrides.load_full()
+    }
+
+    /// Replaces the overrides; the next request and the next tick use them.
+    pub fn set_overrides(&self, overrides: Overrides) {
+        self.overrides.store(Arc::new(overrides));
+    }
+
+    /// The configuration in force for this room: `base` (from the file) with the overrides.
+    pub fn effective(&self, base: &Arc<RoomConfig>) -> Arc<RoomConfig> {
+        let overrides = self.overrides.load_full();
+        if overrides.is_empty() {
+            return base.clone();
+        }
+        if let Some(e) = self.effective.load().as_ref()
+            && Arc::ptr_eq(&e.base, base)
+            && Arc::ptr_eq(&e.overrides, &overrides)
+        {
+            return e.room.clone();
+        }
+        let room = Arc::new(apply(base, &overrides));
+        self.effective.store(Some(Arc::new(Effective {
+            base: base.clone(),
+            overrides,
+            room: room.clone(),
+        })));
+        room
+    }
+}
+
+fn apply(base: &RoomConfig, o: &Overrides) -> RoomConfig {
+    let mut r = base.clone();
+    r.settings = o.apply(&base.settings);
+    if let Some(e) = o.enabled {
+        r.enabled = e;
+    }
+    if let Some(m) = &o.message {
+        // An empty message override hides the file's message.
+        r.message = (!m.is_empty()).then(|| m.clone());
+    }
+    r
+}
