@@ -1,0 +1,56 @@
+//! Admin overrides are written to the state folder and come back after a restart.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn overrides_survive_a_restart() {
+    let origin = Origin::start().await;
+    let config = format!(
+        "tick = \"20ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}",
+        room("kept", "kept.test", &origin.url(), "active_users = 5")
+    );
+    let mut gw = Gateway::start(&config).await;
+    let admin_client = |gw: &Gateway| {
+        let addr = gw.running.as_ref().unwrap().admin_addr.unwrap();
+        Client {
+            addr,
+            host: addr.to_string(),
+            cookies: Default::default(),
+        }
+    };
+    let r = admin_client(&gw)
+        .send(
+            "PATCH",
+            "/api/v1/rooms/kept",
+            &[("content-type", "application/json")],
+            r#"{"paused": true, "active_users": 2, "message": "back soon"}"#,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert!(gw.dir.path().join("state/overrides.json").exists());
+    gw.running.take().unwrap().shutdown().await;
+
+    let path = gw.dir.path().join("gateway.toml");
+    let running = anteroom::start(&path).await.unwrap();
+    let again = Gateway {
+        addr: running.http_addr,
+        dir: gw.dir,
+        running: Some(running),
+    };
+    let room = admin_client(&again)
+        .get("/api/v1/rooms/kept", JSON)
+        .await
+        .json();
+    assert_eq!(room["paused"], true);
+    assert_eq!(room["active_users"], 2);
+    assert_eq!(room["file"]["active_users"], 5);
+    assert_eq!(room["overrides"]["message"], "back soon");
+    // In force on the public side too: a paused room admits nobody new.
+    let mut v = again.client("kept.test");
+    let r = v.get("/", JSON).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.json()["state"], "paused");
+    assert_eq!(r.json()["message"], "back soon");
+}
