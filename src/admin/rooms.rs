@@ -17,6 +17,32 @@ struct Refused {
     message: String,
 }
 
+/// Why an override change did not land.
+enum Refusal {
+    Bad(Refused),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Refusal {
+    fn from(e: std::io::Error) -> Self {
+        Refusal::Io(e)
+    }
+}
+
+impl From<Refused> for Refusal {
+    fn from(r: Refused) -> Self {
+        Refusal::Bad(r)
+    }
+}
+
+fn not_written(name: &str, e: &std::io::Error) -> Response<Body> {
+    tracing::error!(room = name, error = %e, "cannot write the overrides");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot write the overrides to the state folder: {e}"),
+    )
+}
+
 fn refused(r: Refused) -> Response<Body> {
     respond::json(
         StatusCode::BAD_REQUEST,
@@ -46,35 +72,33 @@ impl Admin {
         let Some((rc, room)) = self.find(name) else {
             return no_room(name);
         };
-        let current = (*room.overrides()).clone();
-        let next = match apply_patch(&current, body) {
-            Ok(n) => n,
-            Err(r) => return refused(r),
-        };
-        if let Err(e) = self.gw.set_overrides(&room, name, next.clone()) {
-            tracing::error!(room = name, error = %e, "cannot write the overrides");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot write the overrides to the state folder: {e}"),
-            );
+        match self.gw.update_overrides(&room, name, |current| {
+            apply_patch(current, body).map_err(Refusal::Bad)
+        }) {
+            Ok((before, after)) => {
+                log_change(name, who, &rc, &before, &after);
+                respond::json(StatusCode::OK, &self.describe(&rc, &room))
+            }
+            Err(Refusal::Bad(r)) => refused(r),
+            Err(Refusal::Io(e)) => not_written(name, &e),
         }
-        log_change(name, who, &rc, &current, &next);
-        respond::json(StatusCode::OK, &self.describe(&rc, &room))
     }
 
     pub(super) fn drop_overrides(&self, name: &str, who: &Who) -> Response<Body> {
         let Some((rc, room)) = self.find(name) else {
             return no_room(name);
         };
-        let current = (*room.overrides()).clone();
-        if let Err(e) = self.gw.set_overrides(&room, name, Overrides::default()) {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot write the overrides to the state folder: {e}"),
-            );
+        match self
+            .gw
+            .update_overrides(&room, name, |_| Ok::<_, Refusal>(Overrides::default()))
+        {
+            Ok((before, after)) => {
+                log_change(name, who, &rc, &before, &after);
+                respond::json(StatusCode::OK, &self.describe(&rc, &room))
+            }
+            Err(Refusal::Bad(r)) => refused(r),
+            Err(Refusal::Io(e)) => not_written(name, &e),
         }
-        log_change(name, who, &rc, &current, &Overrides::default());
-        respond::json(StatusCode::OK, &self.describe(&rc, &room))
     }
 
     fn find(&self, name: &str) -> Option<(std::sync::Arc<RoomConfig>, std::sync::Arc<Room>)> {

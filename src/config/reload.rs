@@ -131,7 +131,7 @@ pub fn reload(gw: &Gateway, path: &Path, bytes: &[u8], trigger: &str) -> ReloadS
     let text = String::from_utf8_lossy(bytes);
     match super::parse(path, &text) {
         Ok(new) => {
-            let needs_restart = needs_restart(&gw.config(), &new);
+            let needs_restart = needs_restart(gw.boot_config(), &new);
             let rooms = new.rooms.len();
             gw.swap(new);
             metrics::counter!(m::CONFIG_RELOADS, "result" => "ok").increment(1);
@@ -171,7 +171,7 @@ fn refuse(gw: &Gateway, errors: ConfigErrors, trigger: &str) -> ReloadStatus {
 /// Keys whose change takes effect only after a restart: the listeners, the token keys, the
 /// state folder, and the limits the listeners and the origin client are built with.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let checks: [(&str, bool); 10] = [
+    let checks: [(&str, bool); 9] = [
         ("listen.http", old.listen.http != new.listen.http),
         ("listen.admin", old.listen.admin != new.listen.admin),
         ("demo.listen", old.demo != new.demo),
@@ -192,10 +192,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         (
             "limits.origin_connect_timeout",
             old.limits.origin_connect_timeout != new.limits.origin_connect_timeout,
-        ),
-        (
-            "admin.token_env",
-            old.admin_token_env != new.admin_token_env,
         ),
     ];
     checks

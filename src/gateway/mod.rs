@@ -43,13 +43,17 @@ pub struct Gateway {
     reload_status: Mutex<ReloadStatus>,
     /// Serializes changes to the overrides and their file.
     overrides_write: Mutex<()>,
+    /// The configuration at start (restart-only keys are compared against it).
+    boot: Arc<Config>,
 }
 
 impl Gateway {
     pub fn new(config: Config, keys: Keys) -> Arc<Self> {
         let client = proxy::client(&config.limits);
+        let config = Arc::new(config);
         let gw = Gateway {
-            config: ArcSwap::from_pointee(config),
+            boot: config.clone(),
+            config: ArcSwap::new(config),
             rooms: RwLock::new(HashMap::new()),
             keys,
             client,
@@ -81,19 +85,33 @@ impl Gateway {
         self.config.store(Arc::new(config));
     }
 
-    /// Sets one room's overrides: written to the state folder first, applied once written.
-    pub fn set_overrides(&self, room: &Room, name: &str, o: Overrides) -> std::io::Result<()> {
+    /// Changes one room's overrides: `change` maps the current ones to the new ones (or refuses),
+    /// the result is written to the state folder, then applied. Changes are serialized, so two
+    /// concurrent changes both land. Returns (before, after).
+    pub fn update_overrides<E: From<std::io::Error>>(
+        &self,
+        room: &Room,
+        name: &str,
+        change: impl FnOnce(&Overrides) -> Result<Overrides, E>,
+    ) -> Result<(Overrides, Overrides), E> {
         let _writing = self.overrides_write.lock();
+        let before = (*room.overrides()).clone();
+        let after = change(&before)?;
         let mut all: std::collections::BTreeMap<String, Overrides> = self
             .rooms
             .read()
             .iter()
             .map(|(n, r)| (n.clone(), (*r.overrides()).clone()))
             .collect();
-        all.insert(name.to_string(), o.clone());
+        all.insert(name.to_string(), after.clone());
         crate::admin::persist::save(&self.config().state.dir, &all)?;
-        room.set_overrides(o);
-        Ok(())
+        room.set_overrides(after.clone());
+        Ok((before, after))
+    }
+
+    /// The configuration the process started with: what the listeners were built from.
+    pub fn boot_config(&self) -> &Config {
+        &self.boot
     }
 
     pub fn reload_status(&self) -> ReloadStatus {

@@ -5,6 +5,8 @@
 pub struct Bucket {
     tokens: f64,
     last_refill_ms: u64,
+    /// The rate at the last refill: a rate newly set (reload, override) starts with a full minute.
+    rate: Option<u32>,
 }
 
 impl Bucket {
@@ -13,6 +15,7 @@ impl Bucket {
         Bucket {
             tokens: per_minute.map_or(0.0, f64::from),
             last_refill_ms: now_ms,
+            rate: per_minute,
         }
     }
 
@@ -20,6 +23,10 @@ impl Bucket {
     pub fn refill(&mut self, per_minute: Option<u32>, now_ms: u64) {
         let elapsed = now_ms.saturating_sub(self.last_refill_ms) as f64 / 60_000.0;
         self.last_refill_ms = now_ms;
+        if self.rate.is_none() && per_minute.is_some() {
+            self.tokens = per_minute.map_or(0.0, f64::from);
+        }
+        self.rate = per_minute;
         if let Some(rate) = per_minute {
             let cap = f64::from(rate);
             self.tokens = (self.tokens + elapsed * cap).min(cap);
@@ -58,5 +65,9 @@ mod tests {
         b.refill(rate, 10 * 60_000);
         assert_eq!(b.available(rate), 60);
         assert_eq!(Bucket::full(None, 0).available(None), u64::MAX);
+        // A rate set later starts with a full minute, not an empty bucket.
+        let mut b = Bucket::full(None, 0);
+        b.refill(Some(30), 1_000);
+        assert_eq!(b.available(Some(30)), 30);
     }
 }

@@ -1,0 +1,600 @@
+//! The admin API on the admin listener: bearer token and Host checks, JSON-only bodies and no
+//! CORS, per-room overrides (enabled, paused, active_users, message) applied at once and dropped
+//! again, bad patches refused whole, and live figures that agree with `/metrics`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A gateway config with the admin listener on; `admin` is an optional `[admin]` table.
+fn config(admin: &str, rooms: &str) -> String {
+    format!(
+        "tick = \"20ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{admin}[limits]\norigin_response_timeout = \"1s\"\norigin_connect_timeout = \"1s\"\n\n{rooms}"
+    )
+}
+
+/// One room named `name` at host `<name>.test`, no admin token.
+async fn one_room(origin: &Origin, name: &str, extra: &str) -> (Gateway, Admin) {
+    start(origin, name, "", extra).await
+}
+
+/// One room named `name` at host `<name>.test`; `admin` is an optional `[admin]` table.
+async fn start(origin: &Origin, name: &str, admin: &str, extra: &str) -> (Gateway, Admin) {
+    let rooms = room(name, &format!("{name}.test"), &origin.url(), extra);
+    let gw = Gateway::start(&config(admin, &rooms)).await;
+    let admin = Admin::of(&gw);
+    (gw, admin)
+}
+
+/// Calls to the admin listener, with the bearer token when one is set.
+#[derive(Clone)]
+struct Admin {
+    addr: SocketAddr,
+    host: String,
+    token: Option<String>,
+}
+
+impl Admin {
+    fn of(gw: &Gateway) -> Admin {
+        let addr = gw
+            .running
+            .as_ref()
+            .unwrap()
+            .admin_addr
+            .expect("admin listener");
+        let host = addr.to_string();
+        Admin {
+            addr,
+            host,
+            token: None,
+        }
+    }
+
+    /// The same listener called with another Host header.
+    fn with_host(&self, host: &str) -> Admin {
+        let host = host.to_string();
+        Admin {
+            host,
+            ..self.clone()
+        }
+    }
+
+    /// Exactly the headers given.
+    async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut c = Client {
+            addr: self.addr,
+            host: self.host.clone(),
+            cookies: Default::default(),
+        };
+        c.send(method, path, headers, body).await
+    }
+
+    /// The token (if any) and, with a body, `Content-Type: application/json`.
+    async fn send(&self, method: &str, path: &str, body: &str) -> Reply {
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b.as_str()));
+        }
+        if !body.is_empty() {
+            headers.push(("content-type", JSON));
+        }
+        self.raw(method, path, &headers, body).await
+    }
+
+    async fn room(&self, name: &str) -> Value {
+        let r = self.send("GET", &format!("/api/v1/rooms/{name}"), "").await;
+        assert_eq!(r.status, 200, "GET room {name}: {}", r.body);
+        r.json()
+    }
+
+    async fn patch(&self, name: &str, body: &str) -> Reply {
+        self.send("PATCH", &format!("/api/v1/rooms/{name}"), body)
+            .await
+    }
+
+    /// PATCH that must succeed; the ROOM it answers.
+    async fn patch_ok(&self, name: &str, body: &str) -> Value {
+        let r = self.patch(name, body).await;
+        assert_eq!(r.status, 200, "PATCH {body}: {}", r.body);
+        r.json()
+    }
+
+    /// The value of `name` with all of `labels` in `/metrics`, if the series exists.
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let r = self.send("GET", "/metrics", "").await;
+        assert_eq!(r.status, 200);
+        let lines = r.body.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .and_then(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+    }
+}
+
+/// A new visitor's first `GET /` as an app (JSON).
+async fn visit(gw: &Gateway, host: &str) -> (Client, Reply) {
+    let mut c = gw.client(host);
+    let r = c.get("/", JSON).await;
+    (c, r)
+}
+
+/// The visitor's status JSON (must be a known session).
+async fn status(c: &Client) -> Value {
+    let mut c = c.clone();
+    let r = c.get("/__anteroom/status", JSON).await;
+    assert_eq!(r.status, 200, "status: {}", r.body);
+    r.json()
+}
+
+async fn wait_state(c: &Client, want: &str) -> Value {
+    wait_until(LIMIT, &format!("state {want}"), || {
+        let c = c.clone();
+        async move {
+            let j = status(&c).await;
+            (j["state"] == want).then_some(j)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_configured_token_guards_the_api_but_not_metrics_or_health() {
+    const VAR: &str = "ANTEROOM_TEST_ADMIN_TOKEN_AUTH";
+    const TOKEN: &str = "s3cret-auth-token";
+    unsafe { std::env::set_var(VAR, TOKEN) };
+    let origin = Origin::start().await;
+    let table = format!("[admin]\ntoken_env = \"{VAR}\"\n\n");
+    let (_gw, mut admin) = start(&origin, "auth-room", &table, "active_users = 1").await;
+
+    let refused: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("authorization", "Bearer wrong")],
+        &[("authorization", "Bearer s3cret-auth")],
+        &[("authorization", TOKEN)],
+        &[("authorization", "Basic czNjcmV0LWF1dGgtdG9rZW4=")],
+    ];
+    for headers in refused {
+        for path in ["/api/v1/rooms", "/api/v1/rooms/auth-room", "/api/v1/config"] {
+            let r = admin.raw("GET", path, headers, "").await;
+            assert_eq!(r.status, 401, "GET {path} with {headers:?}: {}", r.body);
+            assert_eq!(r.json(), json!({"error": "unauthorized"}), "{path}");
+            assert!(!r.body.contains("auth-room"), "{path}: {}", r.body);
+        }
+    }
+    let wrong = [("authorization", "Bearer wrong"), ("content-type", JSON)];
+    let path = "/api/v1/rooms/auth-room";
+    let r = admin
+        .raw("PATCH", path, &wrong, r#"{"paused": true}"#)
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = admin.raw("POST", "/api/v1/reload", &[], "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    admin.token = Some(TOKEN.to_string());
+    let r = admin.send("GET", "/api/v1/rooms", "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["rooms"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.json()["rooms"][0]["name"], "auth-room");
+    let j = admin.room("auth-room").await;
+    assert_eq!(j["paused"], false, "the refused PATCH changed nothing");
+    assert_eq!(j["overrides"], json!({}));
+
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let r = admin.raw("GET", path, &[], "").await;
+        assert_eq!(r.status, 200, "{path} without a token: {}", r.body);
+    }
+
+    // A token env var that is set but empty means no token: loopback peers are served.
+    const EMPTY: &str = "ANTEROOM_TEST_ADMIN_TOKEN_EMPTY";
+    unsafe { std::env::set_var(EMPTY, "") };
+    let table = format!("[admin]\ntoken_env = \"{EMPTY}\"\n\n");
+    let (_open, admin) = start(&origin, "auth-open", &table, "active_users = 1").await;
+    let r = admin.send("GET", "/api/v1/rooms", "").await;
+    assert_eq!(r.status, 200, "loopback without a token: {}", r.body);
+}
+
+#[tokio::test]
+async fn foreign_hosts_non_json_bodies_and_cross_origin_callers_are_refused() {
+    let origin = Origin::start().await;
+    let (_gw, admin) = one_room(&origin, "guard-room", "active_users = 1").await;
+    let port = admin.addr.port();
+    let evil = [("origin", "http://evil.example")];
+    let mut answers = Vec::new();
+
+    for host in [
+        "evil.example:9180".to_string(),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+        "127.0.0.1.nip.io".to_string(),
+    ] {
+        let r = admin
+            .with_host(&host)
+            .raw("GET", "/api/v1/rooms", &evil, "")
+            .await;
+        assert_eq!(r.status, 403, "Host {host}: {}", r.body);
+        assert_eq!(r.json(), json!({"error": "host not allowed"}), "{host}");
+        assert!(!r.body.contains("guard-room"));
+        answers.push(r);
+    }
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        let r = admin
+            .with_host(&host)
+            .raw("GET", "/api/v1/rooms", &[], "")
+            .await;
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+        answers.push(r);
+    }
+
+    let body = r#"{"paused": true}"#;
+    let path = "/api/v1/rooms/guard-room";
+    let not_json: [&[(&str, &str)]; 3] = [
+        &[("content-type", "text/plain"), evil[0]],
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &[],
+    ];
+    for headers in not_json {
+        let r = admin.raw("PATCH", path, headers, body).await;
+        assert_eq!(r.status, 415, "PATCH with {headers:?}: {}", r.body);
+        answers.push(r);
+    }
+    let text = [("content-type", "text/plain")];
+    let r = admin.raw("POST", "/api/v1/reload", &text, "x").await;
+    assert_eq!(r.status, 415, "reload with a text body: {}", r.body);
+    answers.push(r);
+    let j = admin.room("guard-room").await;
+    assert_eq!(j["paused"], false, "a refused body changed nothing");
+    assert_eq!(j["overrides"], json!({}));
+
+    // Parameters on the JSON media type are fine.
+    let utf8 = [("content-type", "application/json; charset=utf-8")];
+    let r = admin
+        .raw("PATCH", path, &utf8, r#"{"message": "hi"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["overrides"], json!({"message": "hi"}));
+    answers.push(r);
+
+    // A browser preflight from another origin gets no permission either.
+    let preflight = [
+        evil[0],
+        ("access-control-request-method", "PATCH"),
+        ("access-control-request-headers", "content-type"),
+    ];
+    answers.push(admin.raw("OPTIONS", path, &preflight, "").await);
+    let r = admin.raw("GET", path, &evil, "").await;
+    assert_eq!(r.status, 200);
+    answers.push(r);
+    for r in &answers {
+        for h in [
+            "access-control-allow-origin",
+            "access-control-allow-methods",
+        ] {
+            assert!(r.header(h).is_none(), "{h} on a {} answer", r.status);
+        }
+    }
+}
+
+#[tokio::test]
+async fn disabling_the_room_lets_the_queue_straight_through() {
+    let origin = Origin::start().await;
+    let extra = "active_users = 1\nabandon_after = \"30s\"";
+    let (gw, admin) = one_room(&origin, "off-room", extra).await;
+    let (_a, r) = visit(&gw, "off-room.test").await;
+    assert_eq!(r.status, 200);
+    let (mut b, r) = visit(&gw, "off-room.test").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["position"], 1);
+
+    let j = admin.patch_ok("off-room", r#"{"enabled": false}"#).await;
+    assert_eq!(j["enabled"], false);
+    assert_eq!(j["file"]["enabled"], true);
+    assert_eq!(j["overrides"], json!({"enabled": false}));
+
+    let r = b.get("/after", JSON).await;
+    assert_eq!(r.status, 200, "the queued visitor is forwarded: {}", r.body);
+    assert_eq!(r.body, "origin:/after");
+    let (_c, r) = visit(&gw, "off-room.test").await;
+    assert_eq!(r.status, 200, "so is a newcomer");
+    assert_eq!(r.body, "origin:/");
+    assert_eq!(origin.count(), 3);
+}
+
+#[tokio::test]
+async fn pausing_holds_every_place_and_resuming_releases_them() {
+    let origin = Origin::start().await;
+    let extra = "active_users = 3\nabandon_after = \"30s\"";
+    let (gw, admin) = one_room(&origin, "pause-room", extra).await;
+    let (mut a, r) = visit(&gw, "pause-room.test").await;
+    assert_eq!(r.status, 200);
+
+    let j = admin.patch_ok("pause-room", r#"{"paused": true}"#).await;
+    assert_eq!(j["paused"], true);
+    assert_eq!(j["file"]["paused"], false);
+    assert_eq!(j["overrides"], json!({"paused": true}));
+
+    // Two slots are free, yet newcomers wait.
+    let (b, r) = visit(&gw, "pause-room.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["state"], "paused");
+    assert_eq!(r.json()["position"], 1);
+    let (c, r) = visit(&gw, "pause-room.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["position"], 2);
+    assert_eq!(
+        a.get("/", JSON).await.status,
+        200,
+        "the admitted stay admitted"
+    );
+
+    // Some ticks later nobody has moved.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (who, place) in [(&b, 1), (&c, 2)] {
+        let j = status(who).await;
+        assert_eq!(j["state"], "paused", "{j}");
+        assert_eq!(j["position"], place, "{j}");
+    }
+    let live = &admin.room("pause-room").await["live"];
+    assert_eq!(live["queue_depth"], 2, "{live}");
+    assert_eq!(live["released"], 0, "{live}");
+
+    let j = admin.patch_ok("pause-room", r#"{"paused": false}"#).await;
+    assert_eq!(j["paused"], false);
+    wait_state(&b, "released").await;
+    wait_state(&c, "released").await;
+    let mut b = b;
+    let r = b.get("/in", JSON).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "origin:/in");
+}
+
+#[tokio::test]
+async fn capacity_and_message_apply_at_once_and_deleting_overrides_restores_the_file() {
+    let origin = Origin::start().await;
+    let extra = "active_users = 1\nmessage = \"from the file\"\nabandon_after = \"30s\"";
+    let (gw, admin) = one_room(&origin, "cap-room", extra).await;
+    let host = "cap-room.test";
+    let (_a, r) = visit(&gw, host).await;
+    assert_eq!(r.status, 200);
+
+    // Capacity: the very next request sees it.
+    let j = admin.patch_ok("cap-room", r#"{"active_users": 2}"#).await;
+    assert_eq!(j["active_users"], 2);
+    assert_eq!(j["file"]["active_users"], 1);
+    assert_eq!(j["overrides"], json!({"active_users": 2}));
+    let (_b, r) = visit(&gw, host).await;
+    assert_eq!(r.status, 200, "a second slot at once: {}", r.body);
+    let (c, r) = visit(&gw, host).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["position"], 1);
+    assert_eq!(r.json()["message"], "from the file");
+
+    // Message: the next poll shows it; null drops just that override.
+    let j = admin
+        .patch_ok("cap-room", r#"{"message": "back at noon"}"#)
+        .await;
+    assert_eq!(j["message"], "back at noon");
+    assert_eq!(j["file"]["message"], "from the file");
+    assert_eq!(
+        j["overrides"],
+        json!({"active_users": 2, "message": "back at noon"})
+    );
+    assert_eq!(status(&c).await["message"], "back at noon");
+    let j = admin.patch_ok("cap-room", r#"{"message": null}"#).await;
+    assert_eq!(j["message"], "from the file");
+    assert_eq!(j["overrides"], json!({"active_users": 2}));
+    assert_eq!(status(&c).await["message"], "from the file");
+
+    // A raise applies from the next tick: the waiting visitor is released.
+    admin
+        .patch_ok("cap-room", r#"{"active_users": 3, "message": "soon"}"#)
+        .await;
+    let j = wait_state(&c, "released").await;
+    assert_eq!(j["message"], "soon");
+
+    let r = admin
+        .send("DELETE", "/api/v1/rooms/cap-room/overrides", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["overrides"], json!({}));
+    assert_eq!(j["active_users"], 1);
+    assert_eq!(j["message"], "from the file");
+    let knobs = "enabled paused active_users admit_per_minute queue message";
+    for k in knobs.split(' ') {
+        assert_eq!(j[k], j["file"][k], "{k}");
+    }
+    assert_eq!(admin.room("cap-room").await["overrides"], json!({}));
+    assert_eq!(status(&c).await["message"], "from the file");
+    let (_d, r) = visit(&gw, host).await;
+    assert_eq!(r.status, 429, "capacity is back to 1: {}", r.body);
+}
+
+#[tokio::test]
+async fn bad_patches_are_refused_whole() {
+    let origin = Origin::start().await;
+    let (gw, admin) = one_room(&origin, "strict-room", "active_users = 1").await;
+    let cases: [(&str, Option<&str>); 10] = [
+        ("{not json", None),
+        ("[]", None),
+        (r#"{"active_users": 0}"#, Some("active_users")),
+        (r#"{"active_users": "x"}"#, Some("active_users")),
+        (r#"{"admit_per_minute": 1.5}"#, Some("admit_per_minute")),
+        (r#"{"enabled": "no"}"#, Some("enabled")),
+        (r#"{"queue": "lifo"}"#, Some("queue")),
+        (r#"{"message": 7}"#, Some("message")),
+        (r#"{"nope": 1}"#, Some("nope")),
+        (
+            r#"{"paused": true, "active_users": -1}"#,
+            Some("active_users"),
+        ),
+    ];
+    for (body, field) in cases {
+        let r = admin.patch("strict-room", body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        let j = r.json();
+        assert!(j["error"].is_string(), "{body}: {j}");
+        if let Some(field) = field {
+            assert_eq!(j["field"], field, "{body}: {j}");
+        }
+        let room = admin.room("strict-room").await;
+        assert_eq!(room["overrides"], json!({}), "after {body}");
+        assert_eq!(room["paused"], false, "after {body}");
+        assert_eq!(room["active_users"], 1, "after {body}");
+    }
+    // Not paused: a newcomer is admitted, the next queues as usual.
+    let (_a, r) = visit(&gw, "strict-room.test").await;
+    assert_eq!(r.status, 200);
+    let (_b, r) = visit(&gw, "strict-room.test").await;
+    assert_eq!(r.json()["state"], "queued");
+
+    for (method, path, body) in [
+        ("GET", "/api/v1/rooms/no-such-room", ""),
+        ("PATCH", "/api/v1/rooms/no-such-room", r#"{"paused": true}"#),
+        ("DELETE", "/api/v1/rooms/no-such-room/overrides", ""),
+    ] {
+        let r = admin.send(method, path, body).await;
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn live_figures_and_metrics_reflect_the_traffic() {
+    let origin = Origin::start().await;
+    let extra = "active_users = 1\nabandon_after = \"30s\"";
+    let (gw, admin) = one_room(&origin, "live-room", extra).await;
+    let mut visitors = Vec::new();
+    for want in [200, 429, 429] {
+        let (c, r) = visit(&gw, "live-room.test").await;
+        assert_eq!(r.status, want);
+        visitors.push(c);
+    }
+
+    let j = admin.room("live-room").await;
+    assert_eq!(j["name"], "live-room");
+    assert_eq!(j["hosts"], json!(["live-room.test"]));
+    assert_eq!(j["origin"], origin.url());
+    let in_force = json!({
+        "enabled": true, "paused": false, "active_users": 1, "admit_per_minute": null,
+        "queue": "fifo", "message": null,
+    });
+    for (k, v) in in_force.as_object().unwrap() {
+        assert_eq!(&j[k], v, "{k}");
+    }
+    assert_eq!(j["file"], in_force);
+    assert_eq!(j["overrides"], json!({}));
+    let live = &j["live"];
+    assert_eq!(live["active"], 1, "{live}");
+    assert_eq!(live["queue_depth"], 2, "{live}");
+    assert_eq!(live["released"], 0, "{live}");
+    assert!(live["requests"]["admit"].as_u64().unwrap() >= 1, "{live}");
+    assert!(live["requests"]["queue"].as_u64().unwrap() >= 2, "{live}");
+    for k in ["bypass", "endpoint", "disabled", "closed"] {
+        assert!(live["requests"][k].is_u64(), "requests.{k}: {live}");
+    }
+    let totals = "joined_total admitted_total abandoned_total released_total";
+    for k in totals.split(' ').chain(["release_rate_per_minute"]) {
+        assert!(live[k].is_number(), "{k}: {live}");
+    }
+    assert!(live["estimated_wait_seconds"].is_null() || live["estimated_wait_seconds"].is_number());
+    assert_eq!(live["upstream_errors"], json!({"connect": 0, "timeout": 0}));
+    let r = admin.send("GET", "/api/v1/rooms", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["rooms"][0]["name"], "live-room");
+
+    let room = [("room", "live-room")];
+    wait_until(LIMIT, "the gauges after a tick", || async {
+        let depth = admin.metric("anteroom_queue_depth", &room).await;
+        let active = admin.metric("anteroom_active_users", &room).await;
+        (depth == Some(2.0) && active == Some(1.0)).then_some(())
+    })
+    .await;
+    for (decision, least) in [("queue", 2.0), ("admit", 1.0)] {
+        let labels = [("room", "live-room"), ("decision", decision)];
+        let n = admin.metric("anteroom_requests_total", &labels).await;
+        assert!(n.unwrap_or(0.0) >= least, "{decision}: {n:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_hosts_and_paths_make_no_metric_series() {
+    let origin = Origin::start().await;
+    let (gw, admin) = one_room(&origin, "series-room", "active_users = 1").await;
+    let mut stranger = gw.client("stray-host-q7.test");
+    assert_eq!(stranger.get("/", JSON).await.status, 421);
+    let (mut a, r) = visit(&gw, "series-room.test").await;
+    assert_eq!(r.status, 200);
+    a.get("/stray-path-q7", JSON).await;
+    a.get("/__anteroom/stray-endpoint-q7", JSON).await;
+    assert_eq!(admin.send("GET", "/stray-admin-q7", "").await.status, 404);
+    let r = admin.send("GET", "/api/v1/rooms/stray-room-q7", "").await;
+    assert_eq!(r.status, 404);
+    // Wait for a tick to publish, then look for the strays.
+    let room = [("room", "series-room")];
+    wait_until(LIMIT, "a tick", || async {
+        admin
+            .metric("anteroom_active_users", &room)
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let text = admin.send("GET", "/metrics", "").await.body;
+    assert!(text.contains("series-room"));
+    assert!(!text.contains("q7"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_of_different_fields_all_apply() {
+    let origin = Origin::start().await;
+    let (_gw, admin) = one_room(&origin, "busy-room", "active_users = 1").await;
+    let admin = std::sync::Arc::new(admin);
+    let patches = [
+        r#"{"enabled": false}"#,
+        r#"{"paused": true}"#,
+        r#"{"active_users": 5}"#,
+        r#"{"admit_per_minute": 30}"#,
+        r#"{"queue": "random"}"#,
+        r#"{"message": "busy"}"#,
+    ];
+    let all = json!({
+        "enabled": false, "paused": true, "active_users": 5, "admit_per_minute": 30,
+        "queue": "random", "message": "busy",
+    });
+    for round in 0..5 {
+        let r = admin
+            .send("DELETE", "/api/v1/rooms/busy-room/overrides", "")
+            .await;
+        assert_eq!(r.status, 200);
+        let tasks: Vec<_> = patches
+            .into_iter()
+            .map(|body| {
+                let admin = admin.clone();
+                tokio::spawn(async move { admin.patch("busy-room", body).await.status })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        let j = admin.room("busy-room").await;
+        assert_eq!(j["overrides"], all, "round {round}: a PATCH was lost");
+    }
+}
