@@ -51,7 +51,9 @@ fn check(file: &std::path::Path) -> ExitCode {
 }
 
 fn run(config: PathBuf) -> ExitCode {
+    // Colours for a terminal only: log files and collectors get plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_target(false)
         .with_max_level(tracing::Level::INFO)
         .init();

@@ -23,7 +23,16 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     pub demo: Option<DemoFile>,
     #[serde(default)]
+    pub log: LogFile,
+    #[serde(default)]
     pub room: Vec<RoomFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// One line per public request (default on).
+    pub access: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,6 +35,8 @@ pub struct Config {
     pub limits: Limits,
     /// Address of the built-in demo origin, when the file asks for it.
     pub demo: Option<SocketAddr>,
+    /// `[log] access`: one log line per public request.
+    pub access_log: bool,
     pub rooms: Vec<Arc<RoomConfig>>,
     /// Lower-case host -> index into `rooms`.
     pub hosts: HashMap<String, usize>,

@@ -132,6 +132,7 @@ pub fn reload(gw: &Gateway, path: &Path, bytes: &[u8], trigger: &str) -> ReloadS
     match super::parse(path, &text) {
         Ok(new) => {
             let needs_restart = needs_restart(gw.boot_config(), &new);
+            log_room_changes(&gw.config(), &new);
             let rooms = new.rooms.len();
             gw.swap(new);
             metrics::counter!(m::CONFIG_RELOADS, "result" => "ok").increment(1);
@@ -166,6 +167,28 @@ fn refuse(gw: &Gateway, errors: ConfigErrors, trigger: &str) -> ReloadStatus {
     };
     gw.set_reload_status(status.clone());
     status
+}
+
+/// One log line per room that a reload adds, removes, pauses, resumes, enables or disables.
+fn log_room_changes(old: &Config, new: &Config) {
+    for r in &new.rooms {
+        match old.rooms.iter().find(|o| o.name == r.name) {
+            None => tracing::info!(room = %r.name, "room added"),
+            Some(o) => {
+                if o.enabled != r.enabled {
+                    tracing::info!(room = %r.name, enabled = r.enabled, "room state changed");
+                }
+                if o.settings.paused != r.settings.paused {
+                    tracing::info!(room = %r.name, paused = r.settings.paused, "room state changed");
+                }
+            }
+        }
+    }
+    for o in &old.rooms {
+        if !new.rooms.iter().any(|r| r.name == o.name) {
+            tracing::info!(room = %o.name, "room removed; its hosts now get 421");
+        }
+    }
 }
 
 /// Keys whose change takes effect only after a restart: the listeners, the token keys, the

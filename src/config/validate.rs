@@ -206,6 +206,7 @@ impl Validator<'_> {
             state,
             limits,
             demo,
+            access_log: f.log.access.unwrap_or(true),
             rooms,
             hosts,
             default_room,

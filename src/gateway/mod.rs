@@ -148,10 +148,30 @@ impl Gateway {
     /// Answers one public request. Never fails: errors become pages here.
     pub async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
         let config = self.config();
-        match self.inner(&config, peer, req).await {
+        // The path only: a query string may carry what visitors would not want logged.
+        let access = config.access_log.then(|| {
+            (
+                Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_string(),
+            )
+        });
+        let resp = match self.inner(&config, peer, req).await {
             Ok(resp) => resp,
             Err(e) => fail(&config, e),
+        };
+        if let Some((started, method, path)) = access {
+            tracing::info!(
+                target: "anteroom::access",
+                %peer,
+                %method,
+                path,
+                status = resp.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
         }
+        resp
     }
 
     async fn inner(

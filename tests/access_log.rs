@@ -1,0 +1,89 @@
+//! The per-request access log of the real binary: one line per request by default, none with
+//! `[log] access = false`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs the binary on `config`, sends one request for `/hello`, stops it with SIGTERM and
+/// returns everything it printed.
+fn run_one_request(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anteroom"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the gateway never said where it listens");
+        if let Some(a) = line.strip_prefix("anteroom on http://") {
+            break a.trim().to_string();
+        }
+        seen.push(line);
+    };
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /hello?secret=1 HTTP/1.1\r\nHost: logged.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    seen.join("\n")
+}
+
+fn config(extra: &str) -> String {
+    format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n{extra}[[room]]\nname = \"logged\"\nhosts = [\"logged.test\"]\norigin = \"http://127.0.0.1:1\"\nactive_users = 5\n"
+    )
+}
+
+#[test]
+fn each_request_is_logged_without_its_query() {
+    let out = run_one_request(&config(""));
+    let line = out
+        .lines()
+        .find(|l| l.contains("request") && l.contains("path=\"/hello\""))
+        .unwrap_or_else(|| panic!("no access line in:\n{out}"));
+    assert!(line.contains("status=502"), "{line}");
+    assert!(line.contains("method=GET"), "{line}");
+    assert!(
+        !out.contains("secret"),
+        "the query string was logged:\n{out}"
+    );
+}
+
+#[test]
+fn the_access_log_can_be_switched_off() {
+    let out = run_one_request(&config("[log]\naccess = false\n\n"));
+    assert!(
+        out.contains("stopping"),
+        "the run was not seen to its end:\n{out}"
+    );
+    assert!(
+        !out.contains("/hello"),
+        "an access line was written:\n{out}"
+    );
+}
