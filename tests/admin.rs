@@ -4,13 +4,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-const LIMIT: Duration = Duration::from_secs(10);
 
 /// A gateway config with the admin listener on; `admin` is an optional `[admin]` table.
 fn config(admin: &str, rooms: &str) -> String {
@@ -30,125 +27,6 @@ async fn start(origin: &Origin, name: &str, admin: &str, extra: &str) -> (Gatewa
     let gw = Gateway::start(&config(admin, &rooms)).await;
     let admin = Admin::of(&gw);
     (gw, admin)
-}
-
-/// Calls to the admin listener, with the bearer token when one is set.
-#[derive(Clone)]
-struct Admin {
-    addr: SocketAddr,
-    host: String,
-    token: Option<String>,
-}
-
-impl Admin {
-    fn of(gw: &Gateway) -> Admin {
-        let addr = gw
-            .running
-            .as_ref()
-            .unwrap()
-            .admin_addr
-            .expect("admin listener");
-        let host = addr.to_string();
-        Admin {
-            addr,
-            host,
-            token: None,
-        }
-    }
-
-    /// The same listener called with another Host header.
-    fn with_host(&self, host: &str) -> Admin {
-        let host = host.to_string();
-        Admin {
-            host,
-            ..self.clone()
-        }
-    }
-
-    /// Exactly the headers given.
-    async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut c = Client {
-            addr: self.addr,
-            host: self.host.clone(),
-            cookies: Default::default(),
-        };
-        c.send(method, path, headers, body).await
-    }
-
-    /// The token (if any) and, with a body, `Content-Type: application/json`.
-    async fn send(&self, method: &str, path: &str, body: &str) -> Reply {
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = Vec::new();
-        if let Some(b) = &bearer {
-            headers.push(("authorization", b.as_str()));
-        }
-        if !body.is_empty() {
-            headers.push(("content-type", JSON));
-        }
-        self.raw(method, path, &headers, body).await
-    }
-
-    async fn room(&self, name: &str) -> Value {
-        let r = self.send("GET", &format!("/api/v1/rooms/{name}"), "").await;
-        assert_eq!(r.status, 200, "GET room {name}: {}", r.body);
-        r.json()
-    }
-
-    async fn patch(&self, name: &str, body: &str) -> Reply {
-        self.send("PATCH", &format!("/api/v1/rooms/{name}"), body)
-            .await
-    }
-
-    /// PATCH that must succeed; the ROOM it answers.
-    async fn patch_ok(&self, name: &str, body: &str) -> Value {
-        let r = self.patch(name, body).await;
-        assert_eq!(r.status, 200, "PATCH {body}: {}", r.body);
-        r.json()
-    }
-
-    /// The value of `name` with all of `labels` in `/metrics`, if the series exists.
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let r = self.send("GET", "/metrics", "").await;
-        assert_eq!(r.status, 200);
-        let lines = r.body.lines().map(|l| Ok(l.to_string()));
-        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .and_then(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => Some(v),
-                _ => None,
-            })
-    }
-}
-
-/// A new visitor's first `GET /` as an app (JSON).
-async fn visit(gw: &Gateway, host: &str) -> (Client, Reply) {
-    let mut c = gw.client(host);
-    let r = c.get("/", JSON).await;
-    (c, r)
-}
-
-/// The visitor's status JSON (must be a known session).
-async fn status(c: &Client) -> Value {
-    let mut c = c.clone();
-    let r = c.get("/__anteroom/status", JSON).await;
-    assert_eq!(r.status, 200, "status: {}", r.body);
-    r.json()
-}
-
-async fn wait_state(c: &Client, want: &str) -> Value {
-    wait_until(LIMIT, &format!("state {want}"), || {
-        let c = c.clone();
-        async move {
-            let j = status(&c).await;
-            (j["state"] == want).then_some(j)
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -12,23 +12,12 @@ async fn overrides_survive_a_restart() {
         room("kept", "kept.test", &origin.url(), "active_users = 5")
     );
     let mut gw = Gateway::start(&config).await;
-    let admin_client = |gw: &Gateway| {
-        let addr = gw.running.as_ref().unwrap().admin_addr.unwrap();
-        Client {
-            addr,
-            host: addr.to_string(),
-            cookies: Default::default(),
-        }
-    };
-    let r = admin_client(&gw)
-        .send(
-            "PATCH",
-            "/api/v1/rooms/kept",
-            &[("content-type", "application/json")],
+    Admin::of(&gw)
+        .patch_ok(
+            "kept",
             r#"{"paused": true, "active_users": 2, "message": "back soon"}"#,
         )
         .await;
-    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
     assert!(gw.dir.path().join("state/overrides.json").exists());
     gw.running.take().unwrap().shutdown().await;
 
@@ -39,10 +28,7 @@ async fn overrides_survive_a_restart() {
         dir: gw.dir,
         running: Some(running),
     };
-    let room = admin_client(&again)
-        .get("/api/v1/rooms/kept", JSON)
-        .await
-        .json();
+    let room = Admin::of(&again).room("kept").await;
     assert_eq!(room["paused"], true);
     assert_eq!(room["active_users"], 2);
     assert_eq!(room["file"]["active_users"], 5);

@@ -4,17 +4,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use support::*;
 use tokio::sync::RwLock;
-
-const LIMIT: Duration = Duration::from_secs(10);
 
 /// `anteroom_config_last_reload_successful` is one process-wide gauge: the test that asserts it
 /// runs alone (write), the others, which all reload successfully, share (read).
@@ -29,97 +25,6 @@ fn config(rooms: &str) -> String {
 
 fn file(gw: &Gateway) -> std::path::PathBuf {
     gw.dir.path().join("gateway.toml")
-}
-
-/// Calls to the admin listener.
-struct Admin {
-    addr: SocketAddr,
-}
-
-impl Admin {
-    fn of(gw: &Gateway) -> Admin {
-        let addr = gw
-            .running
-            .as_ref()
-            .unwrap()
-            .admin_addr
-            .expect("admin listener");
-        Admin { addr }
-    }
-
-    async fn send(&self, method: &str, path: &str) -> Reply {
-        let mut c = Client {
-            addr: self.addr,
-            host: self.addr.to_string(),
-            cookies: Default::default(),
-        };
-        c.send(method, path, &[], "").await
-    }
-
-    async fn room(&self, name: &str) -> Value {
-        let r = self.send("GET", &format!("/api/v1/rooms/{name}")).await;
-        assert_eq!(r.status, 200, "GET room {name}: {}", r.body);
-        r.json()
-    }
-
-    async fn config(&self) -> Value {
-        let r = self.send("GET", "/api/v1/config").await;
-        assert_eq!(r.status, 200, "GET config: {}", r.body);
-        r.json()
-    }
-
-    /// Waits until `last_reload.result` is `want`; the whole `/api/v1/config` answer.
-    async fn wait_reload(&self, want: &str) -> Value {
-        wait_until(LIMIT, &format!("last_reload {want}"), || async {
-            let j = self.config().await;
-            (j["last_reload"]["result"] == want).then_some(j)
-        })
-        .await
-    }
-
-    /// The value of `name` with all of `labels` in `/metrics`, if the series exists.
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let r = self.send("GET", "/metrics").await;
-        assert_eq!(r.status, 200);
-        let lines = r.body.lines().map(|l| Ok(l.to_string()));
-        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .and_then(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => Some(v),
-                _ => None,
-            })
-    }
-}
-
-/// A new visitor's first `GET /` as an app (JSON).
-async fn visit(gw: &Gateway, host: &str) -> (Client, Reply) {
-    let mut c = gw.client(host);
-    let r = c.get("/", JSON).await;
-    (c, r)
-}
-
-/// The visitor's status JSON (must be a known session).
-async fn status(c: &Client) -> Value {
-    let mut c = c.clone();
-    let r = c.get("/__anteroom/status", JSON).await;
-    assert_eq!(r.status, 200, "status: {}", r.body);
-    r.json()
-}
-
-async fn wait_state(c: &Client, want: &str) -> Value {
-    wait_until(LIMIT, &format!("state {want}"), || {
-        let c = c.clone();
-        async move {
-            let j = status(&c).await;
-            (j["state"] == want).then_some(j)
-        }
-    })
-    .await
 }
 
 /// One admitted visitor and `n` queued at places 1..=n.
@@ -263,7 +168,7 @@ async fn a_broken_file_keeps_the_old_config_serving_and_is_reported() {
     assert_eq!(admin.room("fragile").await["active_users"], 1);
 
     // Asked directly: 422 with the same error; a syntax error is located too.
-    let r = admin.send("POST", "/api/v1/reload").await;
+    let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 422, "{}", r.body);
     let j = r.json();
     assert_eq!(j["result"], "error");
@@ -276,7 +181,7 @@ async fn a_broken_file_keeps_the_old_config_serving_and_is_reported() {
         "{j}"
     );
     std::fs::write(file(&gw), broken.replace("[[room]]", "[[room]")).unwrap();
-    let r = admin.send("POST", "/api/v1/reload").await;
+    let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 422, "{}", r.body);
     let j = r.json();
     let e = &j["errors"][0];
@@ -360,7 +265,7 @@ async fn a_hundred_reloads_under_traffic_lose_no_request() {
     for i in 0..100 {
         let before = sent.load(Ordering::Relaxed);
         std::fs::write(file(&gw), if i % 2 == 0 { &two } else { &one }).unwrap();
-        let r = admin.send("POST", "/api/v1/reload").await;
+        let r = admin.send("POST", "/api/v1/reload", "").await;
         assert_eq!(r.status, 200, "reload {i}: {}", r.body);
         let j = r.json();
         assert_eq!(j["result"], "ok", "reload {i}: {j}");
@@ -413,15 +318,18 @@ async fn a_removed_room_is_misdirected_and_a_new_room_starts_empty() {
     let (mut leaving, _) = fill(&gw, "gone.test", 0).await;
 
     std::fs::write(file(&gw), config(&format!("{keep}{fresh}"))).unwrap();
-    let r = admin.send("POST", "/api/v1/reload").await;
+    let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["needs_restart"], json!([]));
 
     assert_eq!(leaving.get("/", JSON).await.status, 421, "with a session");
     let (_, r) = visit(&gw, "gone.test").await;
     assert_eq!(r.status, 421, "a newcomer");
-    assert_eq!(admin.send("GET", "/api/v1/rooms/gone").await.status, 404);
-    let r = admin.send("GET", "/api/v1/rooms").await;
+    assert_eq!(
+        admin.send("GET", "/api/v1/rooms/gone", "").await.status,
+        404
+    );
+    let r = admin.send("GET", "/api/v1/rooms", "").await;
     assert_eq!(r.status, 200);
     assert_eq!(names(&r.json()), ["fresh", "keep"]);
 
@@ -450,7 +358,7 @@ async fn a_listener_change_waits_for_a_restart_while_the_rest_applies() {
     let admin = Admin::of(&gw);
     let moved = config(&rooms("after")).replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:1\"");
     std::fs::write(file(&gw), moved).unwrap();
-    let r = admin.send("POST", "/api/v1/reload").await;
+    let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["result"], "ok");

@@ -8,28 +8,15 @@ use std::time::Duration;
 
 use support::*;
 
-/// The value of `name{room, reason}` in the admin listener's Prometheus text, or 0.
-async fn ended(admin: std::net::SocketAddr, reason: &str) -> f64 {
-    let mut c = Client {
-        addr: admin,
-        host: admin.to_string(),
-        cookies: Default::default(),
-    };
-    let text = c.get("/metrics", "text/plain").await.body;
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
-    scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "anteroom_sessions_ended_total"
-                && s.labels.get("room") == Some("ends")
-                && s.labels.get("reason") == Some(reason)
-        })
-        .map_or(0.0, |s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
+/// `anteroom_sessions_ended_total{room="ends", reason}`, or 0.
+async fn ended(admin: &Admin, reason: &str) -> f64 {
+    admin
+        .metric(
+            "anteroom_sessions_ended_total",
+            &[("room", "ends"), ("reason", reason)],
+        )
+        .await
+        .unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -45,7 +32,7 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
         )
     );
     let gw = Gateway::start(&config).await;
-    let admin = gw.running.as_ref().unwrap().admin_addr.unwrap();
+    let admin = Admin::of(&gw);
     let mut visitors: Vec<Client> = (0..4).map(|_| gw.client("ends.test")).collect();
     for v in &mut visitors {
         assert_eq!(v.get("/", JSON).await.status.as_u16(), 200);
@@ -85,14 +72,14 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for (reason, want) in [("leave", 1.0), ("revoke", 1.0)] {
-        assert_eq!(ended(admin, reason).await, want, "{reason}");
+        assert_eq!(ended(&admin, reason).await, want, "{reason}");
     }
     wait_until(
         Duration::from_secs(5),
         "idle and max_session counts",
         || async {
-            let idle = ended(admin, "idle").await;
-            let cap = ended(admin, "max_session").await;
+            let idle = ended(&admin, "idle").await;
+            let cap = ended(&admin, "max_session").await;
             // The fourth visitor and the fifth went quiet; the third hit the cap.
             (idle == 2.0 && cap == 1.0).then_some(())
         },

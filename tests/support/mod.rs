@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+mod admin;
+#[allow(unused_imports)]
+pub use admin::*;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
