@@ -163,9 +163,21 @@ impl Sim {
         }
     }
 
-    fn arrive(&mut self, b: Behaviour) {
-        let d = decide(&self.s, &mut self.st, None, self.now, &mut self.engine_rng);
+    /// One request through `decide` now, capacity checked after it.
+    fn request(&mut self, visitor: Option<Visitor>) -> Decision {
+        let d = decide(
+            &self.s,
+            &mut self.st,
+            visitor,
+            self.now,
+            &mut self.engine_rng,
+        );
         self.check();
+        d
+    }
+
+    fn arrive(&mut self, b: Behaviour) {
+        let d = self.request(None);
         match d {
             Decision::Admit { visitor, .. } => {
                 let plan = self.browse_plan();
@@ -246,14 +258,7 @@ impl Sim {
             }
             Plan::Come { never: true, .. } => false,
             Plan::Come { at, .. } if at <= now => {
-                let d = decide(
-                    &self.s,
-                    &mut self.st,
-                    Some(a.visitor),
-                    now,
-                    &mut self.engine_rng,
-                );
-                self.check();
+                let d = self.request(Some(a.visitor));
                 assert!(
                     matches!(d, Decision::Admit { how: Some(_), .. }),
                     "a released visitor who came in time was not admitted: {d:?}"
@@ -275,14 +280,7 @@ impl Sim {
                 false
             }
             Plan::Browse { next, until, end } if next <= now => {
-                let d = decide(
-                    &self.s,
-                    &mut self.st,
-                    Some(a.visitor),
-                    now,
-                    &mut self.engine_rng,
-                );
-                self.check();
+                let d = self.request(Some(a.visitor));
                 // A session can end under a visitor (max_session); they would start over.
                 if !matches!(d, Decision::Admit { how: None, .. }) {
                     return false;
