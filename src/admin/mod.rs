@@ -44,15 +44,8 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
         .header_read_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
+        let Some((stream, peer)) = crate::server::accept(&listener, &mut shutdown).await else {
+            break;
         };
         let admin = admin.clone();
         let svc = service_fn(move |req: Request<Incoming>| {

@@ -108,9 +108,7 @@ impl Line {
             Policy::Lottery => {
                 let mut q = LotteryQueue::new(now_ms, draw_every_ms);
                 if ordered {
-                    for (t, s) in entries.drain(..) {
-                        q.insert_drawn(t, s);
-                    }
+                    q.append_drawn(std::mem::take(&mut entries));
                 }
                 Line::Lottery(q)
             }

@@ -65,17 +65,14 @@ impl LotteryQueue {
         }
     }
 
-    /// Puts a visitor straight behind those already drawn (a policy switch keeping an order).
-    pub fn insert_drawn(&mut self, ticket: u64, session: SessionId) {
-        self.remove(ticket);
-        self.push_drawn(ticket, session);
-    }
-
-    /// Draws one visitor: the next draw number is past every number still in line.
-    fn push_drawn(&mut self, ticket: u64, session: SessionId) {
-        let n = self.drawn.end();
-        self.drawn.insert(n, (ticket, session));
-        self.draw_number.insert(ticket, n);
+    /// Puts visitors straight behind those already drawn, in the order given (a draw, or a
+    /// policy switch keeping a fifo order), in one pass. None of them may be in line already.
+    pub fn append_drawn(&mut self, entries: Vec<(u64, SessionId)>) {
+        self.draw_number.reserve(entries.len());
+        let numbers = self.drawn.append(entries.iter().copied());
+        for (n, (ticket, _)) in numbers.zip(&entries) {
+            self.draw_number.insert(*ticket, n);
+        }
     }
 
     pub fn remove(&mut self, ticket: u64) -> bool {
@@ -124,12 +121,8 @@ impl LotteryQueue {
         // Every order of the pool is equally likely whatever order it is stored in.
         pool.shuffle(rng);
         let drawn = pool.len();
-        self.draw_number.reserve(drawn);
         // The pool and the drawn never share a ticket.
-        let numbers = self.drawn.append(pool.iter().copied());
-        for (n, (ticket, _)) in numbers.zip(&pool) {
-            self.draw_number.insert(*ticket, n);
-        }
+        self.append_drawn(pool);
         drawn
     }
 
