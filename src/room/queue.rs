@@ -5,10 +5,18 @@
 //! removal is one point update, and releasing from the front skips dead slots. The window is
 //! compacted when more than half of it lies behind the head.
 //!
+//! Tickets far apart (a restart starts a new ticket range; tokens of a run whose state was lost
+//! come back with tickets of that run) go to windows of their own: a key more than [`GAP`] below
+//! or above the window moves to an older window chained in front of it. Memory follows the
+//! number of visitors, never the span of their tickets.
+//!
 //! The key is a ticket for fifo rooms; the lottery keys its drawn visitors by draw order instead,
 //! with the ticket in the payload.
 
 use super::state::SessionId;
+
+/// Keys this far from a window get a window of their own.
+const GAP: u64 = 1 << 16;
 
 #[derive(Debug, Clone)]
 pub struct FifoQueue<T = SessionId> {
@@ -20,7 +28,10 @@ pub struct FifoQueue<T = SessionId> {
     tree: Vec<u32>,
     /// Every slot before `head` is empty.
     head: usize,
+    /// Live slots in this window.
     live: usize,
+    /// Keys below this window, far from it: released first. Never holds an empty window.
+    older: Option<Box<FifoQueue<T>>>,
 }
 
 impl<T> Default for FifoQueue<T> {
@@ -31,6 +42,7 @@ impl<T> Default for FifoQueue<T> {
             tree: Vec::new(),
             head: 0,
             live: 0,
+            older: None,
         }
     }
 }
@@ -42,22 +54,48 @@ impl<T: Copy> FifoQueue<T> {
 
     /// Number of queued visitors.
     pub fn len(&self) -> usize {
-        self.live
+        self.live + self.older.as_ref().map_or(0, |o| o.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.len() == 0
+    }
+
+    /// The older window holding `key`, if `key` belongs there.
+    fn older_for(&mut self, key: u64) -> Option<&mut FifoQueue<T>> {
+        self.older.as_deref_mut().filter(|o| key < o.end())
     }
 
     /// Puts `session` in line at `ticket`. Tickets normally arrive in increasing order; an older
     /// ticket (a returning visitor after a crash) is placed where it belongs.
     pub fn insert(&mut self, ticket: u64, session: T) {
-        if self.slots.is_empty() && self.live == 0 {
+        if let Some(o) = self.older_for(ticket) {
+            return o.insert(ticket, session);
+        }
+        if self.live == 0 {
+            // An empty window starts at the key: every key below it is in `older`.
+            self.slots.clear();
+            self.tree.clear();
             self.base = ticket;
             self.head = 0;
-        }
-        if ticket < self.base {
+        } else if ticket < self.base {
+            if self.base - ticket > GAP {
+                match self.older.as_deref_mut() {
+                    Some(o) => o.insert(ticket, session),
+                    None => {
+                        let mut o = FifoQueue::new();
+                        o.insert(ticket, session);
+                        self.older = Some(Box::new(o));
+                    }
+                }
+                return;
+            }
             self.rebase(ticket);
+        } else if ticket.saturating_sub(self.end()) >= GAP {
+            // Far ahead: this window becomes the older one.
+            let prev = std::mem::take(self);
+            self.older = Some(Box::new(prev));
+            self.base = ticket;
         }
         let idx = (ticket - self.base) as usize;
         while self.slots.len() <= idx {
@@ -73,9 +111,16 @@ impl<T: Copy> FifoQueue<T> {
         }
     }
 
-    /// The key after the last slot: every key in the queue is below it.
+    /// The key after the last slot of the newest window: every key in the queue is below it.
     pub fn end(&self) -> u64 {
         self.base + self.slots.len() as u64
+    }
+
+    /// Drops the older window once it has emptied.
+    fn prune(&mut self) {
+        if let Some(o) = self.older.take() {
+            self.older = if o.live == 0 { o.older } else { Some(o) };
+        }
     }
 
     /// Appends entries with keys following every key in the queue, in one O(n) pass (a lottery
@@ -98,6 +143,11 @@ impl<T: Copy> FifoQueue<T> {
 
     /// Takes `ticket` out of line (abandon, leave). Returns whether it was there.
     pub fn remove(&mut self, ticket: u64) -> bool {
+        if let Some(o) = self.older_for(ticket) {
+            let removed = o.remove(ticket);
+            self.prune();
+            return removed;
+        }
         let Some(idx) = self.index(ticket) else {
             return false;
         };
@@ -111,13 +161,23 @@ impl<T: Copy> FifoQueue<T> {
 
     /// 1-based place in line of `ticket`, or `None` if it is not queued.
     pub fn position(&self, ticket: u64) -> Option<u64> {
+        let ahead = match self.older.as_deref() {
+            Some(o) if ticket < o.end() => return o.position(ticket),
+            Some(o) => o.len() as u64,
+            None => 0,
+        };
         let idx = self.index(ticket)?;
         self.slots[idx]?;
-        Some(u64::from(self.prefix(idx + 1)))
+        Some(ahead + u64::from(self.prefix(idx + 1)))
     }
 
     /// Releases the front of the line.
     pub fn pop_front(&mut self) -> Option<(u64, T)> {
+        if let Some(o) = self.older.as_deref_mut() {
+            let front = o.pop_front();
+            self.prune();
+            return front;
+        }
         if self.live == 0 {
             return None;
         }
@@ -136,7 +196,15 @@ impl<T: Copy> FifoQueue<T> {
     }
 
     /// Queued sessions in ticket order (for invariant checks and snapshots).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, T)> + '_ {
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u64, T)> + '_> {
+        match self.older.as_deref() {
+            Some(o) => Box::new(o.iter().chain(self.window())),
+            None => Box::new(self.window()),
+        }
+    }
+
+    /// This window's sessions in ticket order.
+    fn window(&self) -> impl Iterator<Item = (u64, T)> + '_ {
         self.slots[self.head.min(self.slots.len())..]
             .iter()
             .enumerate()
@@ -186,7 +254,7 @@ impl<T: Copy> FifoQueue<T> {
 
     /// Moves the window to start at `new_base`, keeping every live slot, and rebuilds the tree.
     fn rebase(&mut self, new_base: u64) {
-        let live: Vec<(u64, T)> = self.iter().collect();
+        let live: Vec<(u64, T)> = self.window().collect();
         let end = live.last().map_or(new_base, |(t, _)| t + 1).max(new_base);
         let len = (end - new_base) as usize;
         self.slots = vec![None; len];
@@ -300,9 +368,13 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             4 => (1u64..4).prop_map(|gap| Op::Join { gap }),
+            // A restart: the next tickets start far ahead.
+            1 => (GAP..GAP * 50).prop_map(|gap| Op::Join { gap }),
             2 => Just(Op::Release),
             2 => (0.0f64..1.0).prop_map(|at| Op::Leave { at }),
             1 => (1u64..3000).prop_map(|back| Op::Return { back }),
+            // A token of a run whose state was lost: far behind everyone.
+            1 => (GAP..GAP * 100).prop_map(|back| Op::Return { back }),
             1 => (0u64..6).prop_map(|n| Op::Append { n }),
         ]
     }
@@ -314,7 +386,7 @@ mod tests {
         fn positions_match_a_naive_model(ops in proptest::collection::vec(op(), 1..400)) {
             let mut q: FifoQueue = FifoQueue::new();
             let mut model: Vec<u64> = Vec::new();
-            let mut next = 5_000u64;
+            let mut next = 10_000_000u64;
             for op in ops {
                 match op {
                     Op::Join { gap } => {
@@ -357,6 +429,36 @@ mod tests {
             let order: Vec<u64> = q.iter().map(|(t, _)| t).collect();
             proptest::prop_assert_eq!(order, model);
         }
+    }
+
+    #[test]
+    fn far_apart_tickets_cost_no_memory_for_the_gap() {
+        let mut q: FifoQueue = FifoQueue::new();
+        let runs = [1_000u64, 1 << 40, 1 << 50, 5 << 20];
+        for (i, &start) in runs.iter().enumerate() {
+            for t in start..start + 3 {
+                q.insert(t, sid(i as u64));
+            }
+        }
+        let mut sorted: Vec<u64> = runs.iter().flat_map(|&s| s..s + 3).collect();
+        sorted.sort_unstable();
+        for (i, &t) in sorted.iter().enumerate() {
+            assert_eq!(q.position(t), Some(i as u64 + 1), "ticket {t}");
+        }
+        assert_eq!(q.iter().map(|(t, _)| t).collect::<Vec<_>>(), sorted);
+        let mut windows = 0;
+        let mut w = Some(&q);
+        while let Some(x) = w {
+            windows += 1;
+            assert!(x.slots.len() < 100, "a window spans the gap");
+            w = x.older.as_deref();
+        }
+        assert_eq!(windows, 4);
+        assert!(q.remove(1 << 40));
+        let popped: Vec<u64> = std::iter::from_fn(|| q.pop_front().map(|(t, _)| t)).collect();
+        sorted.retain(|&t| t != 1 << 40);
+        assert_eq!(popped, sorted);
+        assert!(q.older.is_none());
     }
 
     #[test]
