@@ -28,10 +28,11 @@ pub fn tick_all(gw: &Gateway) {
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
         let rc = r.effective(rc);
-        let (report, t) = {
+        let (report, t, recovered) = {
             let mut state = r.state.lock();
             let report = room::tick(&rc.settings, &mut state, now, &mut rng);
-            (report, room::telemetry(&rc.settings, &state, now))
+            let t = room::telemetry(&rc.settings, &state, now);
+            (report, t, state.counters.recovered)
         };
         let name = rc.name.clone();
         metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
@@ -39,6 +40,7 @@ pub fn tick_all(gw: &Gateway) {
         metrics::gauge!(m::RELEASED_USERS, "room" => name.clone()).set(f64::from(t.released));
         metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
             .set(t.wait_at_back_seconds.unwrap_or(0) as f64);
+        metrics::counter!(m::SESSIONS_RECOVERED, "room" => name.clone()).absolute(recovered);
         if report.abandoned > 0 {
             metrics::counter!(m::ABANDONED, "room" => name.clone())
                 .increment(u64::from(report.abandoned));

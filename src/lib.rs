@@ -9,12 +9,14 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod inspect;
 pub mod keys;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod room;
 pub mod server;
+pub mod snapshot;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -39,11 +41,20 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests, and returns when everything has stopped.
-    pub async fn shutdown(self) {
+    /// Stops accepting, drains in-flight requests (up to `drain_timeout`), writes the final
+    /// snapshot, and returns when everything has stopped. Returns whether the snapshot was
+    /// written.
+    pub async fn shutdown(self) -> bool {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        match self.gateway.write_snapshot().await {
+            Ok(r) => {
+                tracing::info!(file = %r.path, rooms = r.rooms, sessions = r.sessions, bytes = r.bytes, "final snapshot written");
+                true
+            }
+            Err(_) => false,
         }
     }
 }
@@ -88,6 +99,7 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
     }
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
+    tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(server::serve_public(public, gw.clone(), rx)));
     tracing::info!(%http_addr, ?admin_addr, ?demo_addr, "anteroom listening");
     Ok(Running {

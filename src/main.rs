@@ -27,12 +27,38 @@ enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
+    /// Look at a state folder.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Summarize the snapshot in DIR: rooms, queue depth, admitted visitors, ages.
+    Inspect {
+        /// The state folder (`[state] dir`).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { file }) => check(&file),
+        Some(Command::State {
+            command: StateCommand::Inspect { dir },
+        }) => match anteroom::inspect::inspect(&dir) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("anteroom: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Run) | None => run(cli.config),
     }
 }
@@ -75,11 +101,19 @@ fn run(config: PathBuf) -> ExitCode {
         if let Some(demo) = running.demo_addr {
             println!("demo origin on http://{demo}");
         }
+        if let Some(admin) = running.admin_addr {
+            println!("admin API on http://{admin}");
+        }
         println!("anteroom on http://{}", running.http_addr);
         wait_for_signal().await;
-        tracing::info!("stopping: draining in-flight requests");
-        running.shutdown().await;
-        ExitCode::SUCCESS
+        tracing::info!("stopping: draining in-flight requests (a second signal stops at once)");
+        tokio::select! {
+            saved = running.shutdown() => if saved { ExitCode::SUCCESS } else { ExitCode::FAILURE },
+            () = wait_for_signal() => {
+                tracing::warn!("second signal: stopping without draining or a final snapshot");
+                ExitCode::from(130)
+            }
+        }
     })
 }
 

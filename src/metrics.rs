@@ -20,6 +20,11 @@ pub const SESSIONS_ENDED: &str = "anteroom_sessions_ended_total";
 pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
 pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";
 pub const DUPLICATE_REQUESTS: &str = "anteroom_duplicate_requests_total";
+pub const SESSIONS_RECOVERED: &str = "anteroom_sessions_recovered_total";
+pub const SNAPSHOTS: &str = "anteroom_snapshots_total";
+pub const SNAPSHOT_DURATION: &str = "anteroom_snapshot_duration_seconds";
+pub const SNAPSHOT_BYTES: &str = "anteroom_snapshot_bytes";
+pub const SNAPSHOT_LAST_SUCCESS: &str = "anteroom_snapshot_last_success_timestamp_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -36,6 +41,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), &seconds))
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(SESSION_DURATION.into()), &seconds)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SNAPSHOT_DURATION.into()), &seconds[..6])
                 })
                 .ok()?;
             builder.install_recorder().ok()

@@ -17,9 +17,6 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::Limits;
 use crate::gateway::Gateway;
 
-/// How long a stop waits for in-flight requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
@@ -85,8 +82,9 @@ pub async fn serve_public(
         });
     }
     drop(listener);
+    let drain = gw.config().limits.drain_timeout;
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out"),
+        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timed out; cutting the rest"),
     }
 }

@@ -109,10 +109,13 @@ impl Admin {
             }
             (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
             (Method::GET, ["api", "v1", "config"]) => self.config_json(),
+            (Method::POST, ["api", "v1", "snapshot"]) => self.snapshot(&who).await,
             (_, ["api", "v1", "rooms"] | ["api", "v1", "rooms", _])
-            | (_, ["api", "v1", "rooms", _, "overrides"] | ["api", "v1", "reload" | "config"]) => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            | (
+                _,
+                ["api", "v1", "rooms", _, "overrides"]
+                | ["api", "v1", "reload" | "config" | "snapshot"],
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -156,6 +159,18 @@ impl Admin {
                 respond::json(code, &reload_json(&s))
             }
             None => error(StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+        }
+    }
+
+    /// Writes a snapshot now (before a deploy, say) and tells how it went.
+    async fn snapshot(&self, who: &Who) -> Response<Body> {
+        tracing::info!(%who, "snapshot asked");
+        match self.gw.write_snapshot().await {
+            Ok(r) => respond::json(StatusCode::OK, &r),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("snapshot failed: {e}"),
+            ),
         }
     }
 

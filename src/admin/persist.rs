@@ -2,7 +2,6 @@
 //! file, fsync, rename, fsync of the folder) on every change, read at start.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +17,7 @@ struct OnDisk {
     rooms: BTreeMap<String, Overrides>,
 }
 
-fn path(dir: &Path) -> PathBuf {
+pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
@@ -47,6 +46,16 @@ pub fn load(dir: &Path) -> BTreeMap<String, Overrides> {
     }
 }
 
+/// Overrides by room name, read without logging or moving anything (for `state inspect`).
+pub fn load_quiet(dir: &Path) -> BTreeMap<String, Overrides> {
+    std::fs::read_to_string(path(dir))
+        .ok()
+        .and_then(|t| serde_json::from_str::<OnDisk>(&t).ok())
+        .filter(|d| d.version == VERSION)
+        .map(|d| d.rooms)
+        .unwrap_or_default()
+}
+
 fn set_aside(p: &Path, why: &str) {
     let aside = p.with_extension("json.corrupt");
     let moved = std::fs::rename(p, &aside).is_ok();
@@ -61,7 +70,6 @@ fn set_aside(p: &Path, why: &str) {
 
 /// Writes every room's overrides atomically.
 pub fn save(dir: &Path, rooms: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
     let doc = OnDisk {
         version: VERSION,
         rooms: rooms
@@ -71,17 +79,7 @@ pub fn save(dir: &Path, rooms: &BTreeMap<String, Overrides>) -> std::io::Result<
             .collect(),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(dir))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::snapshot::write_atomic(dir, FILE, &text)
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ pub struct LimitsFile {
     pub max_connections: Option<u64>,
     pub origin_connect_timeout: Option<String>,
     pub origin_response_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// The built-in demo origin, so the shipped file runs on a fresh machine.

@@ -82,6 +82,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub origin_connect_timeout: Duration,
     pub origin_response_timeout: Duration,
+    /// How long a graceful stop waits for requests in flight.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -96,6 +98,7 @@ impl Default for Limits {
             max_connections: 10_000,
             origin_connect_timeout: Duration::from_secs(5),
             origin_response_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

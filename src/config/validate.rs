@@ -235,6 +235,7 @@ impl Validator<'_> {
             &l.origin_response_timeout,
             d.origin_response_timeout,
         );
+        let drain_timeout = dur(self, "drain_timeout", &l.drain_timeout, d.drain_timeout);
         let max_header_bytes = match l.max_header_bytes {
             None => d.max_header_bytes,
             Some(n) if (8192..=1 << 24).contains(&n) => n as usize,
@@ -277,6 +278,7 @@ impl Validator<'_> {
             max_connections,
             origin_connect_timeout,
             origin_response_timeout,
+            drain_timeout,
         }
     }
 

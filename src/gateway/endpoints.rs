@@ -60,6 +60,8 @@ impl Gateway {
     ) -> Response<Body> {
         let view = v.and_then(|v| {
             let mut st = room.state.lock();
+            // A poll is how a waiting visitor usually comes back after a restart.
+            room::recover(&rc.settings, &mut st, v, self.now_ms(), false);
             room::status(
                 &rc.settings,
                 &mut st,
@@ -94,6 +96,9 @@ impl Gateway {
         let mut rng = rand::rng();
         let (decision, view) = {
             let mut st = room.state.lock();
+            if let Some(v) = v {
+                room::recover(&rc.settings, &mut st, v, now, false);
+            }
             let known = v.filter(|v| st.sessions.contains_key(&v.id));
             match known {
                 Some(v) => (

@@ -5,6 +5,9 @@ mod endpoints;
 pub mod respond;
 mod room;
 pub mod route;
+mod state;
+
+pub use state::{SnapshotReport, run as snapshot_loop};
 
 pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
 
@@ -37,8 +40,12 @@ pub struct Gateway {
     rooms: RwLock<HashMap<String, Arc<Room>>>,
     keys: Keys,
     client: OriginClient,
-    /// Time zero of every room's millisecond clock.
+    /// The rooms' millisecond clock: unix milliseconds at `epoch`, then monotonic from there, so
+    /// times in a snapshot stay comparable across restarts.
     epoch: Instant,
+    clock_base_ms: u64,
+    /// One snapshot write at a time.
+    snapshot_write: tokio::sync::Mutex<()>,
     /// The result of the last configuration load.
     reload_status: Mutex<ReloadStatus>,
     /// Serializes changes to the overrides and their file.
@@ -58,11 +65,14 @@ impl Gateway {
             keys,
             client,
             epoch: Instant::now(),
+            clock_base_ms: crate::snapshot::unix_ms(),
+            snapshot_write: tokio::sync::Mutex::new(()),
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
         };
         let config = gw.config();
         let mut saved = crate::admin::persist::load(&config.state.dir);
+        gw.restore(&config);
         gw.sync_rooms(&config);
         for (name, room) in gw.rooms.read().iter() {
             if let Some(o) = saved.remove(name) {
@@ -104,7 +114,7 @@ impl Gateway {
             .map(|(n, r)| (n.clone(), (*r.overrides()).clone()))
             .collect();
         all.insert(name.to_string(), after.clone());
-        crate::admin::persist::save(&self.config().state.dir, &all)?;
+        crate::admin::persist::save(&self.boot.state.dir, &all)?;
         room.set_overrides(after.clone());
         Ok((before, after))
     }
@@ -124,7 +134,8 @@ impl Gateway {
 
     /// Milliseconds on the rooms' clock.
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4)
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
+        self.clock_base_ms.saturating_add(elapsed)
     }
 
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
@@ -138,7 +149,7 @@ impl Gateway {
         for r in &config.rooms {
             rooms.entry(r.name.clone()).or_insert_with(|| {
                 Arc::new(Room::new(
-                    RoomState::new(now, r.settings.admit_per_minute),
+                    RoomState::fresh(&r.settings, now),
                     Default::default(),
                 ))
             });

@@ -19,6 +19,20 @@ impl Bucket {
         }
     }
 
+    /// A bucket as a snapshot stored it.
+    pub fn restore(tokens: f64, last_refill_ms: u64, rate: Option<u32>) -> Self {
+        Bucket {
+            tokens: if tokens.is_finite() { tokens } else { 0.0 },
+            last_refill_ms,
+            rate,
+        }
+    }
+
+    /// (tokens, last refill, rate), for a snapshot.
+    pub fn parts(&self) -> (f64, u64, Option<u32>) {
+        (self.tokens, self.last_refill_ms, self.rate)
+    }
+
     /// Adds what accrued since the last refill, up to one minute's worth.
     pub fn refill(&mut self, per_minute: Option<u32>, now_ms: u64) {
         let elapsed = now_ms.saturating_sub(self.last_refill_ms) as f64 / 60_000.0;

@@ -2,6 +2,7 @@
 
 use super::estimate::{lottery_wait_seconds, poll_after, release_rate, wait_seconds};
 use super::line::Line;
+use super::persist::recover;
 use super::state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
 use super::{Mode, Settings};
 
@@ -82,6 +83,11 @@ pub fn decide(
     state
         .queue
         .switch_to(settings.policy, now_ms, ms(settings.draw_every));
+    // A token from before a restart whose session the room does not know may take its place
+    // again (a new visitor admitted at once, or back in line at its ticket).
+    let recovered = visitor.is_some_and(|v| {
+        !state.sessions.contains_key(&v.id) && recover(settings, state, v, now_ms, true)
+    });
     if let Some(v) = visitor
         && let Some(s) = state.sessions.get_mut(&v.id)
     {
@@ -95,7 +101,7 @@ pub fn decide(
                 return Decision::Admit {
                     visitor,
                     joined: false,
-                    how: None,
+                    how: recovered.then_some(AdmitHow::Immediate),
                 };
             }
             SessionState::Released => {
@@ -114,12 +120,14 @@ pub fn decide(
             }
             SessionState::Queued => {
                 s.seen_ms = now_ms;
-                state.counters.duplicates += 1;
+                if !recovered {
+                    state.counters.duplicates += 1;
+                }
                 let view = view_of(settings, state, &v.id, now_ms, rng);
                 return Decision::Wait {
                     visitor,
                     joined: false,
-                    duplicate: true,
+                    duplicate: !recovered,
                     view,
                 };
             }

@@ -56,6 +56,28 @@ impl LotteryQueue {
         self.next_draw_ms
     }
 
+    /// A lottery as a snapshot stored it: the drawn in release order, and the pool.
+    pub fn restore(
+        next_draw_ms: Option<u64>,
+        drawn: Vec<(u64, SessionId)>,
+        pool: impl Iterator<Item = (u64, SessionId)>,
+    ) -> Self {
+        let mut q = LotteryQueue {
+            next_draw_ms,
+            ..Self::default()
+        };
+        q.append_drawn(drawn);
+        for (t, s) in pool {
+            q.pool.insert(t, s);
+        }
+        q
+    }
+
+    /// Tickets of the drawn visitors, in release order.
+    pub fn drawn_tickets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.drawn.iter().map(|(_, (ticket, _))| ticket)
+    }
+
     /// Puts a visitor in the pool for the next draw.
     pub fn insert(&mut self, ticket: u64, session: SessionId) {
         if let Some(&n) = self.draw_number.get(&ticket) {

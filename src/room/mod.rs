@@ -9,6 +9,7 @@ mod estimate;
 mod line;
 mod lottery;
 mod overrides;
+mod persist;
 #[cfg(test)]
 mod policy_tests;
 mod queue;
@@ -24,6 +25,10 @@ pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use line::Line;
 pub use lottery::LotteryQueue;
 pub use overrides::Overrides;
+pub use persist::{
+    BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
+    recover,
+};
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
 pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};

@@ -1,10 +1,13 @@
 //! A room's live state: sessions, the queue, counters, and the invariants that tie them together.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
 
 use super::bucket::Bucket;
 use super::line::Line;
+use super::persist::Recovery;
 
 /// A random 128-bit session id (never zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,7 +101,7 @@ impl EndReason {
 }
 
 /// Lifetime totals of a room.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub joined: u64,
     pub admitted_immediate: u64,
@@ -107,6 +110,9 @@ pub struct Counters {
     pub abandoned: u64,
     pub left_queue: u64,
     pub duplicates: u64,
+    /// Visitors who came back at their ticket after a restart (see `persist::recover`).
+    #[serde(default)]
+    pub recovered: u64,
 }
 
 /// Everything a room knows. Guarded by the room's mutex; the lock covers one decision or one
@@ -129,6 +135,12 @@ pub struct RoomState {
     pub releases: VecDeque<(u64, u32)>,
     pub first_release_ms: Option<u64>,
     pub counters: Counters,
+    /// Ticket ranges of earlier runs that may still come back (see `persist::recover`).
+    pub recovery: Vec<Recovery>,
+    /// Tickets that already came back.
+    pub recovered: HashSet<u64>,
+    /// `next_ticket` at the last snapshot: how many tickets to reserve ahead of the next one.
+    pub snapshot_ticket: u64,
 }
 
 impl RoomState {
@@ -144,6 +156,9 @@ impl RoomState {
             releases: VecDeque::new(),
             first_release_ms: None,
             counters: Counters::default(),
+            recovery: Vec::new(),
+            recovered: HashSet::new(),
+            snapshot_ticket: 1,
         }
     }
 

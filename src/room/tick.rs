@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use super::Settings;
 use super::decide::{has_room, ms};
 use super::line::Line;
-use super::state::{EndReason, RoomState, SessionId, SessionState};
+use super::state::{EndReason, RoomState, Session, SessionId, SessionState};
 
 /// What one tick did, for metrics and logs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,6 +31,7 @@ pub fn tick(
     let draw_every = ms(settings.draw_every);
     state.queue.switch_to(settings.policy, now_ms, draw_every);
     expire(settings, state, now_ms, &mut report);
+    super::persist::expire_recovery(state, now_ms);
     if let Line::Lottery(q) = &mut state.queue {
         report.drawn = q.draw_if_due(now_ms, draw_every, rng);
     }
@@ -58,20 +59,7 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
         let Some(s) = state.sessions.get(&id) else {
             continue;
         };
-        let (deadline, reason) = match s.state {
-            SessionState::Queued => (s.seen_ms + ms(settings.abandon_after), None),
-            SessionState::Released => (
-                s.since_ms + ms(settings.release_window),
-                Some(EndReason::NoShow),
-            ),
-            SessionState::Active => {
-                let idle = s.seen_ms + ms(settings.session_ttl);
-                match settings.max_session.map(|m| s.since_ms + ms(m)) {
-                    Some(cap) if cap <= idle => (cap, Some(EndReason::MaxSession)),
-                    _ => (idle, Some(EndReason::Idle)),
-                }
-            }
-        };
+        let (deadline, reason) = deadline(settings, s);
         if deadline > now_ms {
             state.schedule(deadline, id);
             continue;
@@ -84,6 +72,24 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
                 report.abandoned += 1;
             }
             Some(r) => report.ended.push((r, admitted_for)),
+        }
+    }
+}
+
+/// When `s` must be looked at next, and why it ends then (`None`: a queued visitor abandons).
+pub(super) fn deadline(settings: &Settings, s: &Session) -> (u64, Option<EndReason>) {
+    match s.state {
+        SessionState::Queued => (s.seen_ms + ms(settings.abandon_after), None),
+        SessionState::Released => (
+            s.since_ms + ms(settings.release_window),
+            Some(EndReason::NoShow),
+        ),
+        SessionState::Active => {
+            let idle = s.seen_ms + ms(settings.session_ttl);
+            match settings.max_session.map(|m| s.since_ms + ms(m)) {
+                Some(cap) if cap <= idle => (cap, Some(EndReason::MaxSession)),
+                _ => (idle, Some(EndReason::Idle)),
+            }
         }
     }
 }

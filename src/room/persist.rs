@@ -1,0 +1,368 @@
+//! A room's state as plain data, for snapshots: taken under the room lock as a cheap copy,
+//! turned into an [`Image`] outside it, and restored whole at start. Also the other half of
+//! restart safety: visitors whose tickets were handed out after the last snapshot come back at
+//! their ticket when they return with a valid token.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::Settings;
+use super::bucket::Bucket;
+use super::decide::{Visitor, has_room, ms};
+use super::line::Line;
+use super::lottery::LotteryQueue;
+use super::queue::FifoQueue;
+use super::random::RandomQueue;
+use super::state::{Counters, RoomState, Session, SessionId, SessionState};
+use super::tick::deadline;
+
+/// Tickets a room may hand out per millisecond of wall-clock time, on average over a run. A room
+/// that starts without a snapshot numbers its tickets from `unix ms × this`, above any ticket an
+/// earlier run can have issued, so tickets stay unique even when the state folder was lost.
+pub const TICKETS_PER_MS: u64 = 1024;
+
+/// The fewest tickets reserved ahead of the last snapshot.
+pub const MIN_RESERVE: u64 = 100_000;
+
+/// A range of tickets handed out by an earlier run that this room never saw: a valid token
+/// carrying one of them re-enters at its ticket, once, until `until_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub from: u64,
+    pub to: u64,
+    pub until_ms: u64,
+}
+
+/// One session as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionImage {
+    pub id: [u8; 16],
+    pub ticket: u64,
+    pub seen_ms: u64,
+    pub since_ms: u64,
+    pub released_before: u32,
+    /// 0 queued, 1 released, 2 active.
+    pub state: u8,
+}
+
+/// The order of the line, where it is not implied by the sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineImage {
+    /// Queued sessions in ticket order.
+    Fifo,
+    /// Queued sessions with no order.
+    Random,
+    /// Drawn visitors' tickets in release order; the other queued sessions wait in the pool.
+    Lottery {
+        drawn: Vec<u64>,
+        next_draw_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketImage {
+    pub tokens: f64,
+    pub last_refill_ms: u64,
+    pub rate: Option<u32>,
+}
+
+/// Everything a room knows, as plain data. Times are on the rooms' clock (unix milliseconds in
+/// the gateway), so time that passed while the gateway was down counts on restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub taken_ms: u64,
+    pub next_ticket: u64,
+    /// No ticket at or above this was handed out before the snapshot was written, and none below
+    /// it will be after a restart.
+    pub ticket_ceiling: u64,
+    pub sessions: Vec<SessionImage>,
+    pub line: LineImage,
+    pub bucket: BucketImage,
+    pub releases: Vec<(u64, u32)>,
+    pub first_release_ms: Option<u64>,
+    pub counters: Counters,
+    pub recovery: Vec<Recovery>,
+    /// Tickets that already came back through a recovery range.
+    pub recovered: Vec<u64>,
+}
+
+/// What is copied under the room lock: flat copies, no per-visitor work beyond a memcpy-like
+/// clone. [`Capture::image`] does the rest outside the lock.
+pub struct Capture {
+    taken_ms: u64,
+    next_ticket: u64,
+    ticket_ceiling: u64,
+    sessions: HashMap<SessionId, Session>,
+    drawn: Option<(Vec<u64>, Option<u64>)>,
+    policy: super::Policy,
+    bucket: Bucket,
+    releases: Vec<(u64, u32)>,
+    first_release_ms: Option<u64>,
+    counters: Counters,
+    recovery: Vec<Recovery>,
+    recovered: Vec<u64>,
+}
+
+impl RoomState {
+    /// A room with no history: tickets numbered from the wall clock, and every ticket below
+    /// that may come back once (an earlier run whose state is gone may have issued it).
+    pub fn fresh(settings: &Settings, now_ms: u64) -> RoomState {
+        let mut s = RoomState::new(now_ms, settings.admit_per_minute);
+        s.next_ticket = now_ms.saturating_mul(TICKETS_PER_MS).max(1);
+        s.snapshot_ticket = s.next_ticket;
+        s.recovery.push(Recovery {
+            from: 0,
+            to: s.next_ticket,
+            until_ms: now_ms + recovery_window(settings),
+        });
+        s
+    }
+
+    /// Copies the state for a snapshot (under the room lock; cheap) and reserves the tickets a
+    /// restart must not hand out again.
+    pub fn capture(&mut self, now_ms: u64) -> Capture {
+        let issued = self.next_ticket - self.snapshot_ticket.min(self.next_ticket);
+        self.snapshot_ticket = self.next_ticket;
+        let drawn = match &self.queue {
+            Line::Lottery(q) => Some((q.drawn_tickets().collect(), q.next_draw_ms())),
+            _ => None,
+        };
+        Capture {
+            taken_ms: now_ms,
+            next_ticket: self.next_ticket,
+            ticket_ceiling: self
+                .next_ticket
+                .saturating_add(MIN_RESERVE.max(issued.saturating_mul(4))),
+            sessions: self.sessions.clone(),
+            drawn,
+            policy: self.queue.policy(),
+            bucket: self.bucket.clone(),
+            releases: self.releases.iter().copied().collect(),
+            first_release_ms: self.first_release_ms,
+            counters: self.counters.clone(),
+            recovery: self.recovery.clone(),
+            recovered: self.recovered.iter().copied().collect(),
+        }
+    }
+
+    /// Rebuilds a room from `image` at `now_ms`: time that passed while the gateway was down
+    /// counts (expiries happen on the first tick), tickets resume above everything an earlier run
+    /// may have issued, and tickets issued after the snapshot may come back once.
+    pub fn restore(image: Image, settings: &Settings, now_ms: u64) -> Result<RoomState, String> {
+        let mut s = RoomState::new(now_ms, settings.admit_per_minute);
+        s.sessions.reserve(image.sessions.len());
+        let mut queued: Vec<(u64, SessionId)> = Vec::new();
+        for si in &image.sessions {
+            let id = SessionId::from_bytes(si.id);
+            let state = match si.state {
+                0 => SessionState::Queued,
+                1 => SessionState::Released,
+                2 => SessionState::Active,
+                n => return Err(format!("session state {n} is unknown")),
+            };
+            if si.ticket >= image.next_ticket {
+                return Err(format!("ticket {} was never issued", si.ticket));
+            }
+            let session = Session {
+                ticket: si.ticket,
+                // A clock that went back while the gateway was down does not move anyone ahead.
+                seen_ms: si.seen_ms.min(now_ms),
+                since_ms: si.since_ms.min(now_ms),
+                released_before: si.released_before,
+                state,
+            };
+            match state {
+                SessionState::Queued => queued.push((si.ticket, id)),
+                SessionState::Released => s.released += 1,
+                SessionState::Active => s.active += 1,
+            }
+            s.schedule(deadline(settings, &session).0, id);
+            if s.sessions.insert(id, session).is_some() {
+                return Err("a session appears twice".into());
+            }
+        }
+        queued.sort_unstable();
+        if queued.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err("two queued sessions share a ticket".into());
+        }
+        s.queue = match image.line {
+            LineImage::Fifo => {
+                let mut q = FifoQueue::new();
+                for (t, id) in queued {
+                    q.insert(t, id);
+                }
+                Line::Fifo(q)
+            }
+            LineImage::Random => {
+                let mut q = RandomQueue::default();
+                for (t, id) in queued {
+                    q.insert(t, id);
+                }
+                Line::Random(q)
+            }
+            LineImage::Lottery {
+                drawn,
+                next_draw_ms,
+            } => {
+                let by_ticket: HashMap<u64, SessionId> = queued.iter().copied().collect();
+                let mut order = Vec::with_capacity(drawn.len());
+                let mut in_draw = HashSet::with_capacity(drawn.len());
+                for t in drawn {
+                    let id = by_ticket
+                        .get(&t)
+                        .ok_or_else(|| format!("drawn ticket {t} is not queued"))?;
+                    if !in_draw.insert(t) {
+                        return Err(format!("ticket {t} drawn twice"));
+                    }
+                    order.push((t, *id));
+                }
+                let pool = queued.into_iter().filter(|(t, _)| !in_draw.contains(t));
+                Line::Lottery(LotteryQueue::restore(next_draw_ms, order, pool))
+            }
+        };
+        s.bucket = Bucket::restore(
+            image.bucket.tokens,
+            image.bucket.last_refill_ms.min(now_ms),
+            image.bucket.rate,
+        );
+        s.releases = image.releases.into_iter().collect();
+        s.first_release_ms = image.first_release_ms;
+        s.counters = image.counters;
+        s.next_ticket = image
+            .ticket_ceiling
+            .max(image.next_ticket)
+            .max(now_ms.saturating_mul(TICKETS_PER_MS));
+        s.snapshot_ticket = s.next_ticket;
+        s.recovery = image.recovery;
+        s.recovery.retain(|r| r.until_ms > now_ms);
+        if s.next_ticket > image.next_ticket {
+            s.recovery.push(Recovery {
+                from: image.next_ticket,
+                to: s.next_ticket,
+                until_ms: now_ms + recovery_window(settings),
+            });
+        }
+        s.recovered = image.recovered.into_iter().collect();
+        Ok(s)
+    }
+}
+
+impl Capture {
+    /// The plain-data image (outside the room lock: this is the per-visitor work).
+    pub fn image(self) -> Image {
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|(id, s)| SessionImage {
+                id: *id.as_bytes(),
+                ticket: s.ticket,
+                seen_ms: s.seen_ms,
+                since_ms: s.since_ms,
+                released_before: s.released_before,
+                state: match s.state {
+                    SessionState::Queued => 0,
+                    SessionState::Released => 1,
+                    SessionState::Active => 2,
+                },
+            })
+            .collect();
+        let line = match (self.policy, self.drawn) {
+            (super::Policy::Lottery, Some((drawn, next_draw_ms))) => LineImage::Lottery {
+                drawn,
+                next_draw_ms,
+            },
+            (super::Policy::Random, _) => LineImage::Random,
+            _ => LineImage::Fifo,
+        };
+        let (tokens, last_refill_ms, rate) = self.bucket.parts();
+        Image {
+            taken_ms: self.taken_ms,
+            next_ticket: self.next_ticket,
+            ticket_ceiling: self.ticket_ceiling,
+            sessions,
+            line,
+            bucket: BucketImage {
+                tokens,
+                last_refill_ms,
+                rate,
+            },
+            releases: self.releases,
+            first_release_ms: self.first_release_ms,
+            counters: self.counters,
+            recovery: self.recovery,
+            recovered: self.recovered,
+        }
+    }
+}
+
+/// How long tickets of an earlier run may come back after a restart: as long as a visitor could
+/// have stayed away without losing their place anyway.
+fn recovery_window(settings: &Settings) -> u64 {
+    ms(settings
+        .abandon_after
+        .max(settings.session_ttl)
+        .max(settings.release_window))
+}
+
+/// A valid token whose session the room does not know: if its ticket is one an earlier run
+/// handed out after its last snapshot (or one of a run whose state was lost), and it has not come
+/// back yet, the visitor takes their place again at that ticket, ahead of everyone who joined
+/// later. With `admit_if_free`, a visitor who finds nobody waiting and a free slot is admitted at
+/// once, as a new visitor would be. Returns whether the visitor came back.
+pub fn recover(
+    settings: &Settings,
+    state: &mut RoomState,
+    v: Visitor,
+    now_ms: u64,
+    admit_if_free: bool,
+) -> bool {
+    let in_range = state
+        .recovery
+        .iter()
+        .any(|r| r.from <= v.ticket && v.ticket < r.to && now_ms < r.until_ms);
+    if !in_range
+        || state.sessions.contains_key(&v.id)
+        || state.recovered.contains(&v.ticket)
+        || state.queue.contains(v.ticket)
+    {
+        return false;
+    }
+    state.recovered.insert(v.ticket);
+    state.counters.recovered += 1;
+    let mut session = Session {
+        ticket: v.ticket,
+        seen_ms: now_ms,
+        since_ms: now_ms,
+        // Truncation intended: the progress bar takes a wrapping difference.
+        released_before: state.counters.released as u32,
+        state: SessionState::Queued,
+    };
+    if admit_if_free && !settings.paused && state.queue.is_empty() && has_room(settings, state) {
+        session.state = SessionState::Active;
+        state.active += 1;
+        state.bucket.take(settings.admit_per_minute, 1);
+        state.counters.admitted_immediate += 1;
+        state.schedule(now_ms + ms(settings.session_ttl), v.id);
+    } else {
+        state.queue.insert(v.ticket, v.id);
+        state.schedule(now_ms + ms(settings.abandon_after), v.id);
+    }
+    state.sessions.insert(v.id, session);
+    true
+}
+
+/// Closes recovery ranges whose time is up (called by the tick).
+pub(super) fn expire_recovery(state: &mut RoomState, now_ms: u64) {
+    if state.recovery.iter().any(|r| r.until_ms <= now_ms) {
+        state.recovery.retain(|r| r.until_ms > now_ms);
+        if state.recovery.is_empty() {
+            state.recovered = HashSet::new();
+        } else {
+            let open = state.recovery.clone();
+            state
+                .recovered
+                .retain(|t| open.iter().any(|r| r.from <= *t && *t < r.to));
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Snapshots of every room in `<state dir>/snapshot.bin`: written every `snapshot_every`, on
+//! `POST /api/v1/snapshot` and at shutdown, read once at start.
+//!
+//! The file is a fixed header then a postcard payload:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 8 | magic `ANTROOM\0` |
+//! | 4 | format version, little-endian (this build writes and reads 1) |
+//! | 8 | payload length, little-endian |
+//! | 4 | CRC-32 of the payload, little-endian |
+//! | n | payload: [`Snapshot`] in postcard |
+//!
+//! It is written atomically (temp file, fsync, rename, fsync of the folder), so a crash leaves
+//! the old snapshot or the new one, never half of one. A file that does not read back (torn by
+//! the disk, edited, or from a newer anteroom) is renamed aside with a loud log line and the
+//! gateway starts without it: a snapshot never stops a start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::room::Image;
+
+pub const FILE: &str = "snapshot.bin";
+const MAGIC: &[u8; 8] = b"ANTROOM\0";
+/// The format this build writes and reads.
+pub const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+/// Every room at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Wall clock when written (unix milliseconds).
+    pub written_unix_ms: u64,
+    /// Room name and state, every room the gateway holds (rooms taken out of the file included,
+    /// so putting a room back after a restart restores its line).
+    pub rooms: Vec<(String, Image)>,
+}
+
+/// Why a snapshot file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0} is not an anteroom snapshot")]
+    NotSnapshot(PathBuf),
+    #[error("{0} is format {1}, written by a newer anteroom; this one reads format {VERSION}")]
+    Newer(PathBuf, u32),
+    #[error("{0} is damaged: {1}")]
+    Damaged(PathBuf, String),
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The file's bytes for `snap`.
+pub fn encode(snap: &Snapshot) -> Vec<u8> {
+    // Serializing plain data into a Vec cannot fail; an empty payload would be refused on read.
+    let payload = postcard::to_stdvec(snap).unwrap_or_default();
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Reads a snapshot file's bytes back; `file` names it in errors.
+pub fn decode(file: &Path, bytes: &[u8]) -> Result<Snapshot, ReadError> {
+    let damaged = |why: &str| ReadError::Damaged(file.to_path_buf(), why.to_string());
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err(ReadError::NotSnapshot(file.to_path_buf()));
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let version = word(8);
+    if version > VERSION {
+        return Err(ReadError::Newer(file.to_path_buf(), version));
+    }
+    if version != VERSION {
+        return Err(damaged(&format!("unknown format {version}")));
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[12..20]);
+    let len = u64::from_le_bytes(len);
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(damaged(&format!(
+            "the payload is {} bytes, the header says {len}",
+            payload.len()
+        )));
+    }
+    if crc32fast::hash(payload) != word(20) {
+        return Err(damaged("checksum mismatch"));
+    }
+    postcard::from_bytes(payload).map_err(|e| damaged(&e.to_string()))
+}
+
+/// Writes `bytes` to `dir/name` atomically: a temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `snap` into `dir`. Returns the file's size.
+pub fn write(dir: &Path, snap: &Snapshot) -> std::io::Result<u64> {
+    let bytes = encode(snap);
+    write_atomic(dir, FILE, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Reads `dir`'s snapshot without touching it (for `anteroom state inspect`). `Ok(None)`: there
+/// is none.
+pub fn read(dir: &Path) -> Result<Option<Snapshot>, ReadError> {
+    let p = path(dir);
+    match std::fs::read(&p) {
+        Ok(bytes) => decode(&p, &bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ReadError::Io(p, e)),
+    }
+}
+
+/// Reads `dir`'s snapshot at start. A file that does not read back is renamed aside (never
+/// deleted) with an error in the log, and the gateway starts without it.
+pub fn load(dir: &Path) -> Option<Snapshot> {
+    match read(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            set_aside(dir, &e);
+            None
+        }
+    }
+}
+
+/// Moves a snapshot that cannot be used out of the way, keeping it for a post-mortem.
+pub fn set_aside(dir: &Path, why: &dyn std::fmt::Display) {
+    let p = path(dir);
+    let aside = dir.join(format!("{FILE}.corrupt-{}", unix_ms() / 1000));
+    let moved = std::fs::rename(&p, &aside);
+    tracing::error!(
+        file = %p.display(),
+        aside = %aside.display(),
+        moved = moved.is_ok(),
+        error = %why,
+        "snapshot unusable: set aside, starting with empty rooms"
+    );
+}
+
+#[cfg(test)]
+mod tests;
