@@ -76,8 +76,11 @@ impl Gateway {
         let mut longest_lock = 0f64;
         let mut captures = Vec::with_capacity(rooms.len());
         for (name, room) in rooms {
+            // Read the size and let go of the lock before allocating.
+            let n = room.state.lock().sessions.len();
+            let buf = crate::room::scratch(n);
             let locked = Instant::now();
-            let capture = room.state.lock().capture(self.now_ms());
+            let capture = room.state.lock().capture_into(self.now_ms(), buf);
             longest_lock = longest_lock.max(locked.elapsed().as_secs_f64());
             captures.push((name, capture));
         }

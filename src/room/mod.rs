@@ -14,6 +14,7 @@ mod persist;
 mod policy_tests;
 mod queue;
 mod random;
+mod sessions;
 #[cfg(test)]
 mod sim;
 mod state;
@@ -27,10 +28,11 @@ pub use lottery::LotteryQueue;
 pub use overrides::Overrides;
 pub use persist::{
     BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
-    recover,
+    recover, scratch,
 };
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
+pub use sessions::Sessions;
 pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
 pub use tick::{TickReport, tick};
 

@@ -35,7 +35,7 @@ pub struct Recovery {
 }
 
 /// One session as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionImage {
     pub id: [u8; 16],
     pub ticket: u64,
@@ -44,6 +44,23 @@ pub struct SessionImage {
     pub released_before: u32,
     /// 0 queued, 1 released, 2 active.
     pub state: u8,
+}
+
+impl SessionImage {
+    fn of((id, s): &(SessionId, Session)) -> SessionImage {
+        SessionImage {
+            id: *id.as_bytes(),
+            ticket: s.ticket,
+            seen_ms: s.seen_ms,
+            since_ms: s.since_ms,
+            released_before: s.released_before,
+            state: match s.state {
+                SessionState::Queued => 0,
+                SessionState::Released => 1,
+                SessionState::Active => 2,
+            },
+        }
+    }
 }
 
 /// The order of the line, where it is not implied by the sessions.
@@ -93,7 +110,7 @@ pub struct Capture {
     taken_ms: u64,
     next_ticket: u64,
     ticket_ceiling: u64,
-    sessions: HashMap<SessionId, Session>,
+    sessions: Vec<(SessionId, Session)>,
     drawn: Option<(Vec<u64>, Option<u64>)>,
     policy: super::Policy,
     bucket: Bucket,
@@ -119,9 +136,13 @@ impl RoomState {
         s
     }
 
-    /// Copies the state for a snapshot (under the room lock; cheap) and reserves the tickets a
-    /// restart must not hand out again.
-    pub fn capture(&mut self, now_ms: u64) -> Capture {
+    /// Copies the state for a snapshot and reserves the tickets a restart must not hand out
+    /// again. This runs under the room lock: it is one sequential pass writing into `buf`, which
+    /// the caller allocated and touched beforehand (see [`scratch`]) so that no page is faulted
+    /// in while requests wait.
+    pub fn capture_into(&mut self, now_ms: u64, mut buf: Vec<(SessionId, Session)>) -> Capture {
+        buf.clear();
+        buf.extend_from_slice(self.sessions.table());
         let issued = self.next_ticket - self.snapshot_ticket.min(self.next_ticket);
         self.snapshot_ticket = self.next_ticket;
         let drawn = match &self.queue {
@@ -134,7 +155,7 @@ impl RoomState {
             ticket_ceiling: self
                 .next_ticket
                 .saturating_add(MIN_RESERVE.max(issued.saturating_mul(4))),
-            sessions: self.sessions.clone(),
+            sessions: buf,
             drawn,
             policy: self.queue.policy(),
             bucket: self.bucket.clone(),
@@ -144,6 +165,11 @@ impl RoomState {
             recovery: self.recovery.clone(),
             recovered: self.recovered.iter().copied().collect(),
         }
+    }
+
+    /// [`RoomState::capture_into`] with a buffer allocated under the lock (tests, tools).
+    pub fn capture(&mut self, now_ms: u64) -> Capture {
+        self.capture_into(now_ms, Vec::new())
     }
 
     /// Rebuilds a room from `image` at `now_ms`: time that passed while the gateway was down
@@ -251,22 +277,7 @@ impl RoomState {
 impl Capture {
     /// The plain-data image (outside the room lock: this is the per-visitor work).
     pub fn image(self) -> Image {
-        let sessions = self
-            .sessions
-            .iter()
-            .map(|(id, s)| SessionImage {
-                id: *id.as_bytes(),
-                ticket: s.ticket,
-                seen_ms: s.seen_ms,
-                since_ms: s.since_ms,
-                released_before: s.released_before,
-                state: match s.state {
-                    SessionState::Queued => 0,
-                    SessionState::Released => 1,
-                    SessionState::Active => 2,
-                },
-            })
-            .collect();
+        let sessions = self.sessions.iter().map(SessionImage::of).collect();
         let line = match (self.policy, self.drawn) {
             (super::Policy::Lottery, Some((drawn, next_draw_ms))) => LineImage::Lottery {
                 drawn,
@@ -294,6 +305,24 @@ impl Capture {
             recovered: self.recovered,
         }
     }
+}
+
+/// A buffer for [`RoomState::capture_into`] with room for `sessions` and some growth, every page
+/// already touched. Built outside the room lock.
+pub fn scratch(sessions: usize) -> Vec<(SessionId, Session)> {
+    let blank = (
+        SessionId::from_bytes([0; 16]),
+        Session {
+            ticket: 0,
+            seen_ms: 0,
+            since_ms: 0,
+            released_before: 0,
+            state: SessionState::Queued,
+        },
+    );
+    let mut buf = vec![blank; sessions + sessions / 8 + 64];
+    buf.clear();
+    buf
 }
 
 /// How long tickets of an earlier run may come back after a restart: as long as a visitor could

@@ -1,13 +1,14 @@
 //! A room's live state: sessions, the queue, counters, and the invariants that tie them together.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::bucket::Bucket;
 use super::line::Line;
 use super::persist::Recovery;
+use super::sessions::Sessions;
 
 /// A random 128-bit session id (never zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,9 +46,9 @@ pub enum SessionState {
     Active,
 }
 
-/// One visitor. Times are milliseconds since the room's epoch. Kept small (32 bytes): a room
+/// One visitor. Times are milliseconds on the room's clock. Kept small (32 bytes): a room
 /// holds one per visitor, a million in a big sale.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
     pub ticket: u64,
     /// Last poll (queued) or last request (active).
@@ -119,7 +120,7 @@ pub struct Counters {
 /// tick, never I/O.
 #[derive(Debug)]
 pub struct RoomState {
-    pub sessions: HashMap<SessionId, Session>,
+    pub sessions: Sessions,
     pub queue: Line,
     /// Next ticket to hand out; strictly increasing.
     pub next_ticket: u64,
@@ -146,7 +147,7 @@ pub struct RoomState {
 impl RoomState {
     pub fn new(now_ms: u64, admit_per_minute: Option<u32>) -> Self {
         RoomState {
-            sessions: HashMap::new(),
+            sessions: Sessions::default(),
             queue: Line::default(),
             next_ticket: 1,
             active: 0,
