@@ -28,12 +28,20 @@ pub fn tick_all(gw: &Gateway) {
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
         let rc = r.effective(rc);
-        let (report, t, recovered) = {
+        let (report, t, recovered, reserve_low) = {
             let mut state = r.state.lock();
             let report = room::tick(&rc.settings, &mut state, now, &mut rng);
             let t = room::telemetry(&rc.settings, &state, now);
-            (report, t, state.counters.recovered)
+            (
+                report,
+                t,
+                state.counters.recovered,
+                state.reserve_half_spent(),
+            )
         };
+        if reserve_low {
+            gw.snapshot_soon();
+        }
         let name = rc.name.clone();
         metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
         metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));

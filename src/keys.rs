@@ -13,28 +13,57 @@ use crate::token::{Keys, MIN_SECRET};
 
 const KEY_FILE: &str = "token.key";
 
+/// The signing key and the rotation keys, from the process environment.
 pub fn load(config: &Config) -> Result<Keys, StartError> {
-    let current = match config.token.secret_env.as_deref().and_then(env_secret) {
-        Some(s) => check(s, config.token.secret_env.as_deref().unwrap_or_default())?,
+    load_with(config, env_secret)
+}
+
+/// Checks the secrets the environment holds for `config` without creating anything (for
+/// `anteroom check`).
+pub fn check_env(config: &Config) -> Result<(), StartError> {
+    secrets(config, env_secret).map(|_| ())
+}
+
+/// [`load`] with `env` standing for the process environment.
+pub fn load_with(
+    config: &Config,
+    env: impl Fn(&str) -> Option<Vec<u8>>,
+) -> Result<Keys, StartError> {
+    let (current, previous) = secrets(config, env)?;
+    let current = match current {
+        Some(s) => s,
         None => state_key(&config.state.dir)?,
+    };
+    Ok(Keys::new(current, previous))
+}
+
+/// The secrets named in `[token]` that are set: the current one and those of a rotation.
+type Secrets = (Option<Vec<u8>>, Vec<Vec<u8>>);
+
+fn secrets(config: &Config, env: impl Fn(&str) -> Option<Vec<u8>>) -> Result<Secrets, StartError> {
+    let current = match config.token.secret_env.as_deref() {
+        Some(name) => env(name)
+            .map(|s| check(s, "token.secret_env", name))
+            .transpose()?,
+        None => None,
     };
     let mut previous = Vec::new();
     for name in &config.token.previous_secret_envs {
-        if let Some(s) = env_secret(name) {
-            previous.push(check(s, name)?);
+        if let Some(s) = env(name) {
+            previous.push(check(s, "token.previous_secret_envs", name)?);
         }
     }
-    Ok(Keys::new(current, previous))
+    Ok((current, previous))
 }
 
 fn env_secret(name: &str) -> Option<Vec<u8>> {
     std::env::var_os(name).map(|v| v.into_encoded_bytes())
 }
 
-fn check(secret: Vec<u8>, name: &str) -> Result<Vec<u8>, StartError> {
+fn check(secret: Vec<u8>, key: &str, name: &str) -> Result<Vec<u8>, StartError> {
     if secret.len() < MIN_SECRET {
         return Err(StartError::Key(format!(
-            "the secret in ${name} is {} bytes; at least {MIN_SECRET} are needed",
+            "{key}: the secret in ${name} is {} bytes; at least {MIN_SECRET} are needed",
             secret.len()
         )));
     }
@@ -51,7 +80,7 @@ fn state_key(dir: &Path) -> Result<Vec<u8>, StartError> {
             let key = STANDARD
                 .decode(text.trim())
                 .map_err(|e| StartError::Key(format!("{} is not a key: {e}", path.display())))?;
-            return check(key, &path.display().to_string());
+            return check(key, "generated key", &path.display().to_string());
         }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err("cannot read", e)),
         Err(_) => {}
@@ -68,4 +97,93 @@ fn state_key(dir: &Path) -> Result<Vec<u8>, StartError> {
         .and_then(|()| f.sync_all())
         .map_err(|e| err("cannot write", e))?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{Claims, room_id};
+
+    fn config(dir: &Path, toml: &str) -> Config {
+        let path = dir.join("gateway.toml");
+        std::fs::write(
+            &path,
+            format!("{toml}\n[state]\ndir = \"state\"\n[[room]]\nname = \"a\"\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:1\"\nactive_users = 1\n"),
+        )
+        .unwrap();
+        crate::config::load(&path).unwrap()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            room_id: room_id("a"),
+            session: crate::room::SessionId::from_u128(9),
+            ticket: 3,
+            issued_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_generated_key_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), "");
+        let first = load_with(&c, |_| None).unwrap();
+        let token = first.encode(&claims());
+        let again = load_with(&c, |_| None).unwrap();
+        assert_eq!(again.decode(room_id("a"), &token), Some(claims()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("state").join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn the_env_secret_wins_and_old_secrets_verify_during_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(
+            dir.path(),
+            "[token]\nsecret_env = \"NEW\"\nprevious_secret_envs = [\"OLD\", \"UNSET\"]",
+        );
+        let old = vec![b'o'; 32];
+        let new = vec![b'n'; 40];
+        let before = load_with(&c, |n| (n == "NEW").then(|| old.clone())).unwrap();
+        let token = before.encode(&claims());
+        let during = load_with(&c, |n| match n {
+            "NEW" => Some(new.clone()),
+            "OLD" => Some(old.clone()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(during.decode(room_id("a"), &token), Some(claims()));
+        let after = load_with(&c, |n| (n == "NEW").then(|| new.clone())).unwrap();
+        assert_eq!(after.decode(room_id("a"), &token), None);
+        assert!(!dir.path().join("state").join(KEY_FILE).exists());
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_naming_the_key_and_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(
+            dir.path(),
+            "[token]\nsecret_env = \"S\"\nprevious_secret_envs = [\"P\"]",
+        );
+        let e = load_with(&c, |n| (n == "S").then(|| b"short".to_vec())).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("token.secret_env") && text.contains("$S"),
+            "{text}"
+        );
+        assert!(text.contains("5 bytes"), "{text}");
+        let e = load_with(&c, |n| match n {
+            "S" => Some(vec![b's'; 32]),
+            _ => Some(b"tiny".to_vec()),
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("token.previous_secret_envs"), "{e}");
+    }
 }

@@ -66,6 +66,10 @@ fn main() -> ExitCode {
 fn check(file: &std::path::Path) -> ExitCode {
     match anteroom::config::load(file) {
         Ok(c) => {
+            if let Err(e) = anteroom::keys::check_env(&c) {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok ({} rooms)", file.display(), c.rooms.len());
             ExitCode::SUCCESS
         }

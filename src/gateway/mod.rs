@@ -46,6 +46,8 @@ pub struct Gateway {
     clock_base_ms: u64,
     /// One snapshot write at a time.
     snapshot_write: tokio::sync::Mutex<()>,
+    /// Wakes the snapshot loop early (a room spent half its reserved tickets).
+    snapshot_soon: tokio::sync::Notify,
     /// The result of the last configuration load.
     reload_status: Mutex<ReloadStatus>,
     /// Serializes changes to the overrides and their file.
@@ -67,6 +69,7 @@ impl Gateway {
             epoch: Instant::now(),
             clock_base_ms: crate::snapshot::unix_ms(),
             snapshot_write: tokio::sync::Mutex::new(()),
+            snapshot_soon: tokio::sync::Notify::new(),
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
         };

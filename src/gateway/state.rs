@@ -122,6 +122,13 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Asks for a snapshot before the next interval.
+    pub fn snapshot_soon(&self) {
+        self.snapshot_soon.notify_one();
+    }
+}
+
 /// Writes a snapshot every `snapshot_every` until `shutdown` turns (the final one is written by
 /// the shutdown itself, after the requests in flight have finished).
 pub async fn run(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -129,6 +136,7 @@ pub async fn run(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::Receiver<bo
         let every = gw.config().state.snapshot_every;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = gw.snapshot_soon.notified() => {}
             _ = shutdown.changed() => return,
         }
         // A failure is logged and counted; the next interval tries again.

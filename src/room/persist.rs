@@ -128,6 +128,7 @@ impl RoomState {
         let mut s = RoomState::new(now_ms, settings.admit_per_minute);
         s.next_ticket = now_ms.saturating_mul(TICKETS_PER_MS).max(1);
         s.snapshot_ticket = s.next_ticket;
+        s.ticket_ceiling = s.next_ticket + MIN_RESERVE;
         s.recovery.push(Recovery {
             from: 0,
             to: s.next_ticket,
@@ -145,6 +146,9 @@ impl RoomState {
         buf.extend_from_slice(self.sessions.table());
         let issued = self.next_ticket - self.snapshot_ticket.min(self.next_ticket);
         self.snapshot_ticket = self.next_ticket;
+        self.ticket_ceiling = self
+            .next_ticket
+            .saturating_add(MIN_RESERVE.max(issued.saturating_mul(4)));
         let drawn = match &self.queue {
             Line::Lottery(q) => Some((q.drawn_tickets().collect(), q.next_draw_ms())),
             _ => None,
@@ -152,9 +156,7 @@ impl RoomState {
         Capture {
             taken_ms: now_ms,
             next_ticket: self.next_ticket,
-            ticket_ceiling: self
-                .next_ticket
-                .saturating_add(MIN_RESERVE.max(issued.saturating_mul(4))),
+            ticket_ceiling: self.ticket_ceiling,
             sessions: buf,
             drawn,
             policy: self.queue.policy(),
@@ -260,6 +262,7 @@ impl RoomState {
             .max(image.next_ticket)
             .max(now_ms.saturating_mul(TICKETS_PER_MS));
         s.snapshot_ticket = s.next_ticket;
+        s.ticket_ceiling = s.next_ticket + MIN_RESERVE;
         s.recovery = image.recovery;
         s.recovery.retain(|r| r.until_ms > now_ms);
         if s.next_ticket > image.next_ticket {

@@ -142,6 +142,8 @@ pub struct RoomState {
     pub recovered: HashSet<u64>,
     /// `next_ticket` at the last snapshot: how many tickets to reserve ahead of the next one.
     pub snapshot_ticket: u64,
+    /// The reserve the last snapshot wrote: tickets below it are never handed out again.
+    pub ticket_ceiling: u64,
 }
 
 impl RoomState {
@@ -160,7 +162,15 @@ impl RoomState {
             recovery: Vec::new(),
             recovered: HashSet::new(),
             snapshot_ticket: 1,
+            ticket_ceiling: 1,
         }
+    }
+
+    /// Whether half of the tickets reserved by the last snapshot are spent: time to write the
+    /// next one early, before the reserve runs out.
+    pub fn reserve_half_spent(&self) -> bool {
+        let reserve = self.ticket_ceiling.saturating_sub(self.snapshot_ticket);
+        self.next_ticket.saturating_sub(self.snapshot_ticket) >= reserve / 2
     }
 
     /// Hands out the next ticket.

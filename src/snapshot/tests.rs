@@ -259,3 +259,26 @@ fn an_unusable_file_is_set_aside_and_a_good_one_is_read() {
         "{aside:?}"
     );
 }
+
+#[test]
+fn half_the_ticket_reserve_spent_asks_for_an_early_snapshot() {
+    let settings = Settings {
+        active_users: None,
+        ..settings()
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    let now = 1_790_000_000_000u64;
+    let mut state = RoomState::fresh(&settings, now);
+    state.capture(now);
+    let half = room::MIN_RESERVE / 2;
+    for _ in 0..half - 1 {
+        room::decide(&settings, &mut state, None, now, &mut rng);
+    }
+    assert!(!state.reserve_half_spent());
+    room::decide(&settings, &mut state, None, now, &mut rng);
+    assert!(state.reserve_half_spent());
+    // The next snapshot reserves four times what was spent since the last one.
+    let image = state.capture(now).image();
+    assert!(!state.reserve_half_spent());
+    assert_eq!(image.ticket_ceiling, image.next_ticket + 4 * half);
+}
