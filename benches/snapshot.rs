@@ -64,13 +64,13 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.bench_function("image and encode at 1M queued", |b| {
-        b.iter(|| black_box(snapshot::encode(&snapshot_of(&mut st))))
+        b.iter(|| black_box(snapshot::encode(&snapshot_of(&mut st)).expect("encoded")))
     });
     group.bench_function("whole write with fsync at 1M queued", |b| {
         b.iter(|| snapshot::write(dir.path(), &snapshot_of(&mut st)).expect("written"))
     });
     let snap = snapshot_of(&mut st);
-    let bytes = snapshot::encode(&snap);
+    let bytes = snapshot::encode(&snap).expect("encoded");
     group.bench_function("decode and restore at 1M queued", |b| {
         b.iter(|| {
             let back = snapshot::decode(dir.path(), &bytes).expect("decoded");

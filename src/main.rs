@@ -115,7 +115,8 @@ fn run(config: PathBuf) -> ExitCode {
             saved = running.shutdown() => if saved { ExitCode::SUCCESS } else { ExitCode::FAILURE },
             () = wait_for_signal() => {
                 tracing::warn!("second signal: stopping without draining or a final snapshot");
-                ExitCode::from(130)
+                // At once: nothing in flight is waited for, not even a blocking write.
+                std::process::exit(130)
             }
         }
     })

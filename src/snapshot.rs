@@ -65,16 +65,15 @@ pub fn unix_ms() -> u64 {
 }
 
 /// The file's bytes for `snap`.
-pub fn encode(snap: &Snapshot) -> Vec<u8> {
-    // Serializing plain data into a Vec cannot fail; an empty payload would be refused on read.
-    let payload = postcard::to_stdvec(snap).unwrap_or_default();
+pub fn encode(snap: &Snapshot) -> std::io::Result<Vec<u8>> {
+    let payload = postcard::to_stdvec(snap).map_err(std::io::Error::other)?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
-    out
+    Ok(out)
 }
 
 /// Reads a snapshot file's bytes back; `file` names it in errors.
@@ -126,7 +125,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
 
 /// Writes `snap` into `dir`. Returns the file's size.
 pub fn write(dir: &Path, snap: &Snapshot) -> std::io::Result<u64> {
-    let bytes = encode(snap);
+    let bytes = encode(snap)?;
     write_atomic(dir, FILE, &bytes)?;
     Ok(bytes.len() as u64)
 }

@@ -103,7 +103,7 @@ proptest! {
         let positions: Vec<Option<u64>> = before.iter().map(|(t, _)| state.queue.position(*t)).collect();
         let image = state.capture(now).image();
         let snap = Snapshot { written_unix_ms: now, rooms: vec![("r".into(), image.clone())] };
-        let back = decode(Path::new("test"), &encode(&snap)).unwrap();
+        let back = decode(Path::new("test"), &encode(&snap).unwrap()).unwrap();
         prop_assert_eq!(&back, &snap);
 
         let mut restored = RoomState::restore(image.clone(), &settings, now).unwrap();
@@ -215,7 +215,7 @@ fn a_damaged_file_is_refused_with_a_reason() {
         written_unix_ms: 5,
         rooms: Vec::new(),
     };
-    let good = encode(&snap);
+    let good = encode(&snap).unwrap();
     let p = Path::new("state/snapshot.bin");
     assert_eq!(decode(p, &good).unwrap(), snap);
     assert!(matches!(
