@@ -621,17 +621,32 @@ async fn corrupt_snapshot_is_set_aside() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn drain_finishes_a_slow_request() {
+/// A gateway with `drain_timeout` whose origin has just received a `/slow` request (answered
+/// after 2 s) that is still in flight.
+async fn slow_request_in_flight(
+    drain_timeout: &'static str,
+) -> (
+    Origin,
+    Place,
+    Gw,
+    tokio::task::JoinHandle<Result<(u16, String), String>>,
+) {
     let origin = Origin::start().await;
     let conf = Conf {
         cap: 100,
+        drain_timeout,
         ..Conf::default()
     };
     let place = Place::new(&origin, conf);
-    let mut gw = Gw::start(&place.config, &[]).await;
+    let gw = Gw::start(&place.config, &[]).await;
     let slow = tokio::spawn(slow_get(gw.addr));
     origin_saw_slow(&origin).await;
+    (origin, place, gw, slow)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_finishes_a_slow_request() {
+    let (_origin, place, mut gw, slow) = slow_request_in_flight("10s").await;
     gw.term();
 
     // The slow answer takes 2 s: well before then, a new connection must go unanswered.
@@ -661,16 +676,7 @@ async fn drain_finishes_a_slow_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_signal_exits_at_once() {
-    let origin = Origin::start().await;
-    let conf = Conf {
-        cap: 100,
-        drain_timeout: "30s",
-        ..Conf::default()
-    };
-    let place = Place::new(&origin, conf);
-    let mut gw = Gw::start(&place.config, &[]).await;
-    let slow = tokio::spawn(slow_get(gw.addr));
-    origin_saw_slow(&origin).await;
+    let (_origin, _place, mut gw, slow) = slow_request_in_flight("30s").await;
     gw.term();
     sleep(Duration::from_millis(200)).await;
     gw.term();
