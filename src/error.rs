@@ -59,6 +59,8 @@ pub enum StartError {
     },
     #[error("token key: {0}")]
     Key(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// Everything that can go wrong while answering one public request. `gateway::fail` turns each

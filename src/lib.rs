@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod room;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use gateway::Gateway;
 /// A started gateway: where it listens, and how to stop it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub demo_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
@@ -83,11 +85,16 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     };
     let public = bind("http", config.listen.http).await?;
     let http_addr = public.local_addr().unwrap_or(config.listen.http);
+    let secure = match config.listen.https {
+        Some(addr) => Some(bind("https", addr).await?),
+        None => None,
+    };
+    let https_addr = secure.as_ref().and_then(|l| l.local_addr().ok());
     let admin_listener = match config.listen.admin {
         Some(addr) => Some(bind("admin", addr).await?),
         None => None,
     };
-    let gw = Gateway::new(config, keys);
+    let gw = Gateway::new(config, keys)?;
     let (reload, reload_task) = config::reload::spawn(gw.clone(), rx.clone());
     tasks.push(reload_task);
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -100,10 +107,30 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     }
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
-    tasks.push(tokio::spawn(server::serve_public(public, gw.clone(), rx)));
-    tracing::info!(%http_addr, ?admin_addr, ?demo_addr, "anteroom listening");
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        gw.config().limits.max_connections,
+    ));
+    if let Some(l) = secure {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(gw.clone())?);
+        tasks.push(tokio::spawn(server::serve_public(
+            l,
+            Some(acceptor),
+            permits.clone(),
+            gw.clone(),
+            rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(server::serve_public(
+        public,
+        None,
+        permits,
+        gw.clone(),
+        rx,
+    )));
+    tracing::info!(%http_addr, ?https_addr, ?admin_addr, ?demo_addr, "anteroom listening");
     Ok(Running {
         http_addr,
+        https_addr,
         admin_addr,
         demo_addr,
         gateway: gw,

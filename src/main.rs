@@ -108,6 +108,9 @@ fn run(config: PathBuf) -> ExitCode {
         if let Some(admin) = running.admin_addr {
             println!("admin API on http://{admin}");
         }
+        if let Some(https) = running.https_addr {
+            println!("anteroom on https://{https}");
+        }
         println!("anteroom on http://{}", running.http_addr);
         wait_for_signal().await;
         tracing::info!("stopping: draining in-flight requests (a second signal stops at once)");

@@ -13,9 +13,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Peer};
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -49,15 +50,18 @@ pub async fn accept(
     }
 }
 
-/// Accepts public connections until `shutdown`, then drains them.
+/// Accepts public connections until `shutdown`, then drains them (up to `drain_timeout`). With
+/// `tls`, each connection is a TLS handshake first (bounded by `header_timeout`), then HTTP/2 or
+/// HTTP/1.1 as ALPN chose. `permits` caps connections across both public listeners.
 pub async fn serve_public(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    permits: Arc<Semaphore>,
     gw: Arc<Gateway>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = gw.config().limits.clone();
     let builder = builder(&limits);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
         // Above the connection cap, new connections wait in the kernel's backlog.
@@ -65,19 +69,41 @@ pub async fn serve_public(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let Some((stream, peer)) = accept(&listener, &mut shutdown).await else {
+        let Some((stream, addr)) = accept(&listener, &mut shutdown).await else {
             break;
         };
         let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            addr,
+            secure: tls.is_some(),
+        };
         let gw = gw.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let gw = gw.clone();
             async move { Ok::<_, Infallible>(gw.handle(peer, req).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_limit = limits.header_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                            let _ = watcher.watch(conn.into_owned()).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }

@@ -25,6 +25,11 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogFile,
     #[serde(default)]
+    pub tls: TlsFile,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` are kept and appended to (CIDRs or addresses).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
     pub room: Vec<RoomFile>,
 }
 
@@ -39,6 +44,7 @@ pub struct LogFile {
 #[serde(deny_unknown_fields)]
 pub struct ListenFile {
     pub http: Option<String>,
+    pub https: Option<String>,
     pub admin: Option<String>,
 }
 
@@ -78,6 +84,23 @@ pub struct LimitsFile {
     pub drain_timeout: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    #[serde(default)]
+    pub cert: Vec<CertFile>,
+}
+
+/// One certificate of the public TLS listener, for the hosts it names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
 /// The built-in demo origin, so the shipped file runs on a fresh machine.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,4 +134,8 @@ pub struct RoomFile {
     pub json_status: Option<i64>,
     pub cookie_name: Option<String>,
     pub message: Option<String>,
+    /// PEM file of the CA that signs an `https://` origin's certificate (internal origins).
+    pub origin_ca: Option<String>,
+    /// The Host the origin receives instead of the client's.
+    pub origin_host: Option<String>,
 }

@@ -42,6 +42,10 @@ pub struct Config {
     pub hosts: HashMap<String, usize>,
     pub default_room: Option<usize>,
     pub pages: Pages,
+    /// Certificates of the public TLS listener, by host.
+    pub tls: crate::tls::Certs,
+    /// Peers whose forwarding headers are kept (appended to) rather than replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -55,6 +59,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
 }
 
@@ -104,10 +109,14 @@ impl Default for Limits {
 }
 
 /// Where a room forwards.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub scheme: Scheme,
     pub authority: Authority,
+    /// `https://` origins whose room names `origin_ca`: a client trusting only that CA.
+    pub client: Option<crate::proxy::OriginClient>,
+    /// `origin_host`: the Host the origin receives instead of the client's.
+    pub host: Option<http::HeaderValue>,
 }
 
 /// A path that skips the queue: exact, or a `prefix*` pattern.

@@ -194,8 +194,9 @@ fn log_room_changes(old: &Config, new: &Config) {
 /// Keys whose change takes effect only after a restart: the listeners, the token keys, the
 /// state folder, and the limits the listeners and the origin client are built with.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let checks: [(&str, bool); 9] = [
+    let checks: [(&str, bool); 10] = [
         ("listen.http", old.listen.http != new.listen.http),
+        ("listen.https", old.listen.https != new.listen.https),
         ("listen.admin", old.listen.admin != new.listen.admin),
         ("demo.listen", old.demo != new.demo),
         ("token", old.token != new.token),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http::uri::{Scheme, Uri};
 
-use super::file::{FileConfig, LimitsFile, RoomFile};
+use super::file::{FileConfig, LimitsFile, RoomFile, TlsFile};
 use super::locate::{Locator, Seg, render};
 use super::{Bypass, Config, Limits, Listen, Origin, RoomConfig, StateSettings, TokenSettings};
 use crate::error::{ConfigError, ConfigErrors};
@@ -135,6 +135,18 @@ impl Validator<'_> {
             f.listen.http.as_ref(),
             "127.0.0.1:8080",
         );
+        let https = match &f.listen.https {
+            Some(a) => self.addr(&key(&["listen", "https"]), Some(a), ""),
+            None => None,
+        };
+        let tls = self.certs(&f.tls);
+        if f.listen.https.is_some() && tls.is_empty() {
+            self.error(
+                &key(&["listen", "https"]),
+                "needs at least one [[tls.cert]] to serve",
+            );
+        }
+        let trusted_proxies = self.trusted_proxies(&f.trusted_proxies);
         let admin = match &f.listen.admin {
             Some(a) => self.addr(&key(&["listen", "admin"]), Some(a), ""),
             None => None,
@@ -164,7 +176,7 @@ impl Validator<'_> {
             self.error(&key(&["room"]), "at least one [[room]] is needed");
         }
         for (i, r) in f.room.iter().enumerate() {
-            if let Some(room) = self.room(i, r, &mut pages) {
+            if let Some(room) = self.room(i, r, &limits, &mut pages) {
                 if !names.insert(room.name.clone()) {
                     self.error(
                         &room_key(i, "name"),
@@ -196,6 +208,7 @@ impl Validator<'_> {
             tick,
             listen: Listen {
                 http: http.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+                https,
                 admin,
             },
             admin_token_env: f.admin.token_env.clone(),
@@ -211,7 +224,75 @@ impl Validator<'_> {
             hosts,
             default_room,
             pages,
+            tls,
+            trusted_proxies,
         }
+    }
+
+    /// `[[tls.cert]]`: every file read and the key checked against its certificate now, so a
+    /// bad file is an error naming it and never a failed handshake later.
+    fn certs(&mut self, t: &TlsFile) -> crate::tls::Certs {
+        let mut certs = crate::tls::Certs::default();
+        let at = |i: usize, k: &str| {
+            vec![
+                Seg::Key("tls".into()),
+                Seg::Key("cert".into()),
+                Seg::Index(i),
+                Seg::Key(k.into()),
+            ]
+        };
+        for (i, c) in t.cert.iter().enumerate() {
+            let hosts: Vec<String> = c
+                .hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+            if hosts.is_empty()
+                || hosts
+                    .iter()
+                    .any(|h| h.is_empty() || h.contains(['/', ' ', ':']))
+            {
+                self.error(
+                    &at(i, "hosts"),
+                    "list the host names this certificate serves",
+                );
+                continue;
+            }
+            let (Some(cert), Some(key)) = (&c.cert, &c.key) else {
+                let missing = if c.cert.is_none() { "cert" } else { "key" };
+                self.error(
+                    &[
+                        Seg::Key("tls".into()),
+                        Seg::Key("cert".into()),
+                        Seg::Index(i),
+                    ],
+                    format!("missing key `{missing}` (a PEM file)"),
+                );
+                continue;
+            };
+            match crate::tls::load_key_pair(&self.resolve(cert), &self.resolve(key)) {
+                Ok(pair) => certs.add(&hosts, pair),
+                Err(e) => self.error(&at(i, "cert"), e),
+            }
+        }
+        certs
+    }
+
+    fn trusted_proxies(&mut self, list: &[String]) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let parsed = s
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => nets.push(n),
+                Err(_) => self.error(
+                    &[Seg::Key("trusted_proxies".into()), Seg::Index(i)],
+                    format!("{s:?} is not an address or a CIDR block such as \"10.0.0.0/8\""),
+                ),
+            }
+        }
+        nets
     }
 
     fn limits(&mut self, l: &LimitsFile) -> Limits {
@@ -282,7 +363,13 @@ impl Validator<'_> {
         }
     }
 
-    fn room(&mut self, i: usize, r: &RoomFile, pages: &mut Pages) -> Option<RoomConfig> {
+    fn room(
+        &mut self,
+        i: usize,
+        r: &RoomFile,
+        limits: &Limits,
+        pages: &mut Pages,
+    ) -> Option<RoomConfig> {
         let errors_before = self.errors.len();
         let name = r.name.clone().unwrap_or_default();
         let valid_name = !name.is_empty()
@@ -314,7 +401,7 @@ impl Validator<'_> {
             }
             hosts.push(lower);
         }
-        let origin = self.origin(i, r.origin.as_deref());
+        let origin = self.origin(i, r, limits);
         let settings = self.settings(i, r);
         let bypass = r
             .bypass
@@ -385,8 +472,8 @@ impl Validator<'_> {
         })
     }
 
-    fn origin(&mut self, i: usize, origin: Option<&str>) -> Option<Origin> {
-        let Some(s) = origin else {
+    fn origin(&mut self, i: usize, r: &RoomFile, limits: &Limits) -> Option<Origin> {
+        let Some(s) = r.origin.as_deref() else {
             self.error(
                 &[Seg::Key("room".into()), Seg::Index(i)],
                 "missing key `origin`",
@@ -398,24 +485,67 @@ impl Validator<'_> {
                 .path_and_query()
                 .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
             match (u.scheme().cloned(), u.authority().cloned()) {
-                (Some(scheme), Some(authority)) if path_ok => Some(Origin { scheme, authority }),
+                (Some(scheme), Some(authority)) if path_ok => Some(Origin {
+                    scheme,
+                    authority,
+                    client: None,
+                    host: None,
+                }),
                 _ => None,
             }
         });
-        match parsed {
-            Some(o) if o.scheme == Scheme::HTTP => Some(o),
+        let mut origin = match parsed {
+            Some(o) if o.scheme == Scheme::HTTP || o.scheme == Scheme::HTTPS => o,
             Some(_) => {
-                self.error(&room_key(i, "origin"), "only http:// origins are supported");
-                None
+                self.error(
+                    &room_key(i, "origin"),
+                    "only http:// and https:// origins are supported",
+                );
+                return None;
             }
             None => {
                 self.error(
                     &room_key(i, "origin"),
                     format!("{s:?} is not an origin; write e.g. \"http://127.0.0.1:9001\""),
                 );
-                None
+                return None;
+            }
+        };
+        if let Some(ca) = &r.origin_ca {
+            if origin.scheme != Scheme::HTTPS {
+                self.error(
+                    &room_key(i, "origin_ca"),
+                    "only an https:// origin has a CA to trust",
+                );
+                return None;
+            }
+            let path = self.resolve(ca);
+            let tls = crate::tls::load_roots(&path).and_then(|roots| {
+                crate::tls::client_config(Some(roots)).map_err(|e| e.to_string())
+            });
+            match tls {
+                Ok(tls) => origin.client = Some(crate::proxy::client(limits, tls)),
+                Err(e) => {
+                    self.error(&room_key(i, "origin_ca"), e);
+                    return None;
+                }
             }
         }
+        if let Some(h) = &r.origin_host {
+            match http::HeaderValue::from_str(h) {
+                Ok(v) if !h.is_empty() && super::super::gateway::route::normalize(h).is_some() => {
+                    origin.host = Some(v)
+                }
+                _ => {
+                    self.error(
+                        &room_key(i, "origin_host"),
+                        format!("{h:?} is not a host name"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(origin)
     }
 
     fn settings(&mut self, i: usize, r: &RoomFile) -> Settings {

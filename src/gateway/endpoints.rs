@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{Gateway, Room, respond};
-use crate::config::{Config, RoomConfig};
+use crate::config::RoomConfig;
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{RESERVED_PREFIX, StatusJson};
@@ -16,9 +16,9 @@ use crate::room::{self, Decision, Visitor};
 impl Gateway {
     pub(super) fn endpoint(
         &self,
-        _config: &Config,
         room_cfg: &RoomConfig,
         room: &Room,
+        peer: super::Peer,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
@@ -28,7 +28,7 @@ impl Gateway {
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(room_cfg, room, visitor, sent))
             }
-            ("join", Method::POST) => Ok(self.join(room_cfg, room, visitor, sent)),
+            ("join", Method::POST) => Ok(self.join(room_cfg, room, visitor, sent, peer.secure)),
             ("leave", Method::POST) => {
                 // A plain form post (no script) gets a page, apps and scripts get JSON.
                 let accept = req
@@ -91,6 +91,7 @@ impl Gateway {
         room: &Room,
         v: Option<Visitor>,
         sent: Option<String>,
+        secure: bool,
     ) -> Response<Body> {
         let now = self.now_ms();
         let mut rng = rand::rng();
@@ -140,7 +141,7 @@ impl Gateway {
         let mut resp = respond::json(StatusCode::OK, &body);
         respond::retry_after(&mut resp, view.poll_after_seconds);
         if let (true, Some(t)) = (joined, &token) {
-            respond::set_cookie(&mut resp, &rc.cookie_name, t, false);
+            respond::set_cookie(&mut resp, &rc.cookie_name, t, secure);
         }
         resp
     }

@@ -32,6 +32,14 @@ use crate::proxy::{self, Body, Forward, OriginClient, headers};
 use crate::room::{Decision, Overrides, RoomState, View, Visitor, decide};
 use crate::token::{Claims, Keys};
 
+/// Who is asking: the TCP peer, and whether the connection is TLS (cookies get `Secure`, the
+/// origin sees `X-Forwarded-Proto: https`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub secure: bool,
+}
+
 /// Everything the public service shares: the config snapshot (swapped whole), the rooms' state
 /// (keyed by room name, outside the config so that a reload never touches a queue), the token
 /// keys and the origin client.
@@ -57,8 +65,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, keys: Keys) -> Arc<Self> {
-        let client = proxy::client(&config.limits);
+    pub fn new(config: Config, keys: Keys) -> Result<Arc<Self>, crate::StartError> {
+        let client = proxy::client(&config.limits, crate::tls::client_config(None)?);
         let config = Arc::new(config);
         let gw = Gateway {
             boot: config.clone(),
@@ -83,7 +91,7 @@ impl Gateway {
                 room.set_overrides(o);
             }
         }
-        Arc::new(gw)
+        Ok(Arc::new(gw))
     }
 
     /// The configuration in force.
@@ -160,7 +168,7 @@ impl Gateway {
     }
 
     /// Answers one public request. Never fails: errors become pages here.
-    pub async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, peer: Peer, req: Request<Incoming>) -> Response<Body> {
         let config = self.config();
         // The path only: a query string may carry what visitors would not want logged.
         let access = config.access_log.then(|| {
@@ -177,7 +185,7 @@ impl Gateway {
         if let Some((started, method, path)) = access {
             tracing::info!(
                 target: "anteroom::access",
-                %peer,
+                peer = %peer.addr,
                 %method,
                 path,
                 status = resp.status().as_u16(),
@@ -191,7 +199,7 @@ impl Gateway {
     async fn inner(
         &self,
         config: &Config,
-        peer: SocketAddr,
+        peer: Peer,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let host = route::host_of(&req)?;
@@ -215,7 +223,7 @@ impl Gateway {
         }
         if req.uri().path().starts_with(RESERVED_PREFIX) {
             count_request(&room, &name, "endpoint");
-            return self.endpoint(config, room_cfg, &room, req);
+            return self.endpoint(room_cfg, &room, peer, req);
         }
         if room_cfg.bypass.iter().any(|b| b.matches(req.uri().path())) {
             count_request(&room, &name, "bypass");
@@ -250,7 +258,7 @@ impl Gateway {
                     .pass(config, room_cfg, &room, peer, &host, req, Some(visitor))
                     .await?;
                 if let Some(t) = token {
-                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &t, false);
+                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &t, peer.secure);
                 }
                 Ok(resp)
             }
@@ -270,7 +278,7 @@ impl Gateway {
                 };
                 let mut resp = waiting(config, room_cfg, &req, &view, &token)?;
                 if joined {
-                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &token, false);
+                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &token, peer.secure);
                 }
                 Ok(resp)
             }
@@ -323,7 +331,7 @@ impl Gateway {
         config: &Config,
         room_cfg: &RoomConfig,
         room: &Room,
-        peer: SocketAddr,
+        peer: Peer,
         host: &str,
         req: Request<Incoming>,
         visitor: Option<Visitor>,
@@ -331,13 +339,18 @@ impl Gateway {
         let started = Instant::now();
         let forward = Forward {
             origin: &room_cfg.origin,
-            peer: peer.ip(),
-            proto: "http",
+            peer: peer.addr.ip(),
+            trusted_peer: config
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&peer.addr.ip())),
+            proto: if peer.secure { "https" } else { "http" },
             host,
             cookie_name: &room_cfg.cookie_name,
             response_timeout: config.limits.origin_response_timeout,
         };
-        let result = proxy::forward(&self.client, forward, req).await;
+        let client = room_cfg.origin.client.as_ref().unwrap_or(&self.client);
+        let result = proxy::forward(client, forward, req).await;
         let name = room_cfg.name.clone();
         metrics::histogram!(m::UPSTREAM_DURATION, "room" => name.clone())
             .record(started.elapsed().as_secs_f64());

@@ -76,12 +76,39 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-/// Sets `X-Forwarded-For` (the peer, replacing what the client sent), `-Proto`, `-Host`, and
-/// appends to `Via`.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, proto: &'static str, host: &str) {
-    headers.remove("forwarded");
-    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
-        headers.insert("x-forwarded-for", v);
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host`, and appends to `Via`. A client's own
+/// `X-Forwarded-For` and `Forwarded` are replaced by the peer address, unless the peer is a
+/// trusted proxy: then the peer is appended to the chain it sent.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    proto: &'static str,
+    host: &str,
+) {
+    let chain: Vec<String> = if trusted {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    } else {
+        headers.remove("forwarded");
+        Vec::new()
+    };
+    let mut xff = chain.join(", ");
+    if !xff.is_empty() {
+        xff.push_str(", ");
+    }
+    xff.push_str(&peer.to_string());
+    match HeaderValue::from_str(&xff) {
+        Ok(v) => {
+            headers.insert("x-forwarded-for", v);
+        }
+        Err(_) => {
+            headers.remove("x-forwarded-for");
+        }
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     match HeaderValue::from_str(host) {
@@ -156,10 +183,32 @@ mod tests {
     #[test]
     fn forwarded_headers_replace_client_values() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", "shop.example");
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            "http",
+            "shop.example",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert!(h.get("forwarded").is_none());
         assert_eq!(h["via"], "1.1 anteroom");
+        // From a trusted proxy the chain is kept and the peer appended.
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("forwarded", "for=203.0.113.9"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "https",
+            "shop.example",
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.2, 10.0.0.1");
+        assert_eq!(h["forwarded"], "for=203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 }

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -22,25 +23,33 @@ use crate::error::GatewayError;
 /// Body type of everything the gateway sends.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// The pooled origin client shared by all rooms.
-pub type OriginClient = Client<HttpConnector, Body>;
+/// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1.
+pub type OriginClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-pub fn client(limits: &Limits) -> OriginClient {
+/// A client whose TLS trusts what `tls` trusts (see `tls::client_config`).
+pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(limits.origin_connect_timeout));
     connector.set_nodelay(true);
-    connector.enforce_http(true);
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
+        .build(https)
 }
 
 /// What forwarding needs to know about the client side.
 pub struct Forward<'a> {
     pub origin: &'a Origin,
     pub peer: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are kept and appended to.
+    pub trusted_peer: bool,
     pub proto: &'static str,
     pub host: &'a str,
     /// The room's cookie, removed before the origin sees the request.
@@ -70,12 +79,16 @@ pub async fn forward(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_cookie(&mut parts.headers, f.cookie_name);
     parts.headers.remove(headers::TOKEN_HEADER);
-    if !parts.headers.contains_key(http::header::HOST)
+    // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room
+    // names the origin's own.
+    if let Some(h) = &f.origin.host {
+        parts.headers.insert(http::header::HOST, h.clone());
+    } else if !parts.headers.contains_key(http::header::HOST)
         && let Ok(v) = http::HeaderValue::from_str(f.host)
     {
         parts.headers.insert(http::header::HOST, v);
     }
-    headers::set_forwarded(&mut parts.headers, f.peer, f.proto, f.host);
+    headers::set_forwarded(&mut parts.headers, f.peer, f.trusted_peer, f.proto, f.host);
     let req = Request::from_parts(parts, body.boxed());
     match tokio::time::timeout(f.response_timeout, client.request(req)).await {
         Err(_) => Err(GatewayError::OriginTimeout),
