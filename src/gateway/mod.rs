@@ -254,9 +254,14 @@ impl Gateway {
                         .increment(1);
                 }
                 let token = joined.then(|| self.token(room_cfg, visitor));
-                let mut resp = self
+                // A new session keeps its place even when the origin fails this once.
+                let mut resp = match self
                     .pass(config, room_cfg, &room, peer, &host, req, Some(visitor))
-                    .await?;
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => fail(config, e),
+                };
                 if let Some(t) = token {
                     respond::set_cookie(&mut resp, &room_cfg.cookie_name, &t, peer.secure);
                 }

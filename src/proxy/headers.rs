@@ -37,6 +37,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// The protocols a request asks to switch to (`Connection: upgrade` with `Upgrade`), unless
+/// one is `h2c`: that upgrade is for this hop only and is never forwarded.
+pub fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let proto = headers.get(header::UPGRADE)?;
+    let named = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let h2c = proto
+        .to_str()
+        .ok()?
+        .split(',')
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("h2c"));
+    (named && !h2c).then(|| proto.clone())
+}
+
+/// Puts back the two headers an upgrade needs after hop-by-hop headers were removed.
+pub fn keep_upgrade(headers: &mut HeaderMap, proto: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, proto);
+}
+
 /// Removes the `name` cookie from every `Cookie` header, dropping headers left empty.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
@@ -148,6 +172,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn upgrades_are_asked_with_connection_upgrade_and_never_for_h2c() {
+        let ws = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_asked(&ws).unwrap(), "websocket");
+        let bare = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_asked(&bare).is_none());
+        let h2c = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(upgrade_asked(&h2c).is_none());
     }
 
     #[test]

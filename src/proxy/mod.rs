@@ -57,12 +57,18 @@ pub struct Forward<'a> {
     pub response_timeout: Duration,
 }
 
-/// Sends `req` to the origin and returns its response head with a streaming body.
+/// Sends `req` to the origin and returns its response head with a streaming body. An `Upgrade`
+/// request (WebSocket and the like, never `h2c`) that the origin accepts with 101 is spliced:
+/// both upgraded connections are copied into each other until either side closes.
 pub async fn forward(
     client: &OriginClient,
     f: Forward<'_>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Incoming>, GatewayError> {
+    let upgrade = headers::upgrade_asked(req.headers()).map(|proto| {
+        let client_side = hyper::upgrade::on(&mut req);
+        (proto, client_side)
+    });
     let (mut parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -89,14 +95,49 @@ pub async fn forward(
         parts.headers.insert(http::header::HOST, v);
     }
     headers::set_forwarded(&mut parts.headers, f.peer, f.trusted_peer, f.proto, f.host);
+    if let Some((proto, _)) = &upgrade {
+        headers::keep_upgrade(&mut parts.headers, proto.clone());
+    }
     let req = Request::from_parts(parts, body.boxed());
-    match tokio::time::timeout(f.response_timeout, client.request(req)).await {
-        Err(_) => Err(GatewayError::OriginTimeout),
-        Ok(Err(e)) => Err(GatewayError::OriginDown(error_chain(&e))),
-        Ok(Ok(mut resp)) => {
-            headers::strip_hop_by_hop(resp.headers_mut());
+    let mut resp = match tokio::time::timeout(f.response_timeout, client.request(req)).await {
+        Err(_) => return Err(GatewayError::OriginTimeout),
+        Ok(Err(e)) => return Err(GatewayError::OriginDown(error_chain(&e))),
+        Ok(Ok(resp)) => resp,
+    };
+    let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    let granted = switching
+        .then(|| resp.headers().get(http::header::UPGRADE).cloned())
+        .flatten();
+    headers::strip_hop_by_hop(resp.headers_mut());
+    match (upgrade, switching, granted) {
+        (Some((_, client_side)), true, Some(proto)) => {
+            headers::keep_upgrade(resp.headers_mut(), proto);
+            let origin_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice(client_side, origin_side));
             Ok(resp)
         }
+        // A switch nobody asked for, or one that names no protocol, cannot be passed on.
+        (_, true, _) => Err(GatewayError::OriginDown(
+            "the origin switched protocols without an upgrade to switch to".into(),
+        )),
+        _ => Ok(resp),
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and the origin's, until either
+/// side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+    let (client, origin) = match tokio::try_join!(client, origin) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut origin = hyper_util::rt::TokioIo::new(origin);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
     }
 }
 

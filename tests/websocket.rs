@@ -1,0 +1,122 @@
+//! WebSocket through the gateway: an admitted visitor's upgrade reaches the origin and messages
+//! flow both ways; a queued visitor's upgrade never reaches it; `Upgrade: h2c` is never
+//! forwarded.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A WebSocket origin that echoes every text message back in upper case.
+async fn echo_origin() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg
+                        && ws
+                            .send(Message::Text(t.to_uppercase().into()))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn connect(
+    gw: &Gateway,
+    host: &str,
+    cookie: Option<String>,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{host}/chat").into_client_request().unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admitted_visitor_talks_to_the_origin_over_websocket() {
+    let origin = echo_origin().await;
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        base_config("50ms"),
+        room("chat", "chat.test", &origin, "active_users = 1")
+    ))
+    .await;
+    // The first visitor is admitted by a page request (the echo origin speaks no plain HTTP, so
+    // that answer is an error page, which still carries the cookie), then opens a socket with it.
+    let mut first = gw.client("chat.test");
+    assert_eq!(first.get("/", JSON).await.status, 502);
+    let cookie = first
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .next()
+        .expect("the admitted visitor's cookie");
+    let mut ws = connect(&gw, "chat.test", Some(cookie)).await.unwrap();
+    for word in ["hello", "waiting", "room"] {
+        ws.send(Message::Text(word.into())).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back, Message::Text(word.to_uppercase().into()));
+    }
+    // A second visitor has no place yet: its upgrade gets the waiting answer, not the origin.
+    let queued = connect(&gw, "chat.test", None).await;
+    match queued {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a queued visitor reached the origin's socket"),
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2c_upgrade_is_never_forwarded() {
+    let origin = Origin::start().await;
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        base_config("50ms"),
+        room(
+            "shop",
+            "shop.test",
+            &origin.url(),
+            "enabled = false\nactive_users = 1"
+        )
+    ))
+    .await;
+    let reply = gw
+        .client("shop.test")
+        .send(
+            "GET",
+            "/",
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let seen = origin.last();
+    assert!(seen.headers.get("upgrade").is_none(), "{:?}", seen.headers);
+    assert!(seen.headers.get("http2-settings").is_none());
+}
