@@ -73,6 +73,12 @@ pub enum GatewayError {
     BadRequest(&'static str),
     #[error("request body larger than the limit")]
     BodyTooLarge,
+    #[error("no request body data within body_timeout")]
+    BodyTimeout,
+    #[error("request target longer than the limit")]
+    UriTooLong,
+    #[error("request headers larger than the limit")]
+    HeadersTooLarge,
     #[error("origin unreachable: {0}")]
     OriginDown(String),
     #[error("origin did not answer in time")]

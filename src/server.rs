@@ -23,7 +23,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes);
+        // Room for the longest target and the largest headers: each is checked on its own
+        // (414, 431) by the gateway.
+        .max_buf_size(limits.max_header_bytes + limits.max_uri_bytes + 64);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));

@@ -77,6 +77,7 @@ pub struct LimitsFile {
     pub body_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub max_header_bytes: Option<u64>,
+    pub max_uri_bytes: Option<u64>,
     pub max_body: Option<String>,
     pub max_connections: Option<u64>,
     pub origin_connect_timeout: Option<String>,

@@ -83,6 +83,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     pub write_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Longest request target (path and query), as nginx's default buffer: 414 above it.
+    pub max_uri_bytes: usize,
     pub max_body: u64,
     pub max_connections: usize,
     pub origin_connect_timeout: Duration,
@@ -99,6 +101,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             max_header_bytes: 65536,
+            max_uri_bytes: 8192,
             max_body: 10_000_000,
             max_connections: 10_000,
             origin_connect_timeout: Duration::from_secs(5),

@@ -328,6 +328,17 @@ impl Validator<'_> {
                 d.max_header_bytes
             }
         };
+        let max_uri_bytes = match l.max_uri_bytes {
+            None => d.max_uri_bytes,
+            Some(n) if (256..=1 << 20).contains(&n) => n as usize,
+            Some(_) => {
+                self.error(
+                    &key(&["limits", "max_uri_bytes"]),
+                    "must be between 256 and 1048576",
+                );
+                d.max_uri_bytes
+            }
+        };
         let max_connections = match l.max_connections {
             None => d.max_connections,
             Some(n) if n >= 1 => n as usize,
@@ -355,6 +366,7 @@ impl Validator<'_> {
             body_timeout,
             write_timeout,
             max_header_bytes,
+            max_uri_bytes,
             max_body,
             max_connections,
             origin_connect_timeout,

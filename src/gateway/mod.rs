@@ -202,6 +202,7 @@ impl Gateway {
         peer: Peer,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
+        route::check_request(&req, &config.limits)?;
         let host = route::host_of(&req)?;
         let Some(file_room) = config.room_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
@@ -353,6 +354,8 @@ impl Gateway {
             host,
             cookie_name: &room_cfg.cookie_name,
             response_timeout: config.limits.origin_response_timeout,
+            max_body: config.limits.max_body,
+            body_timeout: config.limits.body_timeout,
         };
         let client = room_cfg.origin.client.as_ref().unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;
@@ -385,7 +388,10 @@ impl Gateway {
                     .increment(1);
             }
         }
-        Ok(Response::from_parts(parts, body.boxed()))
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(crate::proxy::BoxError::from).boxed(),
+        ))
     }
 }
 
@@ -454,6 +460,18 @@ pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
         }
         GatewayError::BodyTooLarge => {
             return respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        GatewayError::BodyTimeout => {
+            return respond::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
+        }
+        GatewayError::UriTooLong => {
+            return respond::plain(StatusCode::URI_TOO_LONG, "request target too long\n");
+        }
+        GatewayError::HeadersTooLarge => {
+            return respond::plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request headers too large\n",
+            );
         }
         GatewayError::OriginDown(_) => (
             StatusCode::BAD_GATEWAY,

@@ -3,7 +3,59 @@
 
 use http::Request;
 
+use crate::config::Limits;
 use crate::error::GatewayError;
+
+/// Refuses what cannot be forwarded safely, before anything else looks at the request: a
+/// target or headers over the limits, and HTTP/1 framing two parsers could read differently
+/// (both `Content-Length` and `Transfer-Encoding`, a coding other than a final `chunked`,
+/// `Content-Length` values that disagree or are not a number).
+pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), GatewayError> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > limits.max_uri_bytes {
+        return Err(GatewayError::UriTooLong);
+    }
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head > limits.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let h = req.headers();
+    let te: Vec<&http::HeaderValue> = h.get_all(http::header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&http::HeaderValue> = h.get_all(http::header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(GatewayError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        let codings: Vec<String> = te
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        if codings.len() != te.len() || codings.last().map(String::as_str) != Some("chunked") {
+            return Err(GatewayError::BadRequest(
+                "a transfer coding other than chunked",
+            ));
+        }
+    }
+    let mut lengths = cl
+        .iter()
+        .flat_map(|v| v.to_str().ok().into_iter().flat_map(|s| s.split(',')))
+        .map(|s| s.trim().parse::<u64>());
+    if let Some(first) = lengths.next() {
+        let first = first.map_err(|_| GatewayError::BadRequest("Content-Length"))?;
+        if cl.iter().any(|v| v.to_str().is_err()) || lengths.any(|l| l != Ok(first)) {
+            return Err(GatewayError::BadRequest("Content-Length values disagree"));
+        }
+    }
+    Ok(())
+}
 
 /// The host a request is for, lower-case, without port.
 pub fn host_of<B>(req: &Request<B>) -> Result<String, GatewayError> {

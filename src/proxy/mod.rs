@@ -1,7 +1,10 @@
 //! Forwarding to origins: a pooled HTTP/1.1 client with connect and response timeouts, headers
 //! rewritten on the way in and out, bodies streamed both ways.
 
+mod body;
 pub mod headers;
+
+pub use body::BodyError;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -9,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -20,8 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::{Limits, Origin};
 use crate::error::GatewayError;
 
+/// Any error a body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Body type of everything the gateway sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1.
 pub type OriginClient = Client<HttpsConnector<HttpConnector>, Body>;
@@ -55,6 +60,9 @@ pub struct Forward<'a> {
     /// The room's cookie, removed before the origin sees the request.
     pub cookie_name: &'a str,
     pub response_timeout: Duration,
+    pub max_body: u64,
+    /// Longest pause allowed between two pieces of a request body.
+    pub body_timeout: Duration,
 }
 
 /// Sends `req` to the origin and returns its response head with a streaming body. An `Upgrade`
@@ -98,10 +106,18 @@ pub async fn forward(
     if let Some((proto, _)) = &upgrade {
         headers::keep_upgrade(&mut parts.headers, proto.clone());
     }
-    let req = Request::from_parts(parts, body.boxed());
+    // The body's first piece arrives before the origin is contacted: a body malformed from the
+    // start, or already over the limit, never reaches it.
+    let body = body::prepare(body, f.max_body, f.body_timeout).await?;
+    let req = Request::from_parts(parts, body);
     let mut resp = match tokio::time::timeout(f.response_timeout, client.request(req)).await {
         Err(_) => return Err(GatewayError::OriginTimeout),
-        Ok(Err(e)) => return Err(GatewayError::OriginDown(error_chain(&e))),
+        Ok(Err(e)) => {
+            return Err(match BodyError::find(&e) {
+                Some(b) => b.to_gateway(),
+                None => GatewayError::OriginDown(error_chain(&e)),
+            });
+        }
         Ok(Ok(resp)) => resp,
     };
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;

@@ -1,0 +1,217 @@
+//! Ambiguous and oversized requests, sent as raw bytes: each is refused with a 4xx before any
+//! origin sees it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `raw` on a new connection and returns the gateway's answer: one whole response, or what
+/// came before it closed (or 2 s passed).
+async fn exchange(gw: &Gateway, raw: &[u8]) -> String {
+    send(gw, raw, complete).await
+}
+
+/// Sends `raw` and reads until the gateway closes the connection.
+async fn exchange_to_close(gw: &Gateway, raw: &[u8]) -> String {
+    send(gw, raw, |_| false).await
+}
+
+async fn send(gw: &Gateway, raw: &[u8], done: fn(&[u8]) -> bool) -> String {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(&out) {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `out` holds one whole response with a `Content-Length` body.
+fn complete(out: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(out);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| body.len() >= n)
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn gateway(origin: &Origin) -> Gateway {
+    Gateway::start(&format!(
+        "{}{}",
+        base_config("50ms"),
+        room(
+            "shop",
+            "shop.test",
+            &origin.url(),
+            "enabled = false\nactive_users = 1"
+        )
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn ambiguous_requests_get_400_and_never_reach_the_origin() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin).await;
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "two different Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "a Content-Length list",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 4, 5\r\n\r\nabcde",
+        ),
+        (
+            "obsolete line folding",
+            b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Folded: a\r\n  b\r\n\r\n",
+        ),
+        (
+            "a bad chunk size",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "a Transfer-Encoding other than chunked",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        ),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
+        (
+            "two Hosts",
+            b"GET / HTTP/1.1\r\nHost: shop.test\r\nHost: other.test\r\n\r\n",
+        ),
+        (
+            "a space before the colon",
+            b"GET / HTTP/1.1\r\nHost: shop.test\r\nContent-Length : 3\r\n\r\nabc",
+        ),
+    ];
+    for (what, raw) in cases {
+        let answer = exchange(&gw, raw).await;
+        assert_eq!(status_of(&answer), 400, "{what}: {answer}");
+    }
+    assert_eq!(origin.count(), 0, "the origin saw {:?}", origin.seen.lock());
+}
+
+/// RFC 9112 section 6.3: with both, Transfer-Encoding wins. The parser drops the
+/// Content-Length; the origin gets the chunked body framed one way only, and the client's
+/// connection is closed after the answer, so nothing it sent after can be read as a request.
+#[tokio::test]
+async fn content_length_beside_chunked_is_dropped_and_the_connection_closed() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin).await;
+    let answer = exchange_to_close(
+        &gw,
+        b"POST /both HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer.matches("HTTP/1.1").count(),
+        1,
+        "a second request was read: {answer}"
+    );
+    let seen = origin.seen.lock().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/both");
+    assert!(
+        seen[0]
+            .headers
+            .get("content-length")
+            .is_none_or(|v| v == "3"),
+        "{:?}",
+        seen[0].headers
+    );
+}
+
+#[tokio::test]
+async fn absolute_form_is_routed_by_its_authority() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin).await;
+    let answer = exchange(
+        &gw,
+        b"GET http://shop.test/x HTTP/1.1\r\nHost: elsewhere.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(origin.last().path, "/x");
+    let answer = exchange(
+        &gw,
+        b"GET http://elsewhere.test/x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 421, "{answer}");
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn size_limits_answer_414_431_and_413() {
+    let origin = Origin::start().await;
+    let config = format!(
+        "{}{}",
+        base_config("50ms").replace(
+            "[limits]\n",
+            "[limits]\nmax_header_bytes = 8192\nmax_body = \"1KB\"\n"
+        ),
+        room(
+            "shop",
+            "shop.test",
+            &origin.url(),
+            "enabled = false\nactive_users = 1"
+        )
+    );
+    let gw = Gateway::start(&config).await;
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(status_of(&exchange(&gw, long_uri.as_bytes()).await), 414);
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
+    assert_eq!(status_of(&exchange(&gw, big_head.as_bytes()).await), 431);
+    let declared = "POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5000\r\n\r\n";
+    assert_eq!(status_of(&exchange(&gw, declared.as_bytes()).await), 413);
+    // Chunked, so the size is only known while it streams.
+    let mut chunked =
+        b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"200\r\n");
+        chunked.extend_from_slice(&[b'c'; 512]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(status_of(&exchange(&gw, &chunked).await), 413);
+    assert!(
+        origin
+            .seen
+            .lock()
+            .iter()
+            .all(|s| s.method != "POST" || s.path != "/"),
+        "{:?}",
+        origin.seen.lock()
+    );
+}
