@@ -15,8 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+mod stall;
+
 use crate::config::Limits;
 use crate::gateway::{Gateway, Peer};
+use stall::WriteStall;
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -75,6 +78,7 @@ pub async fn serve_public(
             break;
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteStall::new(stream, limits.write_timeout);
         let peer = Peer {
             addr,
             secure: tls.is_some(),

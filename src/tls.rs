@@ -67,27 +67,48 @@ impl Certs {
     }
 }
 
-/// Reads a certificate chain and its private key (PEM). The error names the file at fault.
-pub fn load_key_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+/// Which file of a certificate pair is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairFile {
+    Cert,
+    Key,
+}
+
+/// Reads a certificate chain and its private key (PEM). The error says which file is at fault
+/// and names it.
+pub fn load_key_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, (PairFile, String)> {
+    let bad_cert = |e: &dyn std::fmt::Display| (PairFile::Cert, format!("{}: {e}", cert.display()));
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .map_err(|e| bad_cert(&e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(|e| bad_cert(&e))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", cert.display()));
+        return Err(bad_cert(&"no certificate in it"));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let signing = any_supported_type(&der)
-        .map_err(|e| format!("{}: not a usable private key: {e}", key.display()))?;
-    let pair = CertifiedKey::new(chain, signing);
-    pair.keys_match().map_err(|e| {
-        format!(
-            "{} does not match the certificate in {}: {e}",
-            key.display(),
-            cert.display()
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| (PairFile::Key, format!("{}: {e}", key.display())))?;
+    let signing = any_supported_type(&der).map_err(|e| {
+        (
+            PairFile::Key,
+            format!("{}: not a usable private key: {e}", key.display()),
         )
     })?;
-    Ok(Arc::new(pair))
+    let pair = CertifiedKey::new(chain, signing);
+    match pair.keys_match() {
+        Ok(()) => Ok(Arc::new(pair)),
+        // The certificate could not be read to compare: its fault, not the key's.
+        Err(rustls::Error::InvalidCertificate(e)) => {
+            Err(bad_cert(&format!("not a readable certificate: {e:?}")))
+        }
+        Err(e) => Err((
+            PairFile::Key,
+            format!(
+                "{} does not match the certificate in {}: {e}",
+                key.display(),
+                cert.display()
+            ),
+        )),
+    }
 }
 
 /// Reads the CA certificates (PEM) an origin's certificate must chain to.

@@ -140,7 +140,7 @@ impl Validator<'_> {
             None => None,
         };
         let tls = self.certs(&f.tls);
-        if f.listen.https.is_some() && tls.is_empty() {
+        if f.listen.https.is_some() && f.tls.cert.is_empty() {
             self.error(
                 &key(&["listen", "https"]),
                 "needs at least one [[tls.cert]] to serve",
@@ -272,7 +272,8 @@ impl Validator<'_> {
             };
             match crate::tls::load_key_pair(&self.resolve(cert), &self.resolve(key)) {
                 Ok(pair) => certs.add(&hosts, pair),
-                Err(e) => self.error(&at(i, "cert"), e),
+                Err((crate::tls::PairFile::Cert, e)) => self.error(&at(i, "cert"), e),
+                Err((crate::tls::PairFile::Key, e)) => self.error(&at(i, "key"), e),
             }
         }
         certs
