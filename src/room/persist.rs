@@ -22,6 +22,10 @@ use super::tick::deadline;
 /// earlier run can have issued, so tickets stay unique even when the state folder was lost.
 pub const TICKETS_PER_MS: u64 = 1024;
 
+/// No room hands out tickets beyond this (the wall-clock numbering reaches it in about 140,000
+/// years).
+pub const MAX_TICKET: u64 = 1 << 62;
+
 /// The fewest tickets reserved ahead of the last snapshot.
 pub const MIN_RESERVE: u64 = 100_000;
 
@@ -128,7 +132,7 @@ impl RoomState {
         let mut s = RoomState::new(now_ms, settings.admit_per_minute);
         s.next_ticket = now_ms.saturating_mul(TICKETS_PER_MS).max(1);
         s.snapshot_ticket = s.next_ticket;
-        s.ticket_ceiling = s.next_ticket + MIN_RESERVE;
+        s.ticket_ceiling = s.next_ticket.saturating_add(MIN_RESERVE);
         s.recovery.push(Recovery {
             from: 0,
             to: s.next_ticket,
@@ -178,6 +182,27 @@ impl RoomState {
     /// counts (expiries happen on the first tick), tickets resume above everything an earlier run
     /// may have issued, and tickets issued after the snapshot may come back once.
     pub fn restore(image: Image, settings: &Settings, now_ms: u64) -> Result<RoomState, String> {
+        // Far beyond any clock-based numbering: a damaged file, which would overflow later.
+        if image.next_ticket.max(image.ticket_ceiling) > MAX_TICKET {
+            return Err(format!(
+                "ticket numbers up to {} are out of range",
+                image.next_ticket.max(image.ticket_ceiling)
+            ));
+        }
+        let c = &image.counters;
+        let counters = [
+            c.joined,
+            c.admitted_immediate,
+            c.admitted_released,
+            c.released,
+            c.abandoned,
+            c.left_queue,
+            c.duplicates,
+            c.recovered,
+        ];
+        if counters.iter().any(|&n| n > MAX_TICKET) {
+            return Err("a counter is out of range".into());
+        }
         let mut s = RoomState::new(now_ms, settings.admit_per_minute);
         s.sessions.reserve(image.sessions.len());
         let mut queued: Vec<(u64, SessionId)> = Vec::new();
@@ -262,7 +287,7 @@ impl RoomState {
             .max(image.next_ticket)
             .max(now_ms.saturating_mul(TICKETS_PER_MS));
         s.snapshot_ticket = s.next_ticket;
-        s.ticket_ceiling = s.next_ticket + MIN_RESERVE;
+        s.ticket_ceiling = s.next_ticket.saturating_add(MIN_RESERVE);
         s.recovery = image.recovery;
         s.recovery.retain(|r| r.until_ms > now_ms);
         if s.next_ticket > image.next_ticket {

@@ -282,3 +282,20 @@ fn half_the_ticket_reserve_spent_asks_for_an_early_snapshot() {
     assert!(!state.reserve_half_spent());
     assert_eq!(image.ticket_ceiling, image.next_ticket + 4 * half);
 }
+
+/// Found by `cargo fuzz run snapshot`: numbers no run can reach would overflow on the next
+/// ticket or count; such a room is refused at restore, never restored to panic later.
+#[test]
+fn numbers_out_of_range_are_refused_at_restore() {
+    let settings = settings();
+    let now = 1_790_000_000_000u64;
+    let mut state = RoomState::fresh(&settings, now);
+    let image = state.capture(now).image();
+    let mut huge_ticket = image.clone();
+    huge_ticket.next_ticket = u64::MAX;
+    assert!(RoomState::restore(huge_ticket, &settings, now).is_err());
+    let mut huge_count = image.clone();
+    huge_count.counters.abandoned = u64::MAX;
+    assert!(RoomState::restore(huge_count, &settings, now).is_err());
+    assert!(RoomState::restore(image, &settings, now).is_ok());
+}
