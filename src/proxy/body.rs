@@ -4,6 +4,7 @@
 //! size) is refused without the origin seeing anything.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 use super::{Body, BoxError};
@@ -50,6 +52,25 @@ impl BodyError {
     }
 }
 
+/// When the request body last moved: the origin's response time counts from there, so a long
+/// upload that keeps moving is never taken for a slow origin.
+#[derive(Clone)]
+pub struct Progress(Arc<Mutex<Instant>>);
+
+impl Progress {
+    fn now() -> Progress {
+        Progress(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock() = Instant::now();
+    }
+
+    pub fn last(&self) -> Instant {
+        *self.0.lock()
+    }
+}
+
 /// A request body with its first frame already read.
 pub struct Capped {
     first: Option<Frame<Bytes>>,
@@ -57,13 +78,19 @@ pub struct Capped {
     left: u64,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    progress: Progress,
 }
 
 /// Reads the first frame of `body` (waiting at most `idle`), then streams the rest under the
 /// same limits. An empty body costs nothing.
-pub async fn prepare(body: Incoming, max: u64, idle: Duration) -> Result<Body, GatewayError> {
+pub async fn prepare(
+    body: Incoming,
+    max: u64,
+    idle: Duration,
+) -> Result<(Body, Progress), GatewayError> {
+    let progress = Progress::now();
     if body.is_end_stream() {
-        return Ok(body.map_err(BoxError::from).boxed());
+        return Ok((body.map_err(BoxError::from).boxed(), progress));
     }
     let mut capped = Capped {
         first: None,
@@ -71,18 +98,22 @@ pub async fn prepare(body: Incoming, max: u64, idle: Duration) -> Result<Body, G
         left: max,
         idle,
         timer: Box::pin(tokio::time::sleep(idle)),
+        progress: progress.clone(),
     };
     match std::future::poll_fn(|cx| Pin::new(&mut capped).poll_frame(cx)).await {
-        None => Ok(http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed()),
+        None => Ok((
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+            progress,
+        )),
         Some(Err(e)) => Err(BodyError::find(e.as_ref()).map_or(
             GatewayError::BadRequest("malformed body"),
             BodyError::to_gateway,
         )),
         Some(Ok(frame)) => {
             capped.first = Some(frame);
-            Ok(capped.boxed())
+            Ok((capped.boxed(), progress))
         }
     }
 }
@@ -103,7 +134,10 @@ impl HttpBody for Capped {
                 ready!(self.timer.as_mut().poll(cx));
                 Poll::Ready(Some(Err(BodyError::Idle.into())))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.progress.touch();
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Malformed(e).into()))),
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -111,6 +145,7 @@ impl HttpBody for Capped {
                     return Poll::Ready(Some(Err(BodyError::TooLarge.into())));
                 }
                 self.left -= len;
+                self.progress.touch();
                 let next = Instant::now() + self.idle;
                 self.timer.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))

@@ -108,17 +108,17 @@ pub async fn forward(
     }
     // The body's first piece arrives before the origin is contacted: a body malformed from the
     // start, or already over the limit, never reaches it.
-    let body = body::prepare(body, f.max_body, f.body_timeout).await?;
+    let (body, progress) = body::prepare(body, f.max_body, f.body_timeout).await?;
     let req = Request::from_parts(parts, body);
-    let mut resp = match tokio::time::timeout(f.response_timeout, client.request(req)).await {
-        Err(_) => return Err(GatewayError::OriginTimeout),
-        Ok(Err(e)) => {
+    let mut resp = match answer_within(client.request(req), &progress, f.response_timeout).await {
+        None => return Err(GatewayError::OriginTimeout),
+        Some(Err(e)) => {
             return Err(match BodyError::find(&e) {
                 Some(b) => b.to_gateway(),
                 None => GatewayError::OriginDown(error_chain(&e)),
             });
         }
-        Ok(Ok(resp)) => resp,
+        Some(Ok(resp)) => resp,
     };
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let granted = switching
@@ -137,6 +137,26 @@ pub async fn forward(
             "the origin switched protocols without an upgrade to switch to".into(),
         )),
         _ => Ok(resp),
+    }
+}
+
+/// Waits for `answer` until `limit` has passed since the request body last moved (or since the
+/// start, without a body). `None`: the origin took too long.
+async fn answer_within<F: Future>(
+    answer: F,
+    progress: &body::Progress,
+    limit: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(answer);
+    loop {
+        tokio::select! {
+            out = &mut answer => return Some(out),
+            () = tokio::time::sleep_until(progress.last() + limit) => {
+                if progress.last() + limit <= tokio::time::Instant::now() {
+                    return None;
+                }
+            }
+        }
     }
 }
 
