@@ -19,7 +19,7 @@ mod stall;
 
 use crate::config::Limits;
 use crate::gateway::{Gateway, Peer};
-use stall::WriteStall;
+use stall::{InFlight, WriteStall};
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -78,7 +78,13 @@ pub async fn serve_public(
             break;
         };
         let _ = stream.set_nodelay(true);
-        let stream = WriteStall::new(stream, limits.write_timeout);
+        let in_flight = InFlight::default();
+        let stream = WriteStall::new(
+            stream,
+            limits.write_timeout,
+            limits.idle_timeout,
+            in_flight.clone(),
+        );
         let peer = Peer {
             addr,
             secure: tls.is_some(),
@@ -86,7 +92,12 @@ pub async fn serve_public(
         let gw = gw.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(peer, req).await) }
+            let busy = in_flight.enter();
+            async move {
+                let resp = gw.handle(peer, req).await;
+                drop(busy);
+                Ok::<_, Infallible>(resp)
+            }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

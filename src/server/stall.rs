@@ -1,28 +1,88 @@
-//! A client connection that stops reading is cut off: a write that makes no progress for
-//! `write_timeout` fails, the connection closes and its resources (and the origin's response
-//! stream) are released, as nginx's `send_timeout` does.
+//! Watching a client connection's bytes:
+//! - a client that stops reading is cut off: a write that makes no progress for
+//!   `write_timeout` fails, the connection closes and its resources (and the origin's response
+//!   stream) are released, as nginx's `send_timeout` does;
+//! - a connection with no request in flight and no byte either way for `idle_timeout` is closed
+//!   (an idle HTTP/2 connection, an idle upgraded WebSocket; an idle HTTP/1.1 connection meets
+//!   `header_timeout` first).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// Requests of one connection whose handler has not returned yet, and when the last one did.
+#[derive(Clone)]
+pub struct InFlight(Arc<Shared>);
+
+struct Shared {
+    count: AtomicUsize,
+    last_done: Mutex<Instant>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(Arc::new(Shared {
+            count: AtomicUsize::new(0),
+            last_done: Mutex::new(Instant::now()),
+        }))
+    }
+}
+
+impl InFlight {
+    /// Counts a request until the guard drops (also when its handler is cancelled).
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.0.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.0.count.load(Ordering::Acquire) == 0
+    }
+
+    fn last_done(&self) -> Instant {
+        *self.0.last_done.lock()
+    }
+}
+
+pub struct InFlightGuard(Arc<Shared>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        // The answer is about to be written: the idle time starts now, not at the last byte.
+        *self.0.last_done.lock() = Instant::now();
+        self.0.count.fetch_sub(1, Ordering::Release);
+    }
+}
 
 pub struct WriteStall<T> {
     inner: T,
     limit: Duration,
     /// Armed while a write waits; disarmed by any progress.
     timer: Option<Pin<Box<Sleep>>>,
+    idle_limit: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    last: Instant,
+    in_flight: InFlight,
 }
 
 impl<T> WriteStall<T> {
-    pub fn new(inner: T, limit: Duration) -> Self {
+    pub fn new(inner: T, limit: Duration, idle_limit: Duration, in_flight: InFlight) -> Self {
+        let now = Instant::now();
         WriteStall {
             inner,
             limit,
             timer: None,
+            idle_limit,
+            idle_timer: Box::pin(tokio::time::sleep_until(now + idle_limit)),
+            last: now,
+            in_flight,
         }
     }
 
@@ -48,7 +108,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending if self.in_flight.idle() => {
+                let deadline = self.last.max(self.in_flight.last_done()) + self.idle_limit;
+                if self.idle_timer.deadline() != deadline {
+                    self.idle_timer.as_mut().reset(deadline);
+                }
+                match self.idle_timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the connection was idle (idle_timeout)",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Poll::Pending => Poll::Pending,
+            done => {
+                if buf.filled().len() > before {
+                    self.last = Instant::now();
+                }
+                done
+            }
+        }
     }
 }
 
@@ -62,6 +144,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
             Poll::Pending => self.waited(cx).map(Err),
             done => {
                 self.timer = None;
+                self.last = Instant::now();
                 done
             }
         }
@@ -76,6 +159,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
             Poll::Pending => self.waited(cx).map(Err),
             done => {
                 self.timer = None;
+                self.last = Instant::now();
                 done
             }
         }
