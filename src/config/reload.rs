@@ -194,7 +194,7 @@ fn log_room_changes(old: &Config, new: &Config) {
 /// Keys whose change takes effect only after a restart: the listeners, the token keys, the
 /// state folder, and the limits the listeners and the origin client are built with.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let checks: [(&str, bool); 10] = [
+    let checks: [(&str, bool); 13] = [
         ("listen.http", old.listen.http != new.listen.http),
         ("listen.https", old.listen.https != new.listen.https),
         ("listen.admin", old.listen.admin != new.listen.admin),
@@ -208,6 +208,18 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         (
             "limits.max_header_bytes",
             old.limits.max_header_bytes != new.limits.max_header_bytes,
+        ),
+        (
+            "limits.max_uri_bytes",
+            old.limits.max_uri_bytes != new.limits.max_uri_bytes,
+        ),
+        (
+            "limits.write_timeout",
+            old.limits.write_timeout != new.limits.write_timeout,
+        ),
+        (
+            "limits.idle_timeout",
+            old.limits.idle_timeout != new.limits.idle_timeout,
         ),
         (
             "limits.max_connections",
