@@ -7,22 +7,19 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{sleep, timeout};
 
 use support::*;
 
@@ -97,153 +94,15 @@ impl Place {
     }
 }
 
-/// The real binary as a child process; killed with SIGKILL when dropped, even on a panic.
-struct Gw {
-    child: std::process::Child,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
+/// The real binary as a child process.
+type Gw = Binary;
 
-/// Collects the lines of `pipe` on a thread.
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().push(line);
-        }
-    });
-    lines
-}
-
-impl Gw {
-    /// `anteroom run --config CONFIG` with `env` added; returns once it says where it listens.
-    async fn start(config: &Path, env: &[(&str, &str)]) -> Gw {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anteroom"));
-        cmd.args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
-        let mut gw = Gw {
-            child,
-            out,
-            err,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        gw.addr = gw.listening("anteroom on http://").await;
-        gw
-    }
-
-    /// The address printed after `prefix`, waiting for the line.
-    async fn listening(&mut self, prefix: &str) -> SocketAddr {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let found = self
-                .out
-                .lock()
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix).map(|a| a.trim().to_string()));
-            if let Some(a) = found {
-                return a
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{a:?} after {prefix:?} is not an address: {e}"));
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads catch the last lines.
-                sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "the gateway exited ({status}) before printing {prefix:?}\n{}",
-                    self.printed()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {prefix:?} line\n{}",
-                self.printed()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn admin(&mut self) -> Admin {
-        let addr = self.listening("admin API on http://").await;
-        Admin {
-            addr,
-            host: addr.to_string(),
-            token: None,
-        }
-    }
-
-    /// A new visitor of the room, without cookies.
-    fn client(&self) -> Client {
-        Client {
-            addr: self.addr,
-            host: HOST.to_string(),
-            cookies: Default::default(),
-        }
-    }
-
-    /// Everything printed so far, stdout then stderr, for assertions and failure messages.
-    fn printed(&self) -> String {
-        format!(
-            "--- stdout\n{}\n--- stderr\n{}",
-            self.out.lock().join("\n"),
-            self.err.lock().join("\n")
-        )
-    }
-
-    fn term(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM failed");
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// The exit status, failing the test if the process still runs after `limit`.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {limit:?} later\n{}",
-                self.printed()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM and a clean exit.
-    async fn stop(&mut self) {
-        self.term();
-        let status = self.wait_exit(Duration::from_secs(15)).await;
-        assert!(
-            status.success(),
-            "SIGTERM exited with {status}\n{}",
-            self.printed()
-        );
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A new visitor of the room, without cookies.
+fn visitor(gw: &Gw) -> Client {
+    Client {
+        addr: gw.addr,
+        host: HOST.to_string(),
+        cookies: Default::default(),
     }
 }
 
@@ -308,7 +167,7 @@ fn standing(j: &Value) -> (Value, Value, Value) {
 
 /// A new visitor's first `GET /`, which must put them in line at `position`.
 async fn join_queued(gw: &Gw, position: u64) -> Client {
-    let mut c = gw.client();
+    let mut c = visitor(gw);
     let r = c.get("/", JSON).await;
     assert_eq!(r.status, 429, "a waiting answer: {}", r.body);
     assert_eq!(r.json()["state"], "queued", "{}", r.body);
@@ -318,7 +177,7 @@ async fn join_queued(gw: &Gw, position: u64) -> Client {
 
 /// A new visitor's first `GET /`, which must reach the origin.
 async fn join_admitted(gw: &Gw) -> Client {
-    let mut c = gw.client();
+    let mut c = visitor(gw);
     let r = c.get("/", JSON).await;
     assert_eq!(r.status, 200, "admitted: {}", r.body);
     assert_eq!(r.body, "origin:/");
@@ -612,10 +471,7 @@ async fn corrupt_snapshot_is_set_aside() {
         "{aside} holds other bytes than the corrupt snapshot"
     );
     wait_until(LIMIT, "an error line about the snapshot", || async {
-        gw.out
-            .lock()
-            .iter()
-            .any(|l| l.contains("ERROR") && l.to_lowercase().contains("snapshot"))
+        gw.stdout_has(|l| l.contains("ERROR") && l.to_lowercase().contains("snapshot"))
             .then_some(())
     })
     .await;

@@ -8,10 +8,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
@@ -31,7 +28,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-use support::{Gateway, base_config, room, wait_until};
+use support::{Binary, Gateway, base_config, room, wait_until};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestBody = BoxBody<Bytes, BoxError>;
@@ -346,102 +343,6 @@ fn split_head(raw: &[u8]) -> (String, &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The real binary as a child process.
-
-/// `anteroom run --config CONFIG`, killed (SIGKILL) when dropped, even on a panic.
-struct Child {
-    child: std::process::Child,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
-
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().push(line);
-        }
-    });
-    lines
-}
-
-impl Child {
-    async fn start(config: &Path) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_anteroom"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
-        let mut c = Child {
-            child,
-            out,
-            err,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = c
-                .out
-                .lock()
-                .iter()
-                .find_map(|l| l.strip_prefix("anteroom on http://").map(str::to_string));
-            if let Some(a) = found {
-                c.addr = a.trim().parse().unwrap();
-                return c;
-            }
-            if let Some(status) = c.child.try_wait().unwrap() {
-                sleep(Duration::from_millis(100)).await;
-                panic!("the gateway exited ({status})\n{}", c.printed());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never listening\n{}",
-                c.printed()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn printed(&self) -> String {
-        format!(
-            "--- stdout\n{}\n--- stderr\n{}",
-            self.out.lock().join("\n"),
-            self.err.lock().join("\n")
-        )
-    }
-
-    /// A `kB` field of `/proc/<pid>/status` (such as `VmHWM`, the peak resident set), in bytes.
-    fn proc_status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status:\n{status}"));
-        let kb: u64 = line
-            .trim()
-            .strip_suffix("kB")
-            .unwrap_or_else(|| panic!("{field}: {line:?}"))
-            .trim()
-            .parse()
-            .unwrap();
-        kb * 1024
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Panics on this test's thread (the in-process gateway runs on the test's current-thread
 // runtime, so a panicking connection task would be recorded here).
 
@@ -506,7 +407,7 @@ async fn hundred_megabytes_each_way_stream_with_bounded_memory() {
         ),
     )
     .unwrap();
-    let gw = Child::start(&config).await;
+    let gw = Binary::start(&config, &[]).await;
     let at_start = gw.proc_status_kb("VmHWM");
     let (mut conn, _task) = connect(gw.addr).await;
 

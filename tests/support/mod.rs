@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 mod admin;
+mod binary;
 #[allow(unused_imports)]
 pub use admin::*;
+#[allow(unused_imports)]
+pub use binary::*;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
