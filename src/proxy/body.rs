@@ -52,6 +52,13 @@ impl BodyError {
     }
 }
 
+/// A body with nothing in it.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// When the request body last moved: the origin's response time counts from there, so a long
 /// upload that keeps moving is never taken for a slow origin.
 #[derive(Clone)]
@@ -101,12 +108,7 @@ pub async fn prepare(
         progress: progress.clone(),
     };
     match std::future::poll_fn(|cx| Pin::new(&mut capped).poll_frame(cx)).await {
-        None => Ok((
-            http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed(),
-            progress,
-        )),
+        None => Ok((empty(), progress)),
         Some(Err(e)) => Err(BodyError::find(e.as_ref()).map_or(
             GatewayError::BadRequest("malformed body"),
             BodyError::to_gateway,

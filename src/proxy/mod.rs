@@ -31,6 +31,11 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1.
 pub type OriginClient = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// How long an idle origin connection is kept for reuse: below the keep-alive of common origin
+/// servers (Node and Apache close after 5 s), so the pool rarely offers one the origin is
+/// closing. The rest of that race is handled by retrying idempotent requests.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// A client whose TLS trusts what `tls` trusts (see `tls::client_config`).
 pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
     let mut connector = HttpConnector::new();
@@ -45,7 +50,7 @@ pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE)
         .build(https)
 }
 
@@ -109,8 +114,36 @@ pub async fn forward(
     // The body's first piece arrives before the origin is contacted: a body malformed from the
     // start, or already over the limit, never reaches it.
     let (body, progress) = body::prepare(body, f.max_body, f.body_timeout).await?;
-    let req = Request::from_parts(parts, body);
-    let mut resp = match answer_within(client.request(req), &progress, f.response_timeout).await {
+    // What a retry needs: only requests that are safe to send twice and carry no body.
+    let replay =
+        (upgrade.is_none() && idempotent(&parts.method) && http_body::Body::is_end_stream(&body))
+            .then(|| {
+                (
+                    parts.method.clone(),
+                    parts.uri.clone(),
+                    parts.headers.clone(),
+                )
+            });
+    let mut attempt = client.request(Request::from_parts(parts, body));
+    let mut retries = 0;
+    let answer = loop {
+        let answer = answer_within(attempt, &progress, f.response_timeout).await;
+        // A pooled connection the origin closed as this request went out: the origin saw no
+        // complete request, and an idempotent one goes out again on another connection.
+        match (&answer, &replay) {
+            (Some(Err(e)), Some((method, uri, headers))) if retries < 2 && closed_early(e) => {
+                retries += 1;
+                tracing::debug!(error = %error_chain(e), retries, "origin closed a pooled connection; retrying");
+                let mut again = Request::new(body::empty());
+                *again.method_mut() = method.clone();
+                *again.uri_mut() = uri.clone();
+                *again.headers_mut() = headers.clone();
+                attempt = client.request(again);
+            }
+            _ => break answer,
+        }
+    };
+    let mut resp = match answer {
         None => return Err(GatewayError::OriginTimeout),
         Some(Err(e)) => {
             return Err(match BodyError::find(&e) {
@@ -138,6 +171,49 @@ pub async fn forward(
         )),
         _ => Ok(resp),
     }
+}
+
+/// Methods that mean the same when sent twice (RFC 9110 section 9.2.2).
+fn idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(m)
+}
+
+/// Whether `e` is a connection closing under a request before any answer came (not a refused
+/// connection, not a timeout).
+fn closed_early(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Waits for `answer` until `limit` has passed since the request body last moved (or since the

@@ -119,6 +119,11 @@ impl Binary {
         self.out.lock().iter().any(|l| f(l))
     }
 
+    /// The lines printed on stdout so far that satisfy `f`.
+    pub fn stdout_lines(&self, f: impl Fn(&str) -> bool) -> Vec<String> {
+        self.out.lock().iter().filter(|l| f(l)).cloned().collect()
+    }
+
     /// Everything printed so far, stdout then stderr, for assertions and failure messages.
     pub fn printed(&self) -> String {
         format!(
