@@ -120,3 +120,38 @@ async fn h2c_upgrade_is_never_forwarded() {
     assert!(seen.headers.get("upgrade").is_none(), "{:?}", seen.headers);
     assert!(seen.headers.get("http2-settings").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrades_pass_for_disabled_rooms_and_bypass_paths() {
+    let origin = echo_origin().await;
+    let gw = Gateway::start(&format!(
+        "{}{}{}",
+        base_config("50ms"),
+        room(
+            "off",
+            "off.test",
+            &origin,
+            "enabled = false\nactive_users = 1"
+        ),
+        // Capacity zero in effect: one slot, taken below; only the bypass path gets through.
+        room(
+            "busy",
+            "busy.test",
+            &origin,
+            "active_users = 1\nbypass = [\"/chat\"]"
+        )
+    ))
+    .await;
+    let mut taken = gw.client("busy.test");
+    assert_eq!(taken.get("/", JSON).await.status, 502);
+    for host in ["off.test", "busy.test"] {
+        let mut ws = connect(&gw, host, None)
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        ws.send(Message::Text("ping".into())).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Text("PING".into())
+        );
+    }
+}
