@@ -112,15 +112,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Pending if self.in_flight.idle() => {
                 let deadline = self.last.max(self.in_flight.last_done()) + self.idle_limit;
-                if self.idle_timer.deadline() != deadline {
-                    self.idle_timer.as_mut().reset(deadline);
-                }
-                match self.idle_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the connection was idle (idle_timeout)",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                // The timer is moved only when it fires before the real deadline: activity
+                // costs a timestamp, not a timer-wheel update per request.
+                loop {
+                    match self.idle_timer.as_mut().poll(cx) {
+                        Poll::Ready(()) if Instant::now() >= deadline => {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "the connection was idle (idle_timeout)",
+                            )));
+                        }
+                        Poll::Ready(()) => self.idle_timer.as_mut().reset(deadline),
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
             }
             Poll::Pending => Poll::Pending,
