@@ -42,6 +42,12 @@ pub fn tick_all(gw: &Gateway) {
         if reserve_low {
             gw.snapshot_soon();
         }
+        {
+            let mut joins = r.joins.lock();
+            if !joins.is_empty() {
+                joins.prune(now);
+            }
+        }
         let name = rc.name.clone();
         metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
         metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));

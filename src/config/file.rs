@@ -121,6 +121,7 @@ pub struct RoomFile {
     pub mode: Option<String>,
     pub active_users: Option<i64>,
     pub admit_per_minute: Option<i64>,
+    pub max_joins_per_prefix_per_minute: Option<i64>,
     pub session_ttl: Option<String>,
     pub abandon_after: Option<String>,
     pub release_window: Option<String>,

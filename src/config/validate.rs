@@ -575,6 +575,11 @@ impl Validator<'_> {
         };
         let active_users = count(self, "active_users", r.active_users);
         let admit_per_minute = count(self, "admit_per_minute", r.admit_per_minute);
+        let max_joins_per_prefix_per_minute = count(
+            self,
+            "max_joins_per_prefix_per_minute",
+            r.max_joins_per_prefix_per_minute,
+        );
         if r.active_users.is_none() && r.admit_per_minute.is_none() {
             self.error(
                 &[Seg::Key("room".into()), Seg::Index(i)],
@@ -609,6 +614,7 @@ impl Validator<'_> {
         Settings {
             active_users,
             admit_per_minute,
+            max_joins_per_prefix_per_minute,
             session_ttl: self.duration(
                 &room_key(i, "session_ttl"),
                 r.session_ttl.as_ref(),

@@ -28,7 +28,14 @@ impl Gateway {
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(room_cfg, room, visitor, sent))
             }
-            ("join", Method::POST) => Ok(self.join(room_cfg, room, visitor, sent, peer.secure)),
+            ("join", Method::POST) => {
+                let client = super::route::client_ip(
+                    &self.config().trusted_proxies,
+                    peer.addr.ip(),
+                    req.headers(),
+                );
+                Ok(self.join(room_cfg, room, visitor, sent, peer.secure, client))
+            }
             ("leave", Method::POST) => {
                 // A plain form post (no script) gets a page, apps and scripts get JSON.
                 let accept = req
@@ -92,9 +99,11 @@ impl Gateway {
         v: Option<Visitor>,
         sent: Option<String>,
         secure: bool,
+        client: std::net::IpAddr,
     ) -> Response<Body> {
         let now = self.now_ms();
         let mut rng = rand::rng();
+        let mut budgeted = false;
         let (decision, view) = {
             let mut st = room.state.lock();
             if let Some(v) = v {
@@ -106,6 +115,10 @@ impl Gateway {
                     None,
                     room::status(&rc.settings, &mut st, &v.id, now, &mut rng),
                 ),
+                None if let Some(view) = super::over_budget(rc, room, &st, v, client, now) => {
+                    budgeted = true;
+                    (None, Some(view))
+                }
                 None => {
                     let d = room::decide(&rc.settings, &mut st, None, now, &mut rng);
                     let view = match &d {
@@ -119,7 +132,11 @@ impl Gateway {
                 }
             }
         };
+        if budgeted {
+            metrics::counter!(m::JOINS_OVER_BUDGET, "room" => rc.name.clone()).increment(1);
+        }
         let (token, joined) = match &decision {
+            None if budgeted => (None, false),
             None => (sent, false),
             Some(Decision::Admit { visitor, how, .. }) => {
                 if let Some(how) = how {

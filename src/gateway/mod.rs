@@ -29,7 +29,9 @@ use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{self, RESERVED_PREFIX, StatusJson};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
-use crate::room::{Decision, Overrides, RoomState, View, Visitor, decide};
+use crate::room::{
+    Decision, Mode, Overrides, Prefix, RoomState, View, ViewState, Visitor, decide, recoverable,
+};
 use crate::token::{Claims, Keys};
 
 /// Who is asking: the TCP peer, and whether the connection is TLS (cookies get `Secure`, the
@@ -233,15 +235,28 @@ impl Gateway {
                 .await;
         }
         let (visitor, sent_token) = self.visitor(room_cfg, req.headers());
+        let client = route::client_ip(&config.trusted_proxies, peer.addr.ip(), req.headers());
+        let now = self.now_ms();
         let decision = {
             let mut state = room.state.lock();
-            decide(
-                &room_cfg.settings,
-                &mut state,
-                visitor,
-                self.now_ms(),
-                &mut rand::rng(),
-            )
+            match over_budget(room_cfg, &room, &state, visitor, client, now) {
+                Some(view) => Err(view),
+                None => Ok(decide(
+                    &room_cfg.settings,
+                    &mut state,
+                    visitor,
+                    now,
+                    &mut rand::rng(),
+                )),
+            }
+        };
+        let decision = match decision {
+            Ok(d) => d,
+            Err(view) => {
+                count_request(&room, &name, "queue");
+                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => name.clone()).increment(1);
+                return waiting(config, room_cfg, &req, &view, None);
+            }
         };
         match decision {
             Decision::Admit {
@@ -282,7 +297,7 @@ impl Gateway {
                     Some(t) if !joined => t,
                     _ => self.token(room_cfg, visitor),
                 };
-                let mut resp = waiting(config, room_cfg, &req, &view, &token)?;
+                let mut resp = waiting(config, room_cfg, &req, &view, Some(&token))?;
                 if joined {
                     respond::set_cookie(&mut resp, &room_cfg.cookie_name, &token, peer.secure);
                 }
@@ -416,7 +431,7 @@ fn waiting<B>(
     room: &RoomConfig,
     req: &Request<B>,
     view: &View,
-    token: &str,
+    token: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
     let message = room.message.as_deref();
     let mut resp = if pages::wants_html(req.method(), req.headers()) {
@@ -427,7 +442,7 @@ fn waiting<B>(
             .map_err(GatewayError::Render)?;
         respond::html(room.page_status, page)
     } else {
-        let body = StatusJson::new(&room.name, view, message, Some(token));
+        let body = StatusJson::new(&room.name, view, message, token);
         respond::json(room.json_status, &body)
     };
     respond::retry_after(&mut resp, view.poll_after_seconds);
@@ -444,6 +459,42 @@ fn closed(config: &Config, room: &RoomConfig) -> Result<Response<Body>, GatewayE
     let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
     respond::retry_after(&mut resp, retry);
     Ok(resp)
+}
+
+/// A new session from a client prefix past its join budget (`max_joins_per_prefix_per_minute`):
+/// the view of a visitor with no place, polling again when the budget has a join. Returning
+/// visitors (known sessions, tokens coming back after a restart) are never budgeted. `None`:
+/// go on and decide.
+fn over_budget(
+    rc: &RoomConfig,
+    room: &Room,
+    state: &RoomState,
+    visitor: Option<Visitor>,
+    client: std::net::IpAddr,
+    now: u64,
+) -> Option<View> {
+    let limit = rc.settings.max_joins_per_prefix_per_minute?;
+    let joining =
+        visitor.is_none_or(|v| !state.sessions.contains_key(&v.id) && !recoverable(state, v, now));
+    if !joining || rc.settings.mode != Mode::Queue {
+        return None;
+    }
+    let wait_ms = room
+        .joins
+        .lock()
+        .take(Prefix::of(client), limit, now)
+        .err()?;
+    Some(View {
+        state: ViewState::Queued,
+        position: None,
+        queue_depth: state.queue.len() as u64,
+        estimated_wait_seconds: None,
+        release_rate_per_minute: 0.0,
+        poll_after_seconds: wait_ms.div_ceil(1000).max(1),
+        progress_percent: 0,
+        chance_next_minute: None,
+        next_draw_in_ms: None,
+    })
 }
 
 /// The one place where an error becomes a response.

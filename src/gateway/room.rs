@@ -8,7 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::RoomConfig;
-use crate::room::{Overrides, RoomState};
+use crate::room::{JoinBudget, Overrides, RoomState};
 
 /// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
 pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disabled", "closed"];
@@ -61,6 +61,8 @@ struct Effective {
 /// for one decision or one tick, never across I/O or an `.await`. Overrides are swapped whole.
 pub struct Room {
     pub state: Mutex<RoomState>,
+    /// New sessions per client prefix (`max_joins_per_prefix_per_minute`).
+    pub joins: Mutex<JoinBudget>,
     overrides: ArcSwap<Overrides>,
     effective: ArcSwapOption<Effective>,
     pub figures: Figures,
@@ -78,6 +80,7 @@ impl Room {
     pub fn new(state: RoomState, overrides: Overrides) -> Self {
         Room {
             state: Mutex::new(state),
+            joins: Mutex::new(JoinBudget::default()),
             overrides: ArcSwap::from_pointee(overrides),
             effective: ArcSwapOption::empty(),
             figures: Figures::default(),

@@ -3,6 +3,8 @@
 
 use http::Request;
 
+use std::net::IpAddr;
+
 use crate::config::Limits;
 use crate::error::GatewayError;
 
@@ -55,6 +57,36 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
         }
     }
     Ok(())
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (reading the chain from the right, so a
+/// client cannot choose its own address by sending the header).
+pub fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // Garbage in the chain: trust nothing further left of it.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// The host a request is for, lower-case, without port.
@@ -118,6 +150,27 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize(raw).as_deref(), want, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn the_client_address_comes_from_the_chain_only_through_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        h.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        let lb: IpAddr = "10.0.0.2".parse().unwrap();
+        let outsider: IpAddr = "198.51.100.4".parse().unwrap();
+        // From the load balancer: the first address not ours, from the right.
+        assert_eq!(
+            client_ip(&trusted, lb, &h),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // From anyone else the header is ignored.
+        assert_eq!(client_ip(&trusted, outsider, &h), outsider);
+        assert_eq!(client_ip(&[], lb, &h), lb);
+        let mut bad = http::HeaderMap::new();
+        bad.append("x-forwarded-for", "6.6.6.6, junk".parse().unwrap());
+        assert_eq!(client_ip(&trusted, lb, &bad), lb);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod bucket;
 mod decide;
 mod estimate;
+mod joins;
 mod line;
 mod lottery;
 mod overrides;
@@ -23,12 +24,13 @@ mod tick;
 pub use bucket::Bucket;
 pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, status};
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
+pub use joins::{JoinBudget, Prefix};
 pub use line::Line;
 pub use lottery::LotteryQueue;
 pub use overrides::Overrides;
 pub use persist::{
     BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
-    recover, scratch,
+    recover, recoverable, scratch,
 };
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
@@ -54,6 +56,8 @@ pub struct Settings {
     pub draw_every: Duration,
     pub paused: bool,
     pub mode: Mode,
+    /// New sessions per client address prefix per minute (`None`: no budget).
+    pub max_joins_per_prefix_per_minute: Option<u32>,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             draw_every: Duration::from_secs(60),
             paused: false,
             mode: Mode::Queue,
+            max_joins_per_prefix_per_minute: None,
         }
     }
 }

@@ -374,15 +374,7 @@ pub fn recover(
     now_ms: u64,
     admit_if_free: bool,
 ) -> bool {
-    let in_range = state
-        .recovery
-        .iter()
-        .any(|r| r.from <= v.ticket && v.ticket < r.to && now_ms < r.until_ms);
-    if !in_range
-        || state.sessions.contains_key(&v.id)
-        || state.recovered.contains(&v.ticket)
-        || state.queue.contains(v.ticket)
-    {
+    if !recoverable(state, v, now_ms) {
         return false;
     }
     state.recovered.insert(v.ticket);
@@ -407,6 +399,18 @@ pub fn recover(
     }
     state.sessions.insert(v.id, session);
     true
+}
+
+/// Whether [`recover`] would bring `v` back now.
+pub fn recoverable(state: &RoomState, v: Visitor, now_ms: u64) -> bool {
+    let in_range = state
+        .recovery
+        .iter()
+        .any(|r| r.from <= v.ticket && v.ticket < r.to && now_ms < r.until_ms);
+    in_range
+        && !state.sessions.contains_key(&v.id)
+        && !state.recovered.contains(&v.ticket)
+        && !state.queue.contains(v.ticket)
 }
 
 /// Closes recovery ranges whose time is up (called by the tick).
