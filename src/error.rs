@@ -73,6 +73,8 @@ pub enum GatewayError {
     BadRequest(&'static str),
     #[error("request body larger than the limit")]
     BodyTooLarge,
+    #[error("CONNECT is not served")]
+    MethodNotAllowed,
     #[error("no request body data within body_timeout")]
     BodyTimeout,
     #[error("request target longer than the limit")]

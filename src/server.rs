@@ -68,7 +68,10 @@ pub async fn serve_public(
     let limits = gw.config().limits.clone();
     let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        // Finished connections leave the set as new ones come.
+        while conns.try_join_next().is_some() {}
         // Above the connection cap, new connections wait in the kernel's backlog.
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -103,7 +106,7 @@ pub async fn serve_public(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_limit = limits.header_timeout;
-        tokio::spawn(async move {
+        conns.spawn(async move {
             match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
@@ -128,6 +131,10 @@ pub async fn serve_public(
     let drain = gw.config().limits.drain_timeout;
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timed out; cutting the rest"),
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(?drain, open = conns.len(), "drain timed out; cutting the rest");
+            conns.abort_all();
+        }
     }
+    while conns.join_next().await.is_some() {}
 }

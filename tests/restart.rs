@@ -561,3 +561,17 @@ fn inspect_without_snapshot_fails_clearly() {
         dir.path().display()
     );
 }
+
+/// Past `drain_timeout` the requests still in flight are cut, and the stop goes on: the final
+/// snapshot is written and the process exits 0 well before the slow answer would have come.
+#[tokio::test(flavor = "multi_thread")]
+async fn past_drain_timeout_the_rest_is_cut() {
+    let (_origin, place, mut gw, slow) = slow_request_in_flight("300ms").await;
+    gw.term();
+    let status = gw.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.success(), "exited with {status}\n{}", gw.printed());
+    assert!(place.snapshot().exists());
+    // Had the stop waited for it, the 2 s request would have been answered.
+    let answer = slow.await.unwrap();
+    assert!(answer.is_err(), "the cut request was answered: {answer:?}");
+}

@@ -95,6 +95,7 @@ async fn ambiguous_requests_get_400_and_never_reach_the_origin() {
             b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
         ),
         ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
+
         (
             "two Hosts",
             b"GET / HTTP/1.1\r\nHost: shop.test\r\nHost: other.test\r\n\r\n",
@@ -108,6 +109,13 @@ async fn ambiguous_requests_get_400_and_never_reach_the_origin() {
         let answer = exchange(&gw, raw).await;
         assert_eq!(status_of(&answer), 400, "{what}: {answer}");
     }
+    // A tunnel would bypass the room: refused as a method.
+    let answer = exchange(
+        &gw,
+        b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 405, "{answer}");
     assert_eq!(origin.count(), 0, "the origin saw {:?}", origin.seen.lock());
 }
 
@@ -157,6 +165,22 @@ async fn absolute_form_is_routed_by_its_authority() {
     .await;
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert_eq!(origin.last().path, "/x");
+    // The origin sees the host the request was routed by, never the disagreeing Host.
+    let hosts: Vec<_> = origin
+        .last()
+        .headers
+        .get_all("host")
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(hosts, vec!["shop.test"], "{:?}", origin.last().headers);
+    // Two Hosts are refused even beside an absolute-form target.
+    let answer = exchange(
+        &gw,
+        b"GET http://shop.test/y HTTP/1.1\r\nHost: shop.test\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
     let answer = exchange(
         &gw,
         b"GET http://elsewhere.test/x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",

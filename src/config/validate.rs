@@ -62,6 +62,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// The longest duration any key takes: timers are set from it, and longer ones overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn key(parts: &[&str]) -> Vec<Seg> {
     parts.iter().map(|p| Seg::Key((*p).to_string())).collect()
 }
@@ -90,9 +93,13 @@ impl Validator<'_> {
     fn duration(&mut self, path: &[Seg], value: Option<&String>, default: Duration) -> Duration {
         let Some(s) = value else { return default };
         match humantime::parse_duration(s) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
+            Ok(d) if !d.is_zero() && d <= MAX_DURATION => d,
+            Ok(d) if d.is_zero() => {
                 self.error(path, "must be longer than zero");
+                default
+            }
+            Ok(_) => {
+                self.error(path, "must be at most a year (\"366d\")");
                 default
             }
             Err(e) => {

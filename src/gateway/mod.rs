@@ -205,6 +205,12 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         route::check_request(&req, &config.limits)?;
+        // Behind a trusted TLS-terminating proxy the visitor is on HTTPS: cookies get `Secure`.
+        let peer = Peer {
+            secure: peer.secure
+                || route::forwarded_https(&config.trusted_proxies, peer.addr.ip(), req.headers()),
+            ..peer
+        };
         let host = route::host_of(&req)?;
         let Some(file_room) = config.room_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
@@ -380,12 +386,17 @@ impl Gateway {
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
+                // The origin's failures only; a client's bad or slow body is not the origin's.
                 let kind = match e {
-                    GatewayError::OriginTimeout => "timeout",
-                    _ => "connect",
+                    GatewayError::OriginTimeout => Some("timeout"),
+                    GatewayError::OriginDown(_) => Some("connect"),
+                    _ => None,
                 };
-                room.figures.count_upstream_error(kind);
-                metrics::counter!(m::UPSTREAM_ERRORS, "room" => name, "kind" => kind).increment(1);
+                if let Some(kind) = kind {
+                    room.figures.count_upstream_error(kind);
+                    metrics::counter!(m::UPSTREAM_ERRORS, "room" => name, "kind" => kind)
+                        .increment(1);
+                }
                 return Err(e);
             }
         };
@@ -511,6 +522,9 @@ pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
         }
         GatewayError::BodyTooLarge => {
             return respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        GatewayError::MethodNotAllowed => {
+            return respond::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
         GatewayError::BodyTimeout => {
             return respond::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");

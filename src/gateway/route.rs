@@ -13,6 +13,10 @@ use crate::error::GatewayError;
 /// (both `Content-Length` and `Transfer-Encoding`, a coding other than a final `chunked`,
 /// `Content-Length` values that disagree or are not a number).
 pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), GatewayError> {
+    // A tunnel would bypass the room entirely: anteroom forwards requests, never connections.
+    if req.method() == http::Method::CONNECT {
+        return Err(GatewayError::MethodNotAllowed);
+    }
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > limits.max_uri_bytes {
         return Err(GatewayError::UriTooLong);
@@ -26,6 +30,9 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
         return Err(GatewayError::HeadersTooLarge);
     }
     let h = req.headers();
+    if h.get_all(http::header::HOST).iter().count() > 1 {
+        return Err(GatewayError::BadRequest("more than one Host"));
+    }
     let te: Vec<&http::HeaderValue> = h.get_all(http::header::TRANSFER_ENCODING).iter().collect();
     let cl: Vec<&http::HeaderValue> = h.get_all(http::header::CONTENT_LENGTH).iter().collect();
     if !te.is_empty() {
@@ -87,6 +94,14 @@ pub fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderM
         }
     }
     client
+}
+
+/// Whether a trusted proxy says the client came over HTTPS (`X-Forwarded-Proto: https`).
+pub fn forwarded_https(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderMap) -> bool {
+    trusted.iter().any(|n| n.contains(&peer))
+        && headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 /// The host a request is for, lower-case, without port.

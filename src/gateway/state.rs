@@ -75,6 +75,7 @@ impl Gateway {
             .collect();
         let mut longest_lock = 0f64;
         let mut captures = Vec::with_capacity(rooms.len());
+        let mut reserves = Vec::with_capacity(rooms.len());
         for (name, room) in rooms {
             // Read the size and let go of the lock before allocating.
             let n = room.state.lock().sessions.len();
@@ -82,6 +83,7 @@ impl Gateway {
             let locked = Instant::now();
             let capture = room.state.lock().capture_into(self.now_ms(), buf);
             longest_lock = longest_lock.max(locked.elapsed().as_secs_f64());
+            reserves.push((room, capture.reserve()));
             captures.push((name, capture));
         }
         let dir = self.boot.state.dir.clone();
@@ -100,6 +102,9 @@ impl Gateway {
         let total = started.elapsed().as_secs_f64();
         match written {
             Ok((rooms, sessions, bytes)) => {
+                for (room, reserve) in reserves {
+                    room.state.lock().reserve_written(reserve);
+                }
                 metrics::counter!(m::SNAPSHOTS, "result" => "ok").increment(1);
                 metrics::histogram!(m::SNAPSHOT_DURATION).record(total);
                 metrics::gauge!(m::SNAPSHOT_BYTES).set(bytes as f64);

@@ -61,6 +61,22 @@ pub fn keep_upgrade(headers: &mut HeaderMap, proto: HeaderValue) {
     headers.insert(header::UPGRADE, proto);
 }
 
+/// The `name=value` pairs of a `Cookie` header, as bytes: browsers send raw UTF-8 in cookie
+/// values, so a header is never required to be ASCII.
+fn pairs(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    v.as_bytes()
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+}
+
+fn pair_name(pair: &[u8]) -> &[u8] {
+    pair.split(|b| *b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii()
+}
+
 /// Removes the `name` cookie from every `Cookie` header, dropping headers left empty.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
@@ -69,35 +85,30 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     }
     headers.remove(header::COOKIE);
     for v in values {
-        let Ok(s) = v.to_str() else {
-            headers.append(header::COOKIE, v);
-            continue;
-        };
-        let kept: Vec<&str> = s
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .filter(|pair| pair.split('=').next().map(str::trim) != Some(name))
+        let kept: Vec<&[u8]> = pairs(&v)
+            .filter(|p| pair_name(p) != name.as_bytes())
             .collect();
         if kept.is_empty() {
             continue;
         }
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
             headers.append(header::COOKIE, v);
         }
     }
 }
 
-/// The value of cookie `name`, if any `Cookie` header carries it.
+/// The value of cookie `name`, if any `Cookie` header carries it (and it is text).
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
+        .flat_map(pairs)
+        .find(|p| pair_name(p) == name.as_bytes())
+        .and_then(|p| {
+            let value = p.splitn(2, |b| *b == b'=').nth(1)?;
+            std::str::from_utf8(value.trim_ascii()).ok()
+        })
+        .map(|v| v.trim_matches('"'))
 }
 
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host`, and appends to `Via`. A client's own
@@ -134,13 +145,19 @@ pub fn set_forwarded(
             headers.remove("x-forwarded-for");
         }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    match HeaderValue::from_str(host) {
-        Ok(v) => {
-            headers.insert("x-forwarded-host", v);
-        }
-        Err(_) => {
-            headers.remove("x-forwarded-host");
+    // A trusted proxy in front (a TLS-terminating load balancer) knows the original scheme and
+    // host better than this hop does.
+    if !(trusted && headers.contains_key("x-forwarded-proto")) {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
+    if !(trusted && headers.contains_key("x-forwarded-host")) {
+        match HeaderValue::from_str(host) {
+            Ok(v) => {
+                headers.insert("x-forwarded-host", v);
+            }
+            Err(_) => {
+                headers.remove("x-forwarded-host");
+            }
         }
     }
     headers.append(header::VIA, HeaderValue::from_static("1.1 anteroom"));
@@ -221,6 +238,16 @@ mod tests {
     }
 
     #[test]
+    fn raw_utf8_in_other_cookies_neither_hides_nor_leaks_ours() {
+        let raw = HeaderValue::from_bytes("anteroom_shop=tok; city=München".as_bytes()).unwrap();
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, raw);
+        assert_eq!(cookie(&h, "anteroom_shop"), Some("tok"));
+        strip_cookie(&mut h, "anteroom_shop");
+        assert_eq!(h[header::COOKIE].as_bytes(), "city=München".as_bytes());
+    }
+
+    #[test]
     fn forwarded_headers_replace_client_values() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
         set_forwarded(
@@ -250,5 +277,19 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.2, 10.0.0.1");
         assert_eq!(h["forwarded"], "for=203.0.113.9");
         assert_eq!(h["x-forwarded-proto"], "https");
+        // A TLS-terminating proxy's scheme and host are kept.
+        let mut h = map(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "http",
+            "internal",
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
     }
 }

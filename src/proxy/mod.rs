@@ -83,6 +83,9 @@ pub async fn forward(
         (proto, client_side)
     });
     let (mut parts, body) = req.into_parts();
+    // An absolute-form target (or HTTP/2's :authority) is what the request was routed by: the
+    // origin must see that host, never a different Host header riding along (RFC 9112 3.2.2).
+    let routed_authority = parts.uri.authority().cloned();
     let path = parts
         .uri
         .path_and_query()
@@ -102,6 +105,10 @@ pub async fn forward(
     // names the origin's own.
     if let Some(h) = &f.origin.host {
         parts.headers.insert(http::header::HOST, h.clone());
+    } else if let Some(Ok(v)) = routed_authority
+        .map(|a| http::HeaderValue::from_str(a.as_str().rsplit('@').next().unwrap_or_default()))
+    {
+        parts.headers.insert(http::header::HOST, v);
     } else if !parts.headers.contains_key(http::header::HOST)
         && let Ok(v) = http::HeaderValue::from_str(f.host)
     {
@@ -131,7 +138,7 @@ pub async fn forward(
         // A pooled connection the origin closed as this request went out: the origin saw no
         // complete request, and an idempotent one goes out again on another connection.
         match (&answer, &replay) {
-            (Some(Err(e)), Some((method, uri, headers))) if retries < 2 && closed_early(e) => {
+            (Some(Err(e)), Some((method, uri, headers))) if retries < 1 && closed_early(e) => {
                 retries += 1;
                 tracing::debug!(error = %error_chain(e), retries, "origin closed a pooled connection; retrying");
                 let mut again = Request::new(body::empty());

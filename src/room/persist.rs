@@ -149,8 +149,8 @@ impl RoomState {
         buf.clear();
         buf.extend_from_slice(self.sessions.table());
         let issued = self.next_ticket - self.snapshot_ticket.min(self.next_ticket);
-        self.snapshot_ticket = self.next_ticket;
-        self.ticket_ceiling = self
+        // Reserved only once the file holds it: see `reserve_written`.
+        let ticket_ceiling = self
             .next_ticket
             .saturating_add(MIN_RESERVE.max(issued.saturating_mul(4)));
         let drawn = match &self.queue {
@@ -160,7 +160,7 @@ impl RoomState {
         Capture {
             taken_ms: now_ms,
             next_ticket: self.next_ticket,
-            ticket_ceiling: self.ticket_ceiling,
+            ticket_ceiling,
             sessions: buf,
             drawn,
             policy: self.queue.policy(),
@@ -170,6 +170,16 @@ impl RoomState {
             counters: self.counters.clone(),
             recovery: self.recovery.clone(),
             recovered: self.recovered.iter().copied().collect(),
+        }
+    }
+
+    /// The snapshot of `capture` is on disk: its ticket reserve now holds. A failed write
+    /// changes nothing, so the reserve the file really holds is the one measured against.
+    pub fn reserve_written(&mut self, capture: (u64, u64)) {
+        let (next_ticket, ceiling) = capture;
+        if ceiling > self.ticket_ceiling || next_ticket > self.snapshot_ticket {
+            self.snapshot_ticket = next_ticket;
+            self.ticket_ceiling = ceiling;
         }
     }
 
@@ -205,6 +215,10 @@ impl RoomState {
         }
         let mut s = RoomState::new(now_ms, settings.admit_per_minute);
         s.sessions.reserve(image.sessions.len());
+        // Nobody could poll or come in while the gateway was down: the downtime is not held
+        // against anyone. What was already due when the snapshot was taken (a visitor who had
+        // stopped polling) still happens on the first tick.
+        let down = now_ms.saturating_sub(image.taken_ms);
         let mut queued: Vec<(u64, SessionId)> = Vec::new();
         for si in &image.sessions {
             let id = SessionId::from_bytes(si.id);
@@ -217,11 +231,20 @@ impl RoomState {
             if si.ticket >= image.next_ticket {
                 return Err(format!("ticket {} was never issued", si.ticket));
             }
+            let (seen, since) = match state {
+                // The wait itself (since joining) keeps counting: it is what the visitor lived.
+                SessionState::Queued => (si.seen_ms.saturating_add(down), si.since_ms),
+                // The release window and `max_session` count from release and admission.
+                SessionState::Released | SessionState::Active => (
+                    si.seen_ms.saturating_add(down),
+                    si.since_ms.saturating_add(down),
+                ),
+            };
             let session = Session {
                 ticket: si.ticket,
                 // A clock that went back while the gateway was down does not move anyone ahead.
-                seen_ms: si.seen_ms.min(now_ms),
-                since_ms: si.since_ms.min(now_ms),
+                seen_ms: seen.min(now_ms),
+                since_ms: since.min(now_ms),
                 released_before: si.released_before,
                 state,
             };
@@ -303,6 +326,11 @@ impl RoomState {
 }
 
 impl Capture {
+    /// (next ticket, ticket ceiling) of this capture, for [`RoomState::reserve_written`].
+    pub fn reserve(&self) -> (u64, u64) {
+        (self.next_ticket, self.ticket_ceiling)
+    }
+
     /// The plain-data image (outside the room lock: this is the per-visitor work).
     pub fn image(self) -> Image {
         let sessions = self.sessions.iter().map(SessionImage::of).collect();

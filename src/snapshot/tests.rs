@@ -139,25 +139,46 @@ proptest! {
     }
 }
 
+/// The time the gateway was down is not held against anyone: a queued visitor who was polling
+/// keeps their place however long the restart took; one who had already stopped polling before
+/// the snapshot is dropped on the first tick, not silently kept.
 #[test]
-fn time_down_counts_on_restore() {
+fn downtime_is_not_held_against_visitors() {
     let settings = settings();
     let mut rng = StdRng::seed_from_u64(1);
     let now = 1_790_000_000_000u64;
     let mut state = RoomState::fresh(&settings, now);
+    let mut visitors = Vec::new();
     for _ in 0..10 {
-        room::decide(&settings, &mut state, None, now, &mut rng);
+        if let Decision::Wait { visitor, .. } =
+            room::decide(&settings, &mut state, None, now, &mut rng)
+        {
+            visitors.push(visitor);
+        }
     }
-    assert_eq!(state.queue.len(), 6);
-    let image = state.capture(now).image();
-    // Down for longer than abandon_after: the queued are gone on the first tick, not before,
-    // and the admitted stay (session_ttl is longer).
-    let later = now + 20_000;
-    let mut restored = RoomState::restore(image, &settings, later).unwrap();
-    assert_eq!(restored.queue.len(), 6);
-    let report = room::tick(&settings, &mut restored, later, &mut rng);
-    assert_eq!(report.abandoned, 6);
-    assert_eq!(restored.active, 4);
+    assert_eq!(visitors.len(), 6);
+    // At +10 s the first three poll again; the snapshot comes at +20 s, when the other three
+    // (last seen at +0, abandon_after 15 s) have already stopped polling.
+    for v in &visitors[..3] {
+        room::status(&settings, &mut state, &v.id, now + 10_000, &mut rng).unwrap();
+    }
+    let image = state.capture(now + 20_000).image();
+    // Down for ten minutes.
+    let back = now + 620_000;
+    let mut restored = RoomState::restore(image, &settings, back).unwrap();
+    let report = room::tick(&settings, &mut restored, back, &mut rng);
+    assert_eq!(
+        report.abandoned, 3,
+        "those who had stopped polling before the snapshot"
+    );
+    assert_eq!(restored.queue.len(), 3);
+    for (i, v) in visitors[..3].iter().enumerate() {
+        assert_eq!(restored.queue.position(v.ticket), Some(i as u64 + 1));
+    }
+    assert_eq!(restored.active, 4, "admitted sessions keep their slot");
+    // And abandonment counts again from the restart: 15 s without a poll.
+    let report = room::tick(&settings, &mut restored, back + 6_000, &mut rng);
+    assert_eq!(report.abandoned, 3);
     restored.check_invariants(settings.active_users).unwrap();
 }
 
@@ -269,7 +290,8 @@ fn half_the_ticket_reserve_spent_asks_for_an_early_snapshot() {
     let mut rng = StdRng::seed_from_u64(3);
     let now = 1_790_000_000_000u64;
     let mut state = RoomState::fresh(&settings, now);
-    state.capture(now);
+    let first = state.capture(now);
+    state.reserve_written(first.reserve());
     let half = room::MIN_RESERVE / 2;
     for _ in 0..half - 1 {
         room::decide(&settings, &mut state, None, now, &mut rng);
@@ -277,8 +299,11 @@ fn half_the_ticket_reserve_spent_asks_for_an_early_snapshot() {
     assert!(!state.reserve_half_spent());
     room::decide(&settings, &mut state, None, now, &mut rng);
     assert!(state.reserve_half_spent());
-    // The next snapshot reserves four times what was spent since the last one.
-    let image = state.capture(now).image();
+    // The next snapshot reserves four times what was spent since the last one, once written.
+    let capture = state.capture(now);
+    assert!(state.reserve_half_spent(), "not written yet");
+    state.reserve_written(capture.reserve());
+    let image = capture.image();
     assert!(!state.reserve_half_spent());
     assert_eq!(image.ticket_ceiling, image.next_ticket + 4 * half);
 }
