@@ -90,3 +90,33 @@ fn every_error_is_reported() {
         .replace("active_users = 2", "active_users = -1");
     assert_eq!(errors(&text).len(), 3, "{:?}", errors(&text));
 }
+
+#[test]
+fn durations_past_a_year_and_bad_proxy_lists_are_refused() {
+    let huge = GOOD.replace(
+        "session_ttl = \"30s\"",
+        "session_ttl = \"18446744073709551615s\"",
+    );
+    let e = errors(&huge);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("room[0].session_ttl") && m.contains("at most a year")),
+        "{e:?}"
+    );
+    let limits = GOOD.replace("[listen]", "[limits]\nidle_timeout = \"400d\"\n[listen]");
+    assert!(
+        errors(&limits)
+            .iter()
+            .any(|m| m.contains("limits.idle_timeout"))
+    );
+    let proxies = GOOD.replace(
+        "tick = \"1s\"",
+        "tick = \"1s\"\ntrusted_proxies = [\"10.0.0.0/8\", \"not-an-address\"]",
+    );
+    let e = errors(&proxies);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("trusted_proxies[1]") && m.contains(":3:")),
+        "{e:?}"
+    );
+}
