@@ -129,7 +129,10 @@ pub fn set_forwarded(
             .map(str::to_string)
             .collect()
     } else {
-        headers.remove("forwarded");
+        // Every way a client could claim another address, from anyone but a trusted proxy.
+        for h in ["forwarded", "x-real-ip", "true-client-ip"] {
+            headers.remove(h);
+        }
         Vec::new()
     };
     let mut xff = chain.join(", ");
@@ -249,7 +252,12 @@ mod tests {
 
     #[test]
     fn forwarded_headers_replace_client_values() {
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+        ]);
         set_forwarded(
             &mut h,
             "10.0.0.1".parse().unwrap(),
@@ -260,6 +268,7 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert!(h.get("forwarded").is_none());
+        assert!(h.get("x-real-ip").is_none() && h.get("true-client-ip").is_none());
         assert_eq!(h["via"], "1.1 anteroom");
         // From a trusted proxy the chain is kept and the peer appended.
         let mut h = map(&[
