@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(errors) = anteroom::config::parse(Path::new("/nonexistent/fuzz/gateway.toml"), text) {
+    if let Err(errors) = anteroom::config::parse(Path::new("/nonexistent/fuzz/gateway.toml"), text)
+    {
         assert!(!errors.0.is_empty());
         let shown = errors.to_string();
         assert!(shown.contains("gateway.toml"));

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anteroom::room::{RoomState, Settings};
-use rand::SeedableRng;
 use libfuzzer_sys::fuzz_target;
+use rand::SeedableRng;
 
 fuzz_target!(|data: &[u8]| {
     let file = Path::new("snapshot.bin");
@@ -25,13 +25,17 @@ fuzz_target!(|data: &[u8]| {
                 let settings = Settings::default();
                 let now = 1_790_000_000_000;
                 if let Ok(mut state) = RoomState::restore(image, &settings, now) {
-                    state.check_invariants(None).expect("a restored room is consistent");
+                    state
+                        .check_invariants(None)
+                        .expect("a restored room is consistent");
                     // And it keeps working: a tick, a newcomer, another tick.
                     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
                     anteroom::room::tick(&settings, &mut state, now + 1_000, &mut rng);
                     anteroom::room::decide(&settings, &mut state, None, now + 1_500, &mut rng);
                     anteroom::room::tick(&settings, &mut state, now + 120_000, &mut rng);
-                    state.check_invariants(settings.active_users).expect("still consistent");
+                    state
+                        .check_invariants(settings.active_users)
+                        .expect("still consistent");
                 }
             }
         }
@@ -44,7 +48,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
