@@ -87,7 +87,18 @@ fn run(config: PathBuf) -> ExitCode {
         .with_target(false)
         .with_max_level(tracing::Level::INFO)
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
+    // On one core (a container with one CPU, a process pinned to one) a single-threaded
+    // scheduler does the same work without the cross-thread machinery: about a third more
+    // requests per second through the proxy (README "Performance").
+    let one_core = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
+    let rt = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build();
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
