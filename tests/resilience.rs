@@ -1037,3 +1037,31 @@ async fn accept_errors_back_off_instead_of_spinning() {
     let r = raw_send(gw.addr, post("fd.test", "/after-post", "x")).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Behind a trusted TLS-terminating proxy the visitor is on HTTPS: the proxy's
+/// `X-Forwarded-Proto: https` reaches the origin and the session cookie gets `Secure`. The same
+/// header from anyone else changes nothing.
+#[tokio::test]
+async fn a_trusted_tls_proxy_makes_the_session_secure() {
+    let _serial = SERIAL.lock().await;
+    let origin = Origin::start().await;
+    for (trusted, secure) in [("trusted_proxies = [\"127.0.0.0/8\"]\n", true), ("", false)] {
+        let config = format!(
+            "{trusted}{}{}",
+            base_config("50ms"),
+            room("tls", "tls.test", &origin.url(), "active_users = 1")
+        );
+        let gw = Gateway::start(&config).await;
+        let headers = [("accept", JSON), ("x-forwarded-proto", "https")];
+        let mut admitted = gw.client("tls.test");
+        let r = admitted.send("GET", "/", &headers, "").await;
+        assert_eq!(r.status, 200);
+        let proto = origin.last().headers["x-forwarded-proto"].clone();
+        assert_eq!(proto, if secure { "https" } else { "http" });
+        let mut queued = gw.client("tls.test");
+        let r = queued.send("GET", "/", &headers, "").await;
+        assert_eq!(r.status, 429);
+        let cookie = r.header("set-cookie").unwrap().to_string();
+        assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+    }
+}
