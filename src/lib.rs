@@ -47,10 +47,12 @@ impl Running {
     /// snapshot, and returns when everything has stopped. Returns whether the snapshot was
     /// written.
     pub async fn shutdown(self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.gateway.config().limits.drain_timeout;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.gateway.close_upgrades(deadline).await;
         match self.gateway.write_snapshot().await {
             Ok(r) => {
                 tracing::info!(file = %r.path, rooms = r.rooms, sessions = r.sessions, bytes = r.bytes, "final snapshot written");

@@ -155,3 +155,36 @@ async fn upgrades_pass_for_disabled_rooms_and_bypass_paths() {
         );
     }
 }
+
+/// A stop waits for open sockets no longer than `drain_timeout`, then cuts them: nothing of
+/// the gateway keeps running after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_cuts_open_sockets_after_the_drain() {
+    let origin = echo_origin().await;
+    let mut gw = Gateway::start(&format!(
+        "{}{}",
+        base_config("50ms").replace("[limits]\n", "[limits]\ndrain_timeout = \"300ms\"\n"),
+        room(
+            "off",
+            "off.test",
+            &origin,
+            "enabled = false\nactive_users = 1"
+        ),
+    ))
+    .await;
+    let mut ws = connect(&gw, "off.test", None).await.unwrap();
+    ws.send(Message::Text("before".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("BEFORE".into())
+    );
+    gw.running.take().unwrap().shutdown().await;
+    // The splice is gone: the socket ends instead of echoing.
+    let _ = ws.send(Message::Text("after".into())).await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await;
+    match next {
+        Ok(None) | Ok(Some(Err(_))) => {}
+        Ok(Some(Ok(m))) => panic!("the socket still works after the stop: {m:?}"),
+        Err(_) => panic!("the socket hangs open after the stop"),
+    }
+}

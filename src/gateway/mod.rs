@@ -58,6 +58,8 @@ pub struct Gateway {
     snapshot_write: tokio::sync::Mutex<()>,
     /// Wakes the snapshot loop early (a room spent half its reserved tickets).
     snapshot_soon: tokio::sync::Notify,
+    /// Spliced upgraded connections, for the drain.
+    upgrades: proxy::Upgrades,
     /// The result of the last configuration load.
     reload_status: Mutex<ReloadStatus>,
     /// Serializes changes to the overrides and their file.
@@ -80,6 +82,7 @@ impl Gateway {
             clock_base_ms: crate::snapshot::unix_ms(),
             snapshot_write: tokio::sync::Mutex::new(()),
             snapshot_soon: tokio::sync::Notify::new(),
+            upgrades: proxy::Upgrades::default(),
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
         };
@@ -94,6 +97,11 @@ impl Gateway {
             }
         }
         Ok(Arc::new(gw))
+    }
+
+    /// Waits for upgraded connections (WebSockets) until `deadline`, then cuts them.
+    pub async fn close_upgrades(&self, deadline: tokio::time::Instant) {
+        self.upgrades.close(deadline).await;
     }
 
     /// The configuration in force.
@@ -377,6 +385,7 @@ impl Gateway {
             response_timeout: config.limits.origin_response_timeout,
             max_body: config.limits.max_body,
             body_timeout: config.limits.body_timeout,
+            upgrades: &self.upgrades,
         };
         let client = room_cfg.origin.client.as_ref().unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;

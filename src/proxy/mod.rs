@@ -54,6 +54,36 @@ pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
         .build(https)
 }
 
+/// The spliced connections of upgraded requests (WebSockets): held so that a stop can wait for
+/// them within its drain and cut the rest, like any request in flight.
+#[derive(Default)]
+pub struct Upgrades(parking_lot::Mutex<tokio::task::JoinSet<()>>);
+
+impl Upgrades {
+    fn spawn(&self, splice: impl Future<Output = ()> + Send + 'static) {
+        let mut set = self.0.lock();
+        // Finished splices leave as new ones come.
+        while set.try_join_next().is_some() {}
+        set.spawn(splice);
+    }
+
+    /// Waits for the open splices until `deadline`, then cuts what is left.
+    pub async fn close(&self, deadline: tokio::time::Instant) {
+        let mut set = std::mem::take(&mut *self.0.lock());
+        let drained =
+            tokio::time::timeout_at(deadline, async { while set.join_next().await.is_some() {} })
+                .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = set.len(),
+                "upgraded connections cut at the end of the drain"
+            );
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+        }
+    }
+}
+
 /// What forwarding needs to know about the client side.
 pub struct Forward<'a> {
     pub origin: &'a Origin,
@@ -68,6 +98,8 @@ pub struct Forward<'a> {
     pub max_body: u64,
     /// Longest pause allowed between two pieces of a request body.
     pub body_timeout: Duration,
+    /// Where a spliced upgrade runs.
+    pub upgrades: &'a Upgrades,
 }
 
 /// Sends `req` to the origin and returns its response head with a streaming body. An `Upgrade`
@@ -169,7 +201,7 @@ pub async fn forward(
         (Some((_, client_side)), true, Some(proto)) => {
             headers::keep_upgrade(resp.headers_mut(), proto);
             let origin_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(client_side, origin_side));
+            f.upgrades.spawn(splice(client_side, origin_side));
             Ok(resp)
         }
         // A switch nobody asked for, or one that names no protocol, cannot be passed on.
