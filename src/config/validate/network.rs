@@ -1,0 +1,157 @@
+//! `[[tls.cert]]`, `trusted_proxies` and `[limits]`.
+
+use std::time::Duration;
+
+use super::super::Limits;
+use super::super::file::{LimitsFile, TlsFile};
+use super::super::locate::Seg;
+use super::{Validator, key};
+
+impl Validator<'_> {
+    /// `[[tls.cert]]`: every file read and the key checked against its certificate now, so a
+    /// bad file is an error naming it and never a failed handshake later.
+    pub(super) fn certs(&mut self, t: &TlsFile) -> crate::tls::Certs {
+        let mut certs = crate::tls::Certs::default();
+        let at = |i: usize, k: &str| {
+            vec![
+                Seg::Key("tls".into()),
+                Seg::Key("cert".into()),
+                Seg::Index(i),
+                Seg::Key(k.into()),
+            ]
+        };
+        for (i, c) in t.cert.iter().enumerate() {
+            let hosts: Vec<String> = c
+                .hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+            if hosts.is_empty()
+                || hosts
+                    .iter()
+                    .any(|h| h.is_empty() || h.contains(['/', ' ', ':']))
+            {
+                self.error(
+                    &at(i, "hosts"),
+                    "list the host names this certificate serves",
+                );
+                continue;
+            }
+            let (Some(cert), Some(key)) = (&c.cert, &c.key) else {
+                let missing = if c.cert.is_none() { "cert" } else { "key" };
+                self.error(
+                    &[
+                        Seg::Key("tls".into()),
+                        Seg::Key("cert".into()),
+                        Seg::Index(i),
+                    ],
+                    format!("missing key `{missing}` (a PEM file)"),
+                );
+                continue;
+            };
+            match crate::tls::load_key_pair(&self.resolve(cert), &self.resolve(key)) {
+                Ok(pair) => certs.add(&hosts, pair),
+                Err((crate::tls::PairFile::Cert, e)) => self.error(&at(i, "cert"), e),
+                Err((crate::tls::PairFile::Key, e)) => self.error(&at(i, "key"), e),
+            }
+        }
+        certs
+    }
+
+    pub(super) fn trusted_proxies(&mut self, list: &[String]) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let parsed = s
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => nets.push(n),
+                Err(_) => self.error(
+                    &[Seg::Key("trusted_proxies".into()), Seg::Index(i)],
+                    format!("{s:?} is not an address or a CIDR block such as \"10.0.0.0/8\""),
+                ),
+            }
+        }
+        nets
+    }
+
+    pub(super) fn limits(&mut self, l: &LimitsFile) -> Limits {
+        let d = Limits::default();
+        let dur = |v: &mut Self, k: &str, val: &Option<String>, def: Duration| {
+            v.duration(&key(&["limits", k]), val.as_ref(), def)
+        };
+        let header_timeout = dur(self, "header_timeout", &l.header_timeout, d.header_timeout);
+        let idle_timeout = dur(self, "idle_timeout", &l.idle_timeout, d.idle_timeout);
+        let body_timeout = dur(self, "body_timeout", &l.body_timeout, d.body_timeout);
+        let write_timeout = dur(self, "write_timeout", &l.write_timeout, d.write_timeout);
+        let origin_connect_timeout = dur(
+            self,
+            "origin_connect_timeout",
+            &l.origin_connect_timeout,
+            d.origin_connect_timeout,
+        );
+        let origin_response_timeout = dur(
+            self,
+            "origin_response_timeout",
+            &l.origin_response_timeout,
+            d.origin_response_timeout,
+        );
+        let drain_timeout = dur(self, "drain_timeout", &l.drain_timeout, d.drain_timeout);
+        let max_header_bytes = match l.max_header_bytes {
+            None => d.max_header_bytes,
+            Some(n) if (8192..=1 << 24).contains(&n) => n as usize,
+            Some(_) => {
+                self.error(
+                    &key(&["limits", "max_header_bytes"]),
+                    "must be between 8192 and 16777216",
+                );
+                d.max_header_bytes
+            }
+        };
+        let max_uri_bytes = match l.max_uri_bytes {
+            None => d.max_uri_bytes,
+            Some(n) if (256..=1 << 20).contains(&n) => n as usize,
+            Some(_) => {
+                self.error(
+                    &key(&["limits", "max_uri_bytes"]),
+                    "must be between 256 and 1048576",
+                );
+                d.max_uri_bytes
+            }
+        };
+        let max_connections = match l.max_connections {
+            None => d.max_connections,
+            Some(n) if n >= 1 => n as usize,
+            Some(_) => {
+                self.error(&key(&["limits", "max_connections"]), "must be at least 1");
+                d.max_connections
+            }
+        };
+        let max_body = match &l.max_body {
+            None => d.max_body,
+            Some(s) => match s.parse::<bytesize::ByteSize>() {
+                Ok(b) => b.as_u64(),
+                Err(e) => {
+                    self.error(
+                        &key(&["limits", "max_body"]),
+                        format!("{s:?} is not a size ({e}); write e.g. \"10MB\""),
+                    );
+                    d.max_body
+                }
+            },
+        };
+        Limits {
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            write_timeout,
+            max_header_bytes,
+            max_uri_bytes,
+            max_body,
+            max_connections,
+            origin_connect_timeout,
+            origin_response_timeout,
+            drain_timeout,
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! One `[[room]]`: names, hosts, origin, engine settings, pages and statuses.
+
+use http::StatusCode;
+use http::uri::{Scheme, Uri};
+
+use super::super::file::RoomFile;
+use super::super::locate::Seg;
+use super::super::{Bypass, Limits, Origin, RoomConfig};
+use super::{Validator, room_key};
+use crate::pages::{self, Pages};
+use crate::room::{Mode, Policy, Settings, View, ViewState};
+
+impl Validator<'_> {
+    pub(super) fn room(
+        &mut self,
+        i: usize,
+        r: &RoomFile,
+        limits: &Limits,
+        pages: &mut Pages,
+    ) -> Option<RoomConfig> {
+        let errors_before = self.errors.len();
+        let name = r.name.clone().unwrap_or_default();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if r.name.is_none() {
+            self.error(
+                &[Seg::Key("room".into()), Seg::Index(i)],
+                "missing key `name`",
+            );
+        } else if !valid_name {
+            self.error(&room_key(i, "name"), "use 1 to 64 of a-z, 0-9, - and _");
+        }
+        if r.hosts.is_empty() {
+            self.error(&room_key(i, "hosts"), "list at least one host");
+        }
+        let mut hosts = Vec::new();
+        for (j, h) in r.hosts.iter().enumerate() {
+            let lower = h.trim().to_ascii_lowercase();
+            if lower.is_empty() || lower.contains(['/', ' ', ':']) && !lower.starts_with('[') {
+                let mut p = room_key(i, "hosts");
+                p.push(Seg::Index(j));
+                self.error(
+                    &p,
+                    format!("{h:?} is not a host name (no scheme, port or path)"),
+                );
+            }
+            hosts.push(lower);
+        }
+        let origin = self.origin(i, r, limits);
+        let settings = self.settings(i, r);
+        let bypass = r
+            .bypass
+            .iter()
+            .enumerate()
+            .filter_map(|(j, b)| {
+                if !b.starts_with('/') {
+                    let mut p = room_key(i, "bypass");
+                    p.push(Seg::Index(j));
+                    self.error(&p, format!("{b:?} must start with /"));
+                    return None;
+                }
+                Some(match b.strip_suffix('*') {
+                    Some(prefix) => Bypass::Prefix(prefix.to_string()),
+                    None => Bypass::Exact(b.clone()),
+                })
+            })
+            .collect();
+        let page = self.template(
+            i,
+            "page",
+            r.page.as_deref(),
+            pages::BUILTIN_WAITING,
+            pages,
+            &name,
+        );
+        let closed_page = self.template(
+            i,
+            "closed_page",
+            r.closed_page.as_deref(),
+            pages::BUILTIN_CLOSED,
+            pages,
+            &name,
+        );
+        let page_status = self.status(i, "page_status", r.page_status, 200);
+        let json_status = self.status(i, "json_status", r.json_status, 429);
+        let cookie_name = r
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| format!("anteroom_{name}"));
+        let cookie_ok = !cookie_name.is_empty()
+            && cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !cookie_ok {
+            self.error(
+                &room_key(i, "cookie_name"),
+                "use letters, digits, _ - and . only",
+            );
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(RoomConfig {
+            id: crate::token::room_id(&name),
+            name,
+            hosts,
+            origin: origin?,
+            enabled: r.enabled.unwrap_or(true),
+            settings,
+            bypass,
+            page,
+            closed_page,
+            page_status,
+            json_status,
+            cookie_name,
+            message: r.message.clone(),
+        })
+    }
+
+    fn origin(&mut self, i: usize, r: &RoomFile, limits: &Limits) -> Option<Origin> {
+        let Some(s) = r.origin.as_deref() else {
+            self.error(
+                &[Seg::Key("room".into()), Seg::Index(i)],
+                "missing key `origin`",
+            );
+            return None;
+        };
+        let parsed = s.parse::<Uri>().ok().and_then(|u| {
+            let path_ok = u
+                .path_and_query()
+                .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
+            match (u.scheme().cloned(), u.authority().cloned()) {
+                (Some(scheme), Some(authority)) if path_ok => Some(Origin {
+                    scheme,
+                    authority,
+                    client: None,
+                    host: None,
+                }),
+                _ => None,
+            }
+        });
+        let mut origin = match parsed {
+            Some(o) if o.scheme == Scheme::HTTP || o.scheme == Scheme::HTTPS => o,
+            Some(_) => {
+                self.error(
+                    &room_key(i, "origin"),
+                    "only http:// and https:// origins are supported",
+                );
+                return None;
+            }
+            None => {
+                self.error(
+                    &room_key(i, "origin"),
+                    format!("{s:?} is not an origin; write e.g. \"http://127.0.0.1:9001\""),
+                );
+                return None;
+            }
+        };
+        if let Some(ca) = &r.origin_ca {
+            if origin.scheme != Scheme::HTTPS {
+                self.error(
+                    &room_key(i, "origin_ca"),
+                    "only an https:// origin has a CA to trust",
+                );
+                return None;
+            }
+            let path = self.resolve(ca);
+            let tls = crate::tls::load_roots(&path).and_then(|roots| {
+                crate::tls::client_config(Some(roots)).map_err(|e| e.to_string())
+            });
+            match tls {
+                Ok(tls) => origin.client = Some(crate::proxy::client(limits, tls)),
+                Err(e) => {
+                    self.error(&room_key(i, "origin_ca"), e);
+                    return None;
+                }
+            }
+        }
+        if let Some(h) = &r.origin_host {
+            match http::HeaderValue::from_str(h) {
+                Ok(v) if !h.is_empty() && crate::gateway::route::normalize(h).is_some() => {
+                    origin.host = Some(v)
+                }
+                _ => {
+                    self.error(
+                        &room_key(i, "origin_host"),
+                        format!("{h:?} is not a host name"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(origin)
+    }
+
+    fn settings(&mut self, i: usize, r: &RoomFile) -> Settings {
+        let d = Settings::default();
+        let count = |v: &mut Self, k: &str, n: Option<i64>| -> Option<u32> {
+            let n = n?;
+            match u32::try_from(n) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    v.error(&room_key(i, k), "must be a whole number of at least 1");
+                    None
+                }
+            }
+        };
+        let active_users = count(self, "active_users", r.active_users);
+        let admit_per_minute = count(self, "admit_per_minute", r.admit_per_minute);
+        let max_joins_per_prefix_per_minute = count(
+            self,
+            "max_joins_per_prefix_per_minute",
+            r.max_joins_per_prefix_per_minute,
+        );
+        if r.active_users.is_none() && r.admit_per_minute.is_none() {
+            self.error(
+                &[Seg::Key("room".into()), Seg::Index(i)],
+                "set `active_users`, `admit_per_minute` or both",
+            );
+        }
+        let policy = match r.queue.as_deref() {
+            None | Some("fifo") => Policy::Fifo,
+            Some("random") => Policy::Random,
+            Some("lottery") => Policy::Lottery,
+            Some(other) => {
+                self.error(
+                    &room_key(i, "queue"),
+                    format!(
+                        "{other:?} is not a queue policy; use \"fifo\", \"random\" or \"lottery\""
+                    ),
+                );
+                Policy::Fifo
+            }
+        };
+        let mode = match r.mode.as_deref() {
+            None | Some("queue") => Mode::Queue,
+            Some("reject") => Mode::Reject,
+            Some(other) => {
+                self.error(
+                    &room_key(i, "mode"),
+                    format!("{other:?} is not a mode; use \"queue\" or \"reject\""),
+                );
+                Mode::Queue
+            }
+        };
+        Settings {
+            active_users,
+            admit_per_minute,
+            max_joins_per_prefix_per_minute,
+            session_ttl: self.duration(
+                &room_key(i, "session_ttl"),
+                r.session_ttl.as_ref(),
+                d.session_ttl,
+            ),
+            abandon_after: self.duration(
+                &room_key(i, "abandon_after"),
+                r.abandon_after.as_ref(),
+                d.abandon_after,
+            ),
+            release_window: self.duration(
+                &room_key(i, "release_window"),
+                r.release_window.as_ref(),
+                d.release_window,
+            ),
+            max_session: r
+                .max_session
+                .as_ref()
+                .map(|m| self.duration(&room_key(i, "max_session"), Some(m), d.session_ttl)),
+            policy,
+            draw_every: self.duration(
+                &room_key(i, "draw_every"),
+                r.draw_every.as_ref(),
+                d.draw_every,
+            ),
+            paused: r.paused.unwrap_or(false),
+            mode,
+        }
+    }
+
+    fn status(&mut self, i: usize, k: &str, value: Option<i64>, default: u16) -> StatusCode {
+        let n = value.unwrap_or(i64::from(default));
+        match n {
+            200 | 202 | 429 | 503 => StatusCode::from_u16(n as u16).unwrap_or(StatusCode::OK),
+            _ => {
+                self.error(&room_key(i, k), "must be 200, 202, 429 or 503");
+                StatusCode::from_u16(default).unwrap_or(StatusCode::OK)
+            }
+        }
+    }
+
+    /// Loads and compiles a room's template, renders it once with sample values, and returns the
+    /// name it is registered under.
+    fn template(
+        &mut self,
+        i: usize,
+        k: &str,
+        path: Option<&str>,
+        builtin: &str,
+        pages: &mut Pages,
+        room: &str,
+    ) -> String {
+        let Some(p) = path else {
+            return builtin.to_string();
+        };
+        let full = self.resolve(p);
+        let name = format!("room/{room}/{k}.html");
+        let source = match std::fs::read_to_string(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(
+                    &room_key(i, k),
+                    format!("cannot read {}: {e}", full.display()),
+                );
+                return builtin.to_string();
+            }
+        };
+        if let Err(e) = pages.add(name.clone(), source) {
+            self.error(&room_key(i, k), format!("{}: {e}", full.display()));
+            return builtin.to_string();
+        }
+        let sample = View {
+            state: ViewState::Queued,
+            position: Some(12),
+            queue_depth: 40,
+            estimated_wait_seconds: Some(90),
+            release_rate_per_minute: 8.0,
+            poll_after_seconds: 5,
+            progress_percent: 30,
+            chance_next_minute: None,
+            next_draw_in_ms: None,
+        };
+        let ctx = if k == "page" {
+            pages::waiting_context(room, &sample, Some("sample"))
+        } else {
+            pages::closed_context(room, Some("sample"), 30)
+        };
+        if let Err(e) = pages.render(&name, ctx) {
+            self.error(
+                &room_key(i, k),
+                format!("{} does not render: {e}", full.display()),
+            );
+        }
+        name
+    }
+}
