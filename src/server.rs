@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-mod stall;
+mod watchdog;
 
 use crate::config::Limits;
 use crate::gateway::{Gateway, Peer};
-use stall::{InFlight, WriteStall};
+use watchdog::{InFlight, Watchdog};
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -82,7 +82,7 @@ pub async fn serve_public(
         };
         let _ = stream.set_nodelay(true);
         let in_flight = InFlight::default();
-        let stream = WriteStall::new(
+        let stream = Watchdog::new(
             stream,
             limits.write_timeout,
             limits.idle_timeout,

@@ -194,41 +194,26 @@ fn log_room_changes(old: &Config, new: &Config) {
 /// Keys whose change takes effect only after a restart: the listeners, the token keys, the
 /// state folder, and the limits the listeners and the origin client are built with.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let checks: [(&str, bool); 13] = [
-        ("listen.http", old.listen.http != new.listen.http),
-        ("listen.https", old.listen.https != new.listen.https),
-        ("listen.admin", old.listen.admin != new.listen.admin),
-        ("demo.listen", old.demo != new.demo),
-        ("token", old.token != new.token),
-        ("state.dir", old.state.dir != new.state.dir),
-        (
-            "limits.header_timeout",
-            old.limits.header_timeout != new.limits.header_timeout,
-        ),
-        (
-            "limits.max_header_bytes",
-            old.limits.max_header_bytes != new.limits.max_header_bytes,
-        ),
-        (
-            "limits.max_uri_bytes",
-            old.limits.max_uri_bytes != new.limits.max_uri_bytes,
-        ),
-        (
-            "limits.write_timeout",
-            old.limits.write_timeout != new.limits.write_timeout,
-        ),
-        (
-            "limits.idle_timeout",
-            old.limits.idle_timeout != new.limits.idle_timeout,
-        ),
-        (
-            "limits.max_connections",
-            old.limits.max_connections != new.limits.max_connections,
-        ),
-        (
-            "limits.origin_connect_timeout",
-            old.limits.origin_connect_timeout != new.limits.origin_connect_timeout,
-        ),
+    // The key as an operator writes it, and the field it lands in.
+    macro_rules! changed {
+        ($($name:literal => $($field:ident).+),* $(,)?) => {
+            [$(($name, old.$($field).+ != new.$($field).+)),*]
+        };
+    }
+    let checks = changed![
+        "listen.http" => listen.http,
+        "listen.https" => listen.https,
+        "listen.admin" => listen.admin,
+        "demo.listen" => demo,
+        "token" => token,
+        "state.dir" => state.dir,
+        "limits.header_timeout" => limits.header_timeout,
+        "limits.max_header_bytes" => limits.max_header_bytes,
+        "limits.max_uri_bytes" => limits.max_uri_bytes,
+        "limits.write_timeout" => limits.write_timeout,
+        "limits.idle_timeout" => limits.idle_timeout,
+        "limits.max_connections" => limits.max_connections,
+        "limits.origin_connect_timeout" => limits.origin_connect_timeout,
     ];
     checks
         .iter()

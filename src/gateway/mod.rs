@@ -228,9 +228,6 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
         // The operator's overrides over the file, for the whole request.
         let room_cfg = &room.effective(file_room);
-        if content_length(req.headers()).is_some_and(|n| n > config.limits.max_body) {
-            return Err(GatewayError::BodyTooLarge);
-        }
         let name = room_cfg.name.clone();
         if !room_cfg.enabled {
             count_request(&room, &name, "disabled");
@@ -433,16 +430,6 @@ impl Gateway {
 fn count_request(room: &Room, name: &str, decision: &'static str) {
     room.figures.count_request(decision);
     metrics::counter!(m::REQUESTS, "room" => name.to_string(), "decision" => decision).increment(1);
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The waiting answer: the page for browser navigations, the status JSON for everything else.

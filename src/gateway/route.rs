@@ -11,7 +11,8 @@ use crate::error::GatewayError;
 /// Refuses what cannot be forwarded safely, before anything else looks at the request: a
 /// target or headers over the limits, and HTTP/1 framing two parsers could read differently
 /// (both `Content-Length` and `Transfer-Encoding`, a coding other than a final `chunked`,
-/// `Content-Length` values that disagree or are not a number).
+/// `Content-Length` values that disagree or are not a number), and a declared body over
+/// `max_body`.
 pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), GatewayError> {
     // A tunnel would bypass the room entirely: anteroom forwards requests, never connections.
     if req.method() == http::Method::CONNECT {
@@ -61,6 +62,10 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
         let first = first.map_err(|_| GatewayError::BadRequest("Content-Length"))?;
         if cl.iter().any(|v| v.to_str().is_err()) || lengths.any(|l| l != Ok(first)) {
             return Err(GatewayError::BadRequest("Content-Length values disagree"));
+        }
+        // Declared too large: refused before a byte of it is read.
+        if first > limits.max_body {
+            return Err(GatewayError::BodyTooLarge);
         }
     }
     Ok(())

@@ -60,21 +60,26 @@ pub fn empty() -> Body {
 }
 
 /// When the request body last moved: the origin's response time counts from there, so a long
-/// upload that keeps moving is never taken for a slow origin.
+/// upload that keeps moving is never taken for a slow origin. A request without a body (most
+/// of them) needs no shared clock: its time is fixed.
 #[derive(Clone)]
-pub struct Progress(Arc<Mutex<Instant>>);
+pub enum Progress {
+    Fixed(Instant),
+    Moving(Arc<Mutex<Instant>>),
+}
 
 impl Progress {
-    fn now() -> Progress {
-        Progress(Arc::new(Mutex::new(Instant::now())))
-    }
-
     fn touch(&self) {
-        *self.0.lock() = Instant::now();
+        if let Progress::Moving(at) = self {
+            *at.lock() = Instant::now();
+        }
     }
 
     pub fn last(&self) -> Instant {
-        *self.0.lock()
+        match self {
+            Progress::Fixed(at) => *at,
+            Progress::Moving(at) => *at.lock(),
+        }
     }
 }
 
@@ -95,10 +100,10 @@ pub async fn prepare(
     max: u64,
     idle: Duration,
 ) -> Result<(Body, Progress), GatewayError> {
-    let progress = Progress::now();
     if body.is_end_stream() {
-        return Ok((body.map_err(BoxError::from).boxed(), progress));
+        return Ok((empty(), Progress::Fixed(Instant::now())));
     }
+    let progress = Progress::Moving(Arc::new(Mutex::new(Instant::now())));
     let mut capped = Capped {
         first: None,
         inner: body,

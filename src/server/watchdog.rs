@@ -61,7 +61,7 @@ impl Drop for InFlightGuard {
     }
 }
 
-pub struct WriteStall<T> {
+pub struct Watchdog<T> {
     inner: T,
     limit: Duration,
     /// Armed while a write waits; disarmed by any progress.
@@ -72,10 +72,10 @@ pub struct WriteStall<T> {
     in_flight: InFlight,
 }
 
-impl<T> WriteStall<T> {
+impl<T> Watchdog<T> {
     pub fn new(inner: T, limit: Duration, idle_limit: Duration, in_flight: InFlight) -> Self {
         let now = Instant::now();
-        WriteStall {
+        Watchdog {
             inner,
             limit,
             timer: None,
@@ -102,7 +102,7 @@ impl<T> WriteStall<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Watchdog<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -138,7 +138,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watchdog<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
