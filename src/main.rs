@@ -106,6 +106,9 @@ fn run(config: PathBuf) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Listening for the stop signals before saying where we listen: a SIGTERM sent as soon
+        // as the address is printed must stop gracefully, not kill.
+        let mut stop = StopSignals::listen();
         let running = match anteroom::start(&config).await {
             Ok(r) => r,
             Err(e) => {
@@ -123,11 +126,11 @@ fn run(config: PathBuf) -> ExitCode {
             println!("anteroom on https://{https}");
         }
         println!("anteroom on http://{}", running.http_addr);
-        wait_for_signal().await;
+        stop.next().await;
         tracing::info!("stopping: draining in-flight requests (a second signal stops at once)");
         tokio::select! {
             saved = running.shutdown() => if saved { ExitCode::SUCCESS } else { ExitCode::FAILURE },
-            () = wait_for_signal() => {
+            () = stop.next() => {
                 tracing::warn!("second signal: stopping without draining or a final snapshot");
                 // At once: nothing in flight is waited for, not even a blocking write.
                 std::process::exit(130)
@@ -136,17 +139,36 @@ fn run(config: PathBuf) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, registered once for the whole run.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok();
+            StopSignals { signals }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The next stop signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.signals {
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
