@@ -155,15 +155,20 @@ pub fn load(dir: &Path) -> Option<Snapshot> {
 
 /// Moves a snapshot that cannot be used out of the way, keeping it for a post-mortem.
 pub fn set_aside(dir: &Path, why: &dyn std::fmt::Display) {
-    let p = path(dir);
     let aside = dir.join(format!("{FILE}.corrupt-{}", unix_ms() / 1000));
-    let moved = std::fs::rename(&p, &aside);
+    set_aside_file(&path(dir), &aside, "the snapshot", why);
+}
+
+/// Renames a state file that cannot be used to `aside` (never deleting it), with an error in
+/// the log saying what starts without it.
+pub fn set_aside_file(file: &Path, aside: &Path, what: &str, why: &dyn std::fmt::Display) {
+    let moved = std::fs::rename(file, aside);
     tracing::error!(
-        file = %p.display(),
+        file = %file.display(),
         aside = %aside.display(),
         moved = moved.is_ok(),
         error = %why,
-        "snapshot unusable: set aside, starting with empty rooms"
+        "{what} is unusable: set aside, starting without it"
     );
 }
 

@@ -58,14 +58,7 @@ pub fn load_quiet(dir: &Path) -> BTreeMap<String, Overrides> {
 
 fn set_aside(p: &Path, why: &str) {
     let aside = p.with_extension("json.corrupt");
-    let moved = std::fs::rename(p, &aside).is_ok();
-    tracing::error!(
-        file = %p.display(),
-        aside = %aside.display(),
-        moved,
-        why,
-        "overrides file unreadable; starting without overrides"
-    );
+    crate::snapshot::set_aside_file(p, &aside, "the overrides file", &why);
 }
 
 /// Writes every room's overrides atomically.

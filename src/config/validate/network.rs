@@ -1,5 +1,6 @@
 //! `[[tls.cert]]`, `trusted_proxies` and `[limits]`.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::super::Limits;
@@ -97,36 +98,42 @@ impl Validator<'_> {
             d.origin_response_timeout,
         );
         let drain_timeout = dur(self, "drain_timeout", &l.drain_timeout, d.drain_timeout);
-        let max_header_bytes = match l.max_header_bytes {
-            None => d.max_header_bytes,
-            Some(n) if (8192..=1 << 24).contains(&n) => n as usize,
-            Some(_) => {
-                self.error(
-                    &key(&["limits", "max_header_bytes"]),
-                    "must be between 8192 and 16777216",
-                );
-                d.max_header_bytes
-            }
-        };
-        let max_uri_bytes = match l.max_uri_bytes {
-            None => d.max_uri_bytes,
-            Some(n) if (256..=1 << 20).contains(&n) => n as usize,
-            Some(_) => {
-                self.error(
-                    &key(&["limits", "max_uri_bytes"]),
-                    "must be between 256 and 1048576",
-                );
-                d.max_uri_bytes
-            }
-        };
-        let max_connections = match l.max_connections {
-            None => d.max_connections,
-            Some(n) if n >= 1 => n as usize,
-            Some(_) => {
-                self.error(&key(&["limits", "max_connections"]), "must be at least 1");
-                d.max_connections
-            }
-        };
+        // A count within `range`, or the default with an error naming the key.
+        let within =
+            |v: &mut Self, k: &str, val: Option<u64>, range: RangeInclusive<u64>, def| match val {
+                None => def,
+                Some(n) if range.contains(&n) => n as usize,
+                Some(_) => {
+                    let msg = if *range.end() == u64::MAX {
+                        format!("must be at least {}", range.start())
+                    } else {
+                        format!("must be between {} and {}", range.start(), range.end())
+                    };
+                    v.error(&key(&["limits", k]), msg);
+                    def
+                }
+            };
+        let max_header_bytes = within(
+            self,
+            "max_header_bytes",
+            l.max_header_bytes,
+            8192..=1 << 24,
+            d.max_header_bytes,
+        );
+        let max_uri_bytes = within(
+            self,
+            "max_uri_bytes",
+            l.max_uri_bytes,
+            256..=1 << 20,
+            d.max_uri_bytes,
+        );
+        let max_connections = within(
+            self,
+            "max_connections",
+            l.max_connections,
+            1..=u64::MAX,
+            d.max_connections,
+        );
         let max_body = match &l.max_body {
             None => d.max_body,
             Some(s) => match s.parse::<bytesize::ByteSize>() {
