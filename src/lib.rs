@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod room;
 pub mod server;
 pub mod snapshot;
+pub mod target;
 pub mod tls;
 pub mod token;
 

@@ -3,57 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Sends `raw` on a new connection and returns the gateway's answer: one whole response, or what
-/// came before it closed (or 2 s passed).
-async fn exchange(gw: &Gateway, raw: &[u8]) -> String {
-    send(gw, raw, complete).await
-}
-
-/// Sends `raw` and reads until the gateway closes the connection.
-async fn exchange_to_close(gw: &Gateway, raw: &[u8]) -> String {
-    send(gw, raw, |_| false).await
-}
-
-async fn send(gw: &Gateway, raw: &[u8], done: fn(&[u8]) -> bool) -> String {
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(raw).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !done(&out) {
-        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Whether `out` holds one whole response with a `Content-Length` body.
-fn complete(out: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(out);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| body.len() >= n)
-}
-
-fn status_of(answer: &str) -> u16 {
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
 
 async fn gateway(origin: &Origin) -> Gateway {
     Gateway::start(&format!(

@@ -70,6 +70,19 @@ fn errors_name_file_line_and_key() {
             "gateway.toml:16: key `room[1].hosts[0]`",
         ),
         (GOOD.replace("[listen]", "[listen"), "gateway.toml:3"),
+        // Requests are matched in normal form; a pattern that is not one could never match.
+        (
+            GOOD.replace("\"/static/*\"", "\"/static/../admin*\""),
+            "gateway.toml:12: key `room[0].bypass[1]`",
+        ),
+        (
+            GOOD.replace("\"/static/*\"", "\"/%2e/x\""),
+            "gateway.toml:12: key `room[0].bypass[1]`",
+        ),
+        (
+            GOOD.replace("\"/static/*\"", "\"/a%2Fb\""),
+            "gateway.toml:12: key `room[0].bypass[1]`",
+        ),
     ];
     for (text, want) in cases {
         let got = errors(&text);

@@ -220,6 +220,9 @@ impl Gateway {
             ..peer
         };
         let host = route::host_of(&req)?;
+        // Every decision below, and the origin, see the one normal form of the path.
+        let mut req = req;
+        route::normalise_target(&mut req)?;
         let Some(file_room) = config.room_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
         };

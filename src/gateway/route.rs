@@ -71,6 +71,30 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
     Ok(())
 }
 
+/// Replaces the request's path by its normal form (see [`super::path`]), keeping the query;
+/// refuses with 400 a path whose meaning origins disagree on.
+pub fn normalise_target<B>(req: &mut Request<B>) -> Result<(), GatewayError> {
+    let uri = req.uri();
+    let normal = match crate::target::normalise_path(uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(e) => return Err(GatewayError::BadRequest(e.reason())),
+    };
+    let target = match uri.query() {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|_| GatewayError::BadRequest("request target"))?,
+    );
+    *req.uri_mut() =
+        http::Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("request target"))?;
+    Ok(())
+}
+
 /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
 /// `X-Forwarded-For` that is not itself a trusted proxy (reading the chain from the right, so a
 /// client cannot choose its own address by sending the header).
@@ -110,67 +134,32 @@ pub fn forwarded_https(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::H
 }
 
 /// The host a request is for, lower-case, without port.
+/// A `Host` that is present must be well-formed even when the authority of an absolute-form
+/// target (or HTTP/2's `:authority`) is what routes the request (RFC 9112 section 3.2).
 pub fn host_of<B>(req: &Request<B>) -> Result<String, GatewayError> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str().to_string(),
-        None => {
-            let mut hosts = req.headers().get_all(http::header::HOST).iter();
-            let first = hosts
-                .next()
-                .ok_or(GatewayError::BadRequest("missing Host"))?;
-            if hosts.next().is_some() {
-                return Err(GatewayError::BadRequest("more than one Host"));
-            }
-            first
-                .to_str()
-                .map_err(|_| GatewayError::BadRequest("Host is not text"))?
-                .to_string()
-        }
-    };
-    normalize(&raw).ok_or(GatewayError::BadRequest("malformed Host"))
-}
-
-/// `Shop.Example:8080` -> `shop.example`; `[::1]:80` -> `[::1]`; strips userinfo.
-pub fn normalize(raw: &str) -> Option<String> {
-    let raw = raw.rsplit('@').next()?.trim();
-    let host = if raw.starts_with('[') {
-        let end = raw.find(']')?;
-        &raw[..=end]
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            Some(_) => return None,
-            None => raw,
-        }
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
-        return None;
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host"));
     }
-    Some(host.to_ascii_lowercase())
+    let header = header
+        .map(|h| {
+            h.to_str()
+                .ok()
+                .and_then(crate::target::normalise_host)
+                .ok_or(GatewayError::BadRequest("malformed Host"))
+        })
+        .transpose()?;
+    match req.uri().authority() {
+        Some(a) => crate::target::normalise_host(a.as_str())
+            .ok_or(GatewayError::BadRequest("malformed authority")),
+        None => header.ok_or(GatewayError::BadRequest("missing Host")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalize_table() {
-        let cases = [
-            ("Shop.Example", Some("shop.example")),
-            ("shop.example:8080", Some("shop.example")),
-            ("shop.example.", Some("shop.example")),
-            ("[::1]:80", Some("[::1]")),
-            ("127.0.0.1:1", Some("127.0.0.1")),
-            ("user@host:1", Some("host")),
-            ("", None),
-            ("a b", None),
-            ("host:port", None),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(normalize(raw).as_deref(), want, "{raw:?}");
-        }
-    }
 
     #[test]
     fn the_client_address_comes_from_the_chain_only_through_trusted_proxies() {

@@ -137,9 +137,7 @@ pub async fn forward(
     // names the origin's own.
     if let Some(h) = &f.origin.host {
         parts.headers.insert(http::header::HOST, h.clone());
-    } else if let Some(Ok(v)) = routed_authority
-        .map(|a| http::HeaderValue::from_str(a.as_str().rsplit('@').next().unwrap_or_default()))
-    {
+    } else if let Some(Ok(v)) = routed_authority.map(|a| http::HeaderValue::from_str(a.as_str())) {
         parts.headers.insert(http::header::HOST, v);
     } else if !parts.headers.contains_key(http::header::HOST)
         && let Ok(v) = http::HeaderValue::from_str(f.host)

@@ -5,10 +5,13 @@
 
 mod admin;
 mod binary;
+mod raw;
 #[allow(unused_imports)]
 pub use admin::*;
 #[allow(unused_imports)]
 pub use binary::*;
+#[allow(unused_imports)]
+pub use raw::*;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -56,10 +56,21 @@ impl Validator<'_> {
             .iter()
             .enumerate()
             .filter_map(|(j, b)| {
-                if !b.starts_with('/') {
+                let pattern = b.strip_suffix('*').unwrap_or(b);
+                // Requests are matched in their normal form: a pattern must be one too.
+                let problem = match crate::target::normalise_path(pattern) {
+                    _ if !b.starts_with('/') => Some(format!("{b:?} must start with /")),
+                    Ok(n) if n != pattern => Some(format!(
+                        "{b:?} is matched against normalised paths; write it as {:?}",
+                        format!("{n}{}", &b[pattern.len()..])
+                    )),
+                    Ok(_) => None,
+                    Err(e) => Some(format!("{b:?} has {}", e.reason())),
+                };
+                if let Some(problem) = problem {
                     let mut p = room_key(i, "bypass");
                     p.push(Seg::Index(j));
-                    self.error(&p, format!("{b:?} must start with /"));
+                    self.error(&p, problem);
                     return None;
                 }
                 Some(match b.strip_suffix('*') {
@@ -181,7 +192,7 @@ impl Validator<'_> {
         }
         if let Some(h) = &r.origin_host {
             match http::HeaderValue::from_str(h) {
-                Ok(v) if !h.is_empty() && crate::gateway::route::normalize(h).is_some() => {
+                Ok(v) if !h.is_empty() && crate::target::normalise_host(h).is_some() => {
                     origin.host = Some(v)
                 }
                 _ => {
