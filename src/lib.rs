@@ -110,23 +110,28 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     }
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        gw.config().limits.max_connections,
-    ));
+    let boot = gw.boot_config();
+    let cap =
+        server::public_connection_cap(boot.limits.max_connections, boot.admin_max_connections);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
+    let serving = |tls| server::Serving {
+        tls,
+        permits: permits.clone(),
+        limits: boot.limits.clone(),
+        drain: boot.limits.drain_timeout,
+    };
     if let Some(l) = secure {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(gw.clone())?);
         tasks.push(tokio::spawn(server::serve_public(
             l,
-            Some(acceptor),
-            permits.clone(),
+            serving(Some(acceptor)),
             gw.clone(),
             rx.clone(),
         )));
     }
     tasks.push(tokio::spawn(server::serve_public(
         public,
-        None,
-        permits,
+        serving(None),
         gw.clone(),
         rx,
     )));

@@ -1,11 +1,12 @@
-//! The public HTTP listener (h1 + h2c, header timeout on, connection cap) with graceful
-//! shutdown. The admin listener lives in `admin`.
+//! The listeners (h1 + h2c, TLS on the public side): connection caps, header, idle and write
+//! timeouts the same for every listener, and graceful shutdown. What the admin listener
+//! answers lives in `admin`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +20,8 @@ mod watchdog;
 
 use crate::config::Limits;
 use crate::gateway::{Gateway, Peer};
-use watchdog::{InFlight, Watchdog};
+use crate::proxy::Body;
+use watchdog::{Deadlines, InFlight, Watchdog};
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -33,6 +35,36 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     b
+}
+
+/// Descriptors kept out of the public budget for everything that is not a client connection:
+/// the listeners, the state folder's files, the configuration, TLS files, log output.
+const RESERVED_FDS: u64 = 64;
+
+/// The public connection cap the process's descriptor limit can hold, so that neither side
+/// starves the other: the admin listener has its own small cap (`[admin] max_connections`),
+/// and the public side gets what is left after it and a reserve for files, at two descriptors
+/// a connection (the client's and one to the origin). The soft limit is raised to the hard one
+/// first, as nginx's `worker_rlimit_nofile` would.
+pub fn public_connection_cap(configured: usize, admin: usize) -> usize {
+    let Ok(nofile) = rlimit::increase_nofile_limit(u64::MAX) else {
+        return configured;
+    };
+    let cap = cap_within(nofile, configured, admin);
+    if cap < configured {
+        tracing::warn!(
+            nofile,
+            configured,
+            cap,
+            "limits.max_connections lowered to what the descriptor limit holds"
+        );
+    }
+    cap
+}
+
+fn cap_within(nofile: u64, configured: usize, admin: usize) -> usize {
+    let budget = nofile.saturating_sub(RESERVED_FDS + admin as u64) / 2;
+    configured.min(usize::try_from(budget).unwrap_or(usize::MAX).max(1))
 }
 
 /// The next connection, or `None` once `shutdown` turns. A failed accept (EMFILE and friends)
@@ -55,24 +87,61 @@ pub async fn accept(
     }
 }
 
+/// What one listener serves with: its connection cap, the limits its connections live by, and
+/// how long a stop waits for them.
+pub struct Serving {
+    pub tls: Option<TlsAcceptor>,
+    /// Caps connections; shared by the two public listeners, the admin listener has its own.
+    pub permits: Arc<Semaphore>,
+    pub limits: Limits,
+    pub drain: Duration,
+}
+
 /// Accepts public connections until `shutdown`, then drains them (up to `drain_timeout`). With
-/// `tls`, each connection is a TLS handshake first (bounded by `header_timeout`), then HTTP/2 or
-/// HTTP/1.1 as ALPN chose. `permits` caps connections across both public listeners.
+/// `tls`, each connection is a TLS handshake first, then HTTP/2 or HTTP/1.1 as ALPN chose.
 pub async fn serve_public(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    permits: Arc<Semaphore>,
+    serving: Serving,
     gw: Arc<Gateway>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let limits = gw.config().limits.clone();
+    serve(listener, serving, shutdown, move |peer, req| {
+        let gw = gw.clone();
+        async move { gw.handle(peer, req).await }
+    })
+    .await;
+}
+
+/// Accepts connections until `shutdown` and answers each request with `handle`. Every listener
+/// goes through here, so each gets the same limits: a connection cap (above it new connections
+/// wait in the kernel's backlog), the first head within `header_timeout` of the accept (the TLS
+/// handshake included), `idle_timeout`, `write_timeout`.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    serving: Serving,
+    mut shutdown: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(Peer, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let Serving {
+        tls,
+        permits,
+        limits,
+        drain,
+    } = serving;
     let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
     let mut conns = tokio::task::JoinSet::new();
+    let deadlines = Deadlines {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+        write: limits.write_timeout,
+    };
     loop {
         // Finished connections leave the set as new ones come.
         while conns.try_join_next().is_some() {}
-        // Above the connection cap, new connections wait in the kernel's backlog.
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
@@ -82,22 +151,17 @@ pub async fn serve_public(
         };
         let _ = stream.set_nodelay(true);
         let in_flight = InFlight::default();
-        let stream = Watchdog::new(
-            stream,
-            limits.write_timeout,
-            limits.idle_timeout,
-            in_flight.clone(),
-        );
+        let stream = Watchdog::new(stream, deadlines, in_flight.clone());
         let peer = Peer {
             addr,
             secure: tls.is_some(),
         };
-        let gw = gw.clone();
+        let handle = handle.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
-            let gw = gw.clone();
             let busy = in_flight.enter();
+            let answer = handle(peer, req);
             async move {
-                let resp = gw.handle(peer, req).await;
+                let resp = answer.await;
                 drop(busy);
                 Ok::<_, Infallible>(resp)
             }
@@ -105,30 +169,26 @@ pub async fn serve_public(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        let handshake_limit = limits.header_timeout;
         conns.spawn(async move {
             match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-                            let _ = watcher.watch(conn.into_owned()).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                // The watchdog closes a handshake that outlives `header_timeout`.
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
                     }
-                }
+                    Err(e) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                },
             }
             drop(permit);
         });
     }
     drop(listener);
-    let drain = gw.config().limits.drain_timeout;
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(drain) => {
@@ -137,4 +197,17 @@ pub async fn serve_public(
         }
     }
     while conns.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_within;
+
+    #[test]
+    fn the_public_cap_leaves_room_for_the_admin_side_and_files() {
+        assert_eq!(cap_within(256, 10_000, 64), 64);
+        assert_eq!(cap_within(1 << 20, 10_000, 64), 10_000);
+        assert_eq!(cap_within(100, 10_000, 64), 1);
+        assert_eq!(cap_within(u64::MAX, 5, 64), 5);
+    }
 }

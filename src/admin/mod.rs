@@ -5,7 +5,6 @@
 pub mod persist;
 mod rooms;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::reload::{ReloadHandle, ReloadStatus};
 use crate::gateway::{Gateway, respond};
@@ -35,33 +30,21 @@ pub struct Admin {
     pub reload: ReloadHandle,
 }
 
-/// Serves the admin listener until `shutdown`.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
-    loop {
-        let Some((stream, peer)) = crate::server::accept(&listener, &mut shutdown).await else {
-            break;
-        };
+/// Serves the admin listener until `shutdown`: the same header, idle and write timeouts as the
+/// public side, its own connection cap (`[admin] max_connections`).
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: watch::Receiver<bool>) {
+    let config = admin.gw.boot_config();
+    let serving = crate::server::Serving {
+        tls: None,
+        permits: Arc::new(Semaphore::new(config.admin_max_connections)),
+        limits: config.limits.clone(),
+        drain: Duration::from_secs(1),
+    };
+    crate::server::serve(listener, serving, shutdown, move |peer, req| {
         let admin = admin.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(peer, req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-    }
+        async move { admin.handle(peer.addr, req).await }
+    })
+    .await;
 }
 
 /// Who made a change, for the log: the token's id (a short hash, never the token) or loopback.

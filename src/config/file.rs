@@ -52,6 +52,8 @@ pub struct ListenFile {
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     pub token_env: Option<String>,
+    /// Open admin connections at most (default 64).
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,8 @@ pub struct Config {
     pub tick: Duration,
     pub listen: Listen,
     pub admin_token_env: Option<String>,
+    /// `[admin] max_connections`: the admin listener's own connection cap.
+    pub admin_max_connections: usize,
     pub token: TokenSettings,
     pub state: StateSettings,
     pub limits: Limits,

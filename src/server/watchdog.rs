@@ -2,14 +2,16 @@
 //! - a client that stops reading is cut off: a write that makes no progress for
 //!   `write_timeout` fails, the connection closes and its resources (and the origin's response
 //!   stream) are released, as nginx's `send_timeout` does;
+//! - a new connection must bring its first complete request head within `header_timeout` of
+//!   being accepted, whether it sends a byte or not (hyper's own header timer starts at the
+//!   first byte, so a silent socket would otherwise live until `idle_timeout`);
 //! - a connection with no request in flight and no byte either way for `idle_timeout` is closed
-//!   (an idle HTTP/2 connection, an idle upgraded WebSocket; an idle HTTP/1.1 connection meets
-//!   `header_timeout` first).
+//!   (an idle HTTP/2 connection, an idle upgraded WebSocket, an idle keep-alive connection).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub struct InFlight(Arc<Shared>);
 
 struct Shared {
     count: AtomicUsize,
+    /// A request has reached the service: the connection's first head is complete.
+    started: AtomicBool,
     last_done: Mutex<Instant>,
 }
 
@@ -30,6 +34,7 @@ impl Default for InFlight {
     fn default() -> Self {
         InFlight(Arc::new(Shared {
             count: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
             last_done: Mutex::new(Instant::now()),
         }))
     }
@@ -39,11 +44,16 @@ impl InFlight {
     /// Counts a request until the guard drops (also when its handler is cancelled).
     pub fn enter(&self) -> InFlightGuard {
         self.0.count.fetch_add(1, Ordering::Relaxed);
+        self.0.started.store(true, Ordering::Relaxed);
         InFlightGuard(self.0.clone())
     }
 
     fn idle(&self) -> bool {
         self.0.count.load(Ordering::Acquire) == 0
+    }
+
+    fn started(&self) -> bool {
+        self.0.started.load(Ordering::Relaxed)
     }
 
     fn last_done(&self) -> Instant {
@@ -67,22 +77,44 @@ pub struct Watchdog<T> {
     /// Armed while a write waits; disarmed by any progress.
     timer: Option<Pin<Box<Sleep>>>,
     idle_limit: Duration,
+    /// When the first request head must be complete.
+    head_deadline: Instant,
     idle_timer: Pin<Box<Sleep>>,
     last: Instant,
     in_flight: InFlight,
 }
 
+/// The limits a watched connection lives by.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub header: Duration,
+    pub idle: Duration,
+    pub write: Duration,
+}
+
 impl<T> Watchdog<T> {
-    pub fn new(inner: T, limit: Duration, idle_limit: Duration, in_flight: InFlight) -> Self {
+    pub fn new(inner: T, limits: Deadlines, in_flight: InFlight) -> Self {
         let now = Instant::now();
+        let head_deadline = now + limits.header;
         Watchdog {
             inner,
-            limit,
+            limit: limits.write,
             timer: None,
-            idle_limit,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle_limit)),
+            idle_limit: limits.idle,
+            head_deadline,
+            idle_timer: Box::pin(tokio::time::sleep_until(head_deadline)),
             last: now,
             in_flight,
+        }
+    }
+
+    /// When the connection is to be closed if nothing happens: the first head's deadline, then
+    /// `idle_timeout` after the last byte or the last answer.
+    fn quiet_deadline(&self) -> Instant {
+        if self.in_flight.started() {
+            self.last.max(self.in_flight.last_done()) + self.idle_limit
+        } else {
+            self.head_deadline
         }
     }
 
@@ -111,16 +143,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watchdog<T> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Pending if self.in_flight.idle() => {
-                let deadline = self.last.max(self.in_flight.last_done()) + self.idle_limit;
-                // The timer is moved only when it fires before the real deadline: activity
-                // costs a timestamp, not a timer-wheel update per request.
+                let deadline = self.quiet_deadline();
+                // The timer is moved only when it fires before the real deadline (or would fire
+                // after it): activity costs a timestamp, not a timer-wheel update per request.
+                if self.idle_timer.deadline() > deadline {
+                    self.idle_timer.as_mut().reset(deadline);
+                }
                 loop {
                     match self.idle_timer.as_mut().poll(cx) {
                         Poll::Ready(()) if Instant::now() >= deadline => {
-                            return Poll::Ready(Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "the connection was idle (idle_timeout)",
-                            )));
+                            let why = if self.in_flight.started() {
+                                "the connection was idle (idle_timeout)"
+                            } else {
+                                "no complete request head (header_timeout)"
+                            };
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
                         }
                         Poll::Ready(()) => self.idle_timer.as_mut().reset(deadline),
                         Poll::Pending => return Poll::Pending,

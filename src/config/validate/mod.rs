@@ -176,6 +176,17 @@ impl Validator<'_> {
             ),
         };
         let limits = self.limits(&f.limits);
+        let admin_max_connections = match f.admin.max_connections {
+            None => 64,
+            Some(n @ 1..=65_536) => n as usize,
+            Some(_) => {
+                self.error(
+                    &key(&["admin", "max_connections"]),
+                    "must be between 1 and 65536",
+                );
+                64
+            }
+        };
         let mut pages = Pages::new();
         let mut rooms = Vec::new();
         let mut hosts = HashMap::new();
@@ -220,6 +231,7 @@ impl Validator<'_> {
                 admin,
             },
             admin_token_env: f.admin.token_env.clone(),
+            admin_max_connections,
             token: TokenSettings {
                 secret_env: f.token.secret_env.clone(),
                 previous_secret_envs: f.token.previous_secret_envs.clone(),
