@@ -7,6 +7,7 @@ pub mod reload;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod watch;
 
 pub use file::FileConfig;
 pub use validate::{load, parse};
