@@ -183,7 +183,7 @@ impl Gateway {
                 .increment(1);
         }
         let mut resp = if html {
-            respond::html(StatusCode::OK, LEFT_PAGE.to_string())
+            respond::html(StatusCode::OK, LEFT_PAGE)
         } else {
             respond::json(
                 StatusCode::OK,
@@ -198,6 +198,7 @@ impl Gateway {
 /// What a browser without script sees after leaving the line.
 const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>You left the line</title>\
-</head><body style=\"font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem\">\
+<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}</style>\
+</head><body>\
 <main><h1>You left the line</h1><p>Your place has been given up. \
 <a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
