@@ -23,7 +23,7 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
         let method = req.method().clone();
-        let (visitor, sent) = self.visitor(room_cfg, req.headers());
+        let (visitor, sent) = self.visitor(room_cfg, req.headers(), peer.secure);
         match (what, method) {
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(room_cfg, room, visitor, sent))
@@ -45,7 +45,7 @@ impl Gateway {
                     .unwrap_or("");
                 let html = crate::pages::quality(accept, "text", "html")
                     > crate::pages::quality(accept, "application", "json");
-                Ok(self.leave(room_cfg, room, visitor, html))
+                Ok(self.leave(room_cfg, room, visitor, html, peer.secure))
             }
             ("status" | "join" | "leave", _) => Ok(respond::json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -158,7 +158,7 @@ impl Gateway {
         let mut resp = respond::json(StatusCode::OK, &body);
         respond::retry_after(&mut resp, view.poll_after_seconds);
         if let (true, Some(t)) = (joined, &token) {
-            respond::set_cookie(&mut resp, &rc.cookie_name, t, secure);
+            respond::set_cookie(&mut resp, &rc.cookie_name_for(secure), t, secure);
         }
         resp
     }
@@ -169,6 +169,7 @@ impl Gateway {
         room: &Room,
         v: Option<Visitor>,
         html: bool,
+        secure: bool,
     ) -> Response<Body> {
         let ended = v.and_then(|v| {
             let mut st = room.state.lock();
@@ -190,7 +191,7 @@ impl Gateway {
                 &json!({"room": rc.name, "left": ended.is_some()}),
             )
         };
-        respond::clear_cookie(&mut resp, &rc.cookie_name);
+        respond::clear_cookie(&mut resp, &rc.cookie_name_for(secure));
         resp
     }
 }

@@ -72,9 +72,14 @@ pub fn retry_after(resp: &mut Response<Body>, seconds: u64) {
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
-/// Adds the session cookie; every response that sets it must not be cached.
+/// Adds the session cookie; every response that sets it must not be cached. A `__Host-` name
+/// is always `Secure` with `Path=/` and no `Domain`, or the browser drops it.
 pub fn set_cookie(resp: &mut Response<Body>, name: &str, token: &str, secure: bool) {
-    let secure = if secure { "; Secure" } else { "" };
+    let secure = if secure || host_prefixed(name) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -85,8 +90,13 @@ pub fn set_cookie(resp: &mut Response<Body>, name: &str, token: &str, secure: bo
 
 /// Removes the session cookie from the browser.
 pub fn clear_cookie(resp: &mut Response<Body>, name: &str) {
-    let cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    let secure = if host_prefixed(name) { "; Secure" } else { "" };
+    let cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
+}
+
+fn host_prefixed(name: &str) -> bool {
+    name.starts_with("__Host-")
 }
