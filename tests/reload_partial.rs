@@ -31,16 +31,15 @@ async fn write_in_two(path: &std::path::Path, text: &str, at: usize, pause: Dura
     f.write_all(&text.as_bytes()[at..]).unwrap();
 }
 
-/// A visitor of each host asking again and again; every answer that is not the origin's is kept.
-fn traffic(
-    gw: &Gateway,
-    hosts: &[&str],
-    stop: Arc<AtomicBool>,
-) -> (
+/// The client tasks, how many answers they got, and the answers that were not the origin's.
+type Traffic = (
     Vec<tokio::task::JoinHandle<()>>,
     Arc<AtomicUsize>,
     Arc<Mutex<Vec<String>>>,
-) {
+);
+
+/// A visitor of each host asking again and again; every answer that is not the origin's is kept.
+fn traffic(gw: &Gateway, hosts: &[&str], stop: Arc<AtomicBool>) -> Traffic {
     let served = Arc::new(AtomicUsize::new(0));
     let wrong = Arc::new(Mutex::new(Vec::new()));
     let tasks = hosts

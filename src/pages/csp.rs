@@ -50,7 +50,8 @@ pub fn scan(source: &str) -> (String, Inline) {
         let text = &source[body..body + body_len];
         out.push_str(&source[at..body]);
         // An external script (`src=`) has no inline text to allow; the policy blocks it.
-        if !(tag == "script" && has_attr(head, "src")) && !text.trim().is_empty() {
+        let external = tag == "script" && has_attr(head, "src");
+        if !external && !text.trim().is_empty() {
             if templated(text) {
                 inline.nonce = true;
                 if !has_attr(head, "nonce") {
