@@ -46,7 +46,13 @@ fn page(req: &Request<Incoming>, n: u64) -> Response<Body> {
          <p>This origin has served {n} requests.</p>\
          </body></html>"
     );
-    respond::html(http::StatusCode::OK, html)
+    // An origin's page, not the gateway's: none of the gateway's page headers.
+    let mut resp = Response::new(respond::body(html));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
 }
 
 fn escape(s: &str) -> String {

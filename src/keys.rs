@@ -1,5 +1,6 @@
-//! Where the token keys come from: an environment variable named in the file, or a key
-//! generated once into the state directory (mode 0600) and reused.
+//! Where the token keys come from: an environment variable named in the file (which must then
+//! be set), or, with none named, a key generated once into the state directory (mode 0600) and
+//! reused.
 
 use std::io::Write;
 use std::path::Path;
@@ -41,13 +42,24 @@ pub fn load_with(
 type Secrets = (Option<Vec<u8>>, Vec<Vec<u8>>);
 
 fn secrets(config: &Config, env: impl Fn(&str) -> Option<Vec<u8>>) -> Result<Secrets, StartError> {
+    // A named variable that is not set is an error, not a fall back to the generated key: the
+    // operator asked for a key that outlives the state folder (or is shared with other
+    // instances), and a restart without the variable would invalidate every token.
     let current = match config.token.secret_env.as_deref() {
-        Some(name) => env(name)
-            .map(|s| check(s, "token.secret_env", name))
-            .transpose()?,
+        Some(name) => {
+            let Some(secret) = env(name) else {
+                return Err(StartError::Key(format!(
+                    "token.secret_env: ${name} is not set; set it to a secret of at least \
+                     {MIN_SECRET} bytes, or remove token.secret_env to use a key generated into \
+                     the state folder"
+                )));
+            };
+            Some(check(secret, "token.secret_env", name)?)
+        }
         None => None,
     };
     let mut previous = Vec::new();
+    // Unset rotation variables are skipped: a rotation that has ended leaves them unset.
     for name in &config.token.previous_secret_envs {
         if let Some(s) = env(name) {
             previous.push(check(s, "token.previous_secret_envs", name)?);
@@ -80,7 +92,9 @@ fn state_key(dir: &Path) -> Result<Vec<u8>, StartError> {
             let key = STANDARD
                 .decode(text.trim())
                 .map_err(|e| StartError::Key(format!("{} is not a key: {e}", path.display())))?;
-            return check(key, "generated key", &path.display().to_string());
+            let key = check(key, "generated key", &path.display().to_string())?;
+            tracing::info!(path = %path.display(), "token key read from {}", path.display());
+            return Ok(key);
         }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err("cannot read", e)),
         Err(_) => {}
@@ -96,6 +110,7 @@ fn state_key(dir: &Path) -> Result<Vec<u8>, StartError> {
     f.write_all(STANDARD.encode(&key).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| err("cannot write", e))?;
+    tracing::info!(path = %path.display(), "token key generated at {}", path.display());
     Ok(key)
 }
 
@@ -163,6 +178,28 @@ mod tests {
         let after = load_with(&c, |n| (n == "NEW").then(|| new.clone())).unwrap();
         assert_eq!(after.decode(room_id("a"), &token), None);
         assert!(!dir.path().join("state").join(KEY_FILE).exists());
+    }
+
+    /// A configured variable that is not set is an error, never a silent fall back to a
+    /// generated key: after a restart without it every token would stop verifying.
+    #[test]
+    fn an_unset_secret_env_is_refused_naming_the_key_and_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), "[token]\nsecret_env = \"MISSING\"");
+        let e = load_with(&c, |_| None).unwrap_err().to_string();
+        assert!(
+            e.contains("token.secret_env") && e.contains("$MISSING") && e.contains("not set"),
+            "{e}"
+        );
+        assert!(
+            !dir.path().join("state").join(KEY_FILE).exists(),
+            "no key generated in its place"
+        );
+        let e = secrets(&c, |_| None).unwrap_err().to_string();
+        assert!(e.contains("$MISSING"), "{e}");
+        // Set but empty counts as too short.
+        let e = load_with(&c, |_| Some(Vec::new())).unwrap_err().to_string();
+        assert!(e.contains("0 bytes"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Pages and the status JSON: templates compiled at load (auto-escaped), the waiting, closed
 //! and error pages, and the choice between HTML and JSON for a request.
 
+mod csp;
+
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method, header};
@@ -8,6 +11,7 @@ use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
 
 use crate::room::{View, wait_text};
+use csp::Inline;
 
 pub const BUILTIN_WAITING: &str = "builtin/waiting.html";
 pub const BUILTIN_CLOSED: &str = "builtin/closed.html";
@@ -15,9 +19,31 @@ pub const BUILTIN_ERROR: &str = "builtin/error.html";
 /// Where the reserved endpoints live.
 pub const RESERVED_PREFIX: &str = "/__anteroom/";
 
-/// The compiled templates of one configuration.
+/// The compiled templates of one configuration, each with what its Content-Security-Policy
+/// must allow.
 pub struct Pages {
     env: Environment<'static>,
+    inline: HashMap<String, Inline>,
+}
+
+/// A page ready to send: the HTML and the policy that lets exactly its own inline blocks run.
+#[derive(Debug)]
+pub struct Rendered {
+    pub html: String,
+    pub csp: String,
+}
+
+impl From<&'static str> for Rendered {
+    /// A fixed page built into the binary: its blocks are allowed by hash. Only for constants:
+    /// a page holding values must be a template, so that its blocks are found before any value
+    /// is put in.
+    fn from(page: &'static str) -> Self {
+        let (html, inline) = csp::scan(page);
+        Rendered {
+            html,
+            csp: inline.policy(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pages {
@@ -31,31 +57,48 @@ impl Pages {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
+        let mut pages = Pages {
+            env,
+            inline: HashMap::new(),
+        };
         let builtins = [
             (BUILTIN_WAITING, include_str!("../pages/waiting.html")),
             (BUILTIN_CLOSED, include_str!("../pages/closed.html")),
             (BUILTIN_ERROR, include_str!("../pages/error.html")),
         ];
         for (name, src) in builtins {
-            if let Err(e) = env.add_template(name, src) {
+            if let Err(e) = pages.add(name.to_string(), src.to_string()) {
                 unreachable!("built-in page {name} does not compile: {e}");
             }
         }
-        Pages { env }
+        pages
     }
 
-    /// Compiles an operator's template under `name`; the error says what is wrong.
+    /// Compiles an operator's template under `name`; the error says what is wrong. Its inline
+    /// blocks are found here, once (see `csp`).
     pub fn add(&mut self, name: String, source: String) -> Result<(), String> {
+        let (source, inline) = csp::scan(&source);
         self.env
-            .add_template_owned(name, source)
-            .map_err(|e| e.to_string())
+            .add_template_owned(name.clone(), source)
+            .map_err(|e| e.to_string())?;
+        self.inline.insert(name, inline);
+        Ok(())
     }
 
-    pub fn render(&self, name: &str, ctx: Value) -> Result<String, String> {
-        self.env
+    pub fn render(&self, name: &str, ctx: Value) -> Result<Rendered, String> {
+        let inline = self.inline.get(name);
+        let nonce = inline.filter(|i| i.nonce).map(|_| csp::nonce());
+        let ctx = context! { csp_nonce => nonce.as_deref().unwrap_or(""), ..ctx };
+        let html = self
+            .env
             .get_template(name)
             .and_then(|t| t.render(ctx))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let csp = match inline {
+            Some(i) => i.policy(nonce.as_deref()),
+            None => Inline::default().policy(None),
+        };
+        Ok(Rendered { html, csp })
     }
 }
 
@@ -265,6 +308,6 @@ mod tests {
         let out = p
             .render("t.html", context! { message => "<script>x</script>" })
             .unwrap();
-        assert_eq!(out, "<p>&lt;script&gt;x&lt;&#x2f;script&gt;</p>");
+        assert_eq!(out.html, "<p>&lt;script&gt;x&lt;&#x2f;script&gt;</p>");
     }
 }

@@ -159,17 +159,51 @@ pub fn set_aside(dir: &Path, why: &dyn std::fmt::Display) {
     set_aside_file(&path(dir), &aside, "the snapshot", why);
 }
 
-/// Renames a state file that cannot be used to `aside` (never deleting it), with an error in
-/// the log saying what starts without it.
+/// Moves a state file that cannot be used to `aside`, or to `aside-1`, `aside-2`, ... when that
+/// name is taken (never deleting or overwriting anything), with an error in the log saying what
+/// starts without it.
 pub fn set_aside_file(file: &Path, aside: &Path, what: &str, why: &dyn std::fmt::Display) {
-    let moved = std::fs::rename(file, aside);
+    let moved = move_to_free_name(file, aside);
+    let (aside, moved) = match &moved {
+        Ok(p) => (p.as_path(), true),
+        Err(_) => (aside, false),
+    };
     tracing::error!(
         file = %file.display(),
         aside = %aside.display(),
-        moved = moved.is_ok(),
+        moved,
         error = %why,
         "{what} is unusable: set aside, starting without it"
     );
+}
+
+/// Moves `file` to `aside` or the first `aside-N` not taken. A hard link fails when the name
+/// exists, so two files set aside at once cannot take the same name; a rename alone would
+/// silently replace the older one. Where hard links are not supported, a checked rename.
+fn move_to_free_name(file: &Path, aside: &Path) -> std::io::Result<PathBuf> {
+    for n in 0..1000u32 {
+        let candidate = if n == 0 {
+            aside.to_path_buf()
+        } else {
+            let mut name = aside.as_os_str().to_owned();
+            name.push(format!("-{n}"));
+            PathBuf::from(name)
+        };
+        match std::fs::hard_link(file, &candidate) {
+            Ok(()) => {
+                std::fs::remove_file(file)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) if candidate.exists() => continue,
+            Err(_) => {
+                std::fs::rename(file, &candidate)?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(std::io::Error::other("no free name to set the file aside"))
 }
 
 #[cfg(test)]

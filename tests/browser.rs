@@ -156,6 +156,20 @@ async fn waiting_page_polls_and_lets_the_visitor_in() {
         .await
         .expect("no progress bar");
 
+    // The page's own script ran under its Content-Security-Policy: it drew the progress bar
+    // (there is no style attribute to do it otherwise).
+    let width = browser
+        .execute(
+            "return document.getElementById('bar-fill').style.width;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        width.as_str().is_some_and(|w| w.ends_with('%')),
+        "the page's script did not run: bar width {width}"
+    );
+
     // The slot frees; the engine releases the browser and the page's poll reloads it through.
     let left = first.send("POST", "/__anteroom/leave", &[], "").await;
     assert_eq!(left.status, 200);

@@ -1,6 +1,10 @@
 //! The `anteroom` command line: `check` validates a file and names every error's line.
 
-use std::process::Command;
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn anteroom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_anteroom"))
@@ -13,6 +17,7 @@ fn check_accepts_the_shipped_file() {
             "check",
             concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"),
         ])
+        .env_remove("ANTEROOM_SECRET")
         .output()
         .unwrap();
     assert!(
@@ -59,6 +64,121 @@ fn check_reports_unknown_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":5: key `room[0].active_user`"), "{err}");
     assert!(err.contains("unknown field"), "{err}");
+}
+
+/// A file naming `[token] secret_env` whose variable is not set.
+fn unset_secret_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("gateway.toml");
+    let state = dir.join("state").display().to_string();
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[token]\nsecret_env = \"{UNSET_VAR}\"\n\n[state]\ndir = {state:?}\n\n[[room]]\nname = \"shop\"\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:1\"\nactive_users = 2\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const UNSET_VAR: &str = "ANTEROOM_CLI_TEST_NEVER_SET";
+
+#[test]
+fn check_refuses_an_unset_secret_env_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unset_secret_config(dir.path());
+    let out = anteroom()
+        .arg("check")
+        .arg(&path)
+        .env_remove(UNSET_VAR)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(UNSET_VAR) && err.contains("token.secret_env"),
+        "{err}"
+    );
+    // Long enough, it passes.
+    let out = anteroom()
+        .arg("check")
+        .arg(&path)
+        .env(UNSET_VAR, "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn run_refuses_to_start_with_an_unset_secret_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unset_secret_config(dir.path());
+    let mut child = anteroom()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove(UNSET_VAR)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 10 s after start: it started without the secret");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(UNSET_VAR) && err.contains("token.secret_env"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("state").join("token.key").exists(),
+        "a key was generated in its place"
+    );
+}
+
+/// Without `secret_env` the start log says where the key is: made on the first start, read on
+/// the next.
+#[tokio::test]
+async fn the_generated_key_file_is_named_in_the_start_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[state]\ndir = {:?}\n\n[[room]]\nname = \"shop\"\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:1\"\nactive_users = 2\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let key = state.join("token.key").display().to_string();
+    for said in ["token key generated at", "token key read from"] {
+        let mut gw = support::Binary::start(&path, &[]).await;
+        assert!(
+            gw.stdout_has(|l| l.contains(said) && l.contains(&key)),
+            "no {said:?} {key}\n{}",
+            gw.printed()
+        );
+        gw.stop().await;
+    }
 }
 
 #[test]

@@ -137,6 +137,7 @@ pub struct RoomFile {
     pub page_status: Option<i64>,
     pub json_status: Option<i64>,
     pub cookie_name: Option<String>,
+    pub cookie_prefix_host: Option<bool>,
     pub message: Option<String>,
     /// PEM file of the CA that signs an `https://` origin's certificate (internal origins).
     pub origin_ca: Option<String>,

@@ -7,6 +7,7 @@ pub mod reload;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod watch;
 
 pub use file::FileConfig;
 pub use validate::{load, parse};
@@ -157,5 +158,21 @@ pub struct RoomConfig {
     pub page_status: StatusCode,
     pub json_status: StatusCode,
     pub cookie_name: String,
+    /// `cookie_prefix_host`: over TLS the cookie is `__Host-<cookie_name>`.
+    pub cookie_prefix_host: bool,
     pub message: Option<String>,
+}
+
+impl RoomConfig {
+    /// The session cookie's name on a connection (`secure`: TLS, or a trusted proxy's HTTPS).
+    /// With `cookie_prefix_host` a TLS visitor's cookie is `__Host-<cookie_name>`: the browser
+    /// then takes it only with `Secure`, `Path=/` and no `Domain`, so a sibling subdomain can
+    /// neither set nor shadow it. Plain HTTP keeps the name, since the prefix needs `Secure`.
+    pub fn cookie_name_for(&self, secure: bool) -> std::borrow::Cow<'_, str> {
+        if self.cookie_prefix_host && secure {
+            format!("__Host-{}", self.cookie_name).into()
+        } else {
+            self.cookie_name.as_str().into()
+        }
+    }
 }

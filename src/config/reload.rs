@@ -1,6 +1,7 @@
 //! The one reload task: the file watched by polling (an editor that writes a new file and renames
-//! it over the old one is seen like any other change), SIGHUP, and `POST /api/v1/reload`. Each
-//! validates the whole file and swaps it in atomically, or changes nothing and says why.
+//! it over the old one is seen like any other change; one written in place is waited for until it
+//! settles, see `watch`), SIGHUP, and `POST /api/v1/reload`. Each validates the whole file and
+//! swaps it in atomically, or changes nothing and says why.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Config;
+use super::watch::{self as file_watch, REMOVAL_SETTLE, Ready, Watch};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::Gateway;
 use crate::metrics as m;
@@ -59,6 +61,9 @@ pub fn spawn(
 ) -> (ReloadHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8);
     metrics::gauge!(m::CONFIG_LAST_RELOAD_OK).set(1.0);
+    for waiting in ["true", "false"] {
+        metrics::counter!(m::ROOMS_REMOVED, "waiting" => waiting).increment(0);
+    }
     let task = tokio::spawn(run(gw, rx, shutdown));
     (ReloadHandle { tx }, task)
 }
@@ -69,33 +74,32 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let path = gw.config().file.clone();
-    // What was last loaded (or last refused), and a changed content seen once.
-    let mut settled = std::fs::read(&path).ok();
-    let mut candidate: Option<Vec<u8>> = None;
+    let mut watch = Watch::new(std::fs::read(&path).ok());
     let mut poll = tokio::time::interval(WATCH_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         tokio::select! {
             _ = poll.tick() => {
-                let Ok(now) = std::fs::read(&path) else { continue };
-                if settled.as_ref() == Some(&now) {
-                    candidate = None;
-                } else if candidate.as_ref() == Some(&now) {
-                    // The same content on two reads in a row: not an editor mid-save.
-                    reload(&gw, &path, &now, "file change");
-                    settled = Some(now);
-                    candidate = None;
-                } else {
-                    candidate = Some(now);
+                let Some(seen) = file_watch::read(&path) else {
+                    watch.unsteady();
+                    continue;
+                };
+                let now = tokio::time::Instant::now();
+                if let Some(ready) = watch.observe(seen, now, SystemTime::now()) {
+                    reload_watched(&gw, &path, &mut watch, ready);
                 }
             }
             Some(()) = recv_hangup(&mut hangup) => {
-                settled = reload_file(&gw, &path, "SIGHUP").1.or(settled);
+                if let (_, Some(read)) = reload_file(&gw, &path, "SIGHUP") {
+                    watch.settle(read);
+                }
             }
             Some(reply) = requests.recv() => {
                 let (status, read) = reload_file(&gw, &path, "admin API");
-                settled = read.or(settled);
+                if let Some(read) = read {
+                    watch.settle(read);
+                }
                 let _ = reply.send(status);
             }
             _ = shutdown.changed() => return,
@@ -108,6 +112,37 @@ async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// A change the file watch saw settle: applied, refused, or, when it removes rooms before
+/// [`REMOVAL_SETTLE`], held for a later poll.
+fn reload_watched(gw: &Gateway, path: &Path, watch: &mut Watch, ready: Ready) {
+    const TRIGGER: &str = "file change";
+    match super::parse(path, &String::from_utf8_lossy(&ready.bytes)) {
+        Ok(new) => {
+            let old = gw.config();
+            let removed: Vec<&str> = old
+                .rooms
+                .iter()
+                .filter(|o| !new.rooms.iter().any(|r| r.name == o.name))
+                .map(|o| o.name.as_str())
+                .collect();
+            if !removed.is_empty() && !ready.may_remove_rooms {
+                tracing::info!(
+                    rooms = ?removed,
+                    wait = ?REMOVAL_SETTLE,
+                    "the changed file removes rooms: applied once it has stayed the same a while longer"
+                );
+                watch.hold();
+                return;
+            }
+            apply(gw, path, new, TRIGGER);
+        }
+        Err(errors) => {
+            refuse(gw, errors, TRIGGER);
+        }
+    }
+    watch.settle(ready.bytes);
 }
 
 /// Reloads from the file on disk; returns the status and the bytes read.
@@ -130,29 +165,32 @@ fn reload_file(gw: &Gateway, path: &Path, trigger: &str) -> (ReloadStatus, Optio
 pub fn reload(gw: &Gateway, path: &Path, bytes: &[u8], trigger: &str) -> ReloadStatus {
     let text = String::from_utf8_lossy(bytes);
     match super::parse(path, &text) {
-        Ok(new) => {
-            let needs_restart = needs_restart(gw.boot_config(), &new);
-            log_room_changes(&gw.config(), &new);
-            let rooms = new.rooms.len();
-            gw.swap(new);
-            metrics::counter!(m::CONFIG_RELOADS, "result" => "ok").increment(1);
-            metrics::gauge!(m::CONFIG_LAST_RELOAD_OK).set(1.0);
-            tracing::info!(
-                trigger,
-                rooms,
-                ?needs_restart,
-                file = %path.display(),
-                "configuration reloaded"
-            );
-            let status = ReloadStatus {
-                needs_restart,
-                ..ReloadStatus::loaded()
-            };
-            gw.set_reload_status(status.clone());
-            status
-        }
+        Ok(new) => apply(gw, path, new, trigger),
         Err(errors) => refuse(gw, errors, trigger),
     }
+}
+
+/// Swaps in a validated configuration.
+fn apply(gw: &Gateway, path: &Path, new: Config, trigger: &str) -> ReloadStatus {
+    let needs_restart = needs_restart(gw.boot_config(), &new);
+    log_room_changes(gw, &new, trigger);
+    let rooms = new.rooms.len();
+    gw.swap(new);
+    metrics::counter!(m::CONFIG_RELOADS, "result" => "ok").increment(1);
+    metrics::gauge!(m::CONFIG_LAST_RELOAD_OK).set(1.0);
+    tracing::info!(
+        trigger,
+        rooms,
+        ?needs_restart,
+        file = %path.display(),
+        "configuration reloaded"
+    );
+    let status = ReloadStatus {
+        needs_restart,
+        ..ReloadStatus::loaded()
+    };
+    gw.set_reload_status(status.clone());
+    status
 }
 
 fn refuse(gw: &Gateway, errors: ConfigErrors, trigger: &str) -> ReloadStatus {
@@ -170,7 +208,8 @@ fn refuse(gw: &Gateway, errors: ConfigErrors, trigger: &str) -> ReloadStatus {
 }
 
 /// One log line per room that a reload adds, removes, pauses, resumes, enables or disables.
-fn log_room_changes(old: &Config, new: &Config) {
+fn log_room_changes(gw: &Gateway, new: &Config, trigger: &str) {
+    let old = &gw.config();
     for r in &new.rooms {
         match old.rooms.iter().find(|o| o.name == r.name) {
             None => tracing::info!(room = %r.name, "room added"),
@@ -184,10 +223,35 @@ fn log_room_changes(old: &Config, new: &Config) {
             }
         }
     }
-    for o in &old.rooms {
-        if !new.rooms.iter().any(|r| r.name == o.name) {
-            tracing::info!(room = %o.name, "room removed; its hosts now get 421");
-        }
+    for o in old
+        .rooms
+        .iter()
+        .filter(|o| !new.rooms.iter().any(|r| r.name == o.name))
+    {
+        removed(gw, &o.name, trigger);
+    }
+}
+
+/// A room removed by a reload: loud when it strands visitors (in line, or admitted), who lose
+/// their place and get 421 from now on.
+fn removed(gw: &Gateway, name: &str, trigger: &str) {
+    let (queued, sessions) = gw.room(name).map_or((0, 0), |room| {
+        let state = room.state.lock();
+        (state.queue.len(), state.sessions.len())
+    });
+    let waiting = queued > 0 || sessions > 0;
+    metrics::counter!(m::ROOMS_REMOVED, "waiting" => if waiting { "true" } else { "false" })
+        .increment(1);
+    if waiting {
+        tracing::error!(
+            room = %name,
+            queued,
+            sessions,
+            trigger,
+            "room removed with visitors in it: they lose their place and its hosts now get 421"
+        );
+    } else {
+        tracing::info!(room = %name, trigger, "room removed; its hosts now get 421");
     }
 }
 

@@ -34,6 +34,23 @@ fn good_file_validates() {
     assert_eq!(c.rooms[0].settings.session_ttl, Duration::from_secs(30));
     assert!(c.rooms[0].bypass[1].matches("/static/app.js"));
     assert!(!c.rooms[0].bypass[0].matches("/favicon.ico2"));
+    // The cookie keeps its name unless the prefix is asked for, and then only over TLS.
+    let r = &c.rooms[0];
+    assert_eq!(
+        (r.cookie_name_for(false), r.cookie_name_for(true)),
+        ("anteroom_shop".into(), "anteroom_shop".into())
+    );
+    let c = parse(
+        Path::new("gateway.toml"),
+        &GOOD.replace(
+            "active_users = 2",
+            "active_users = 2\ncookie_prefix_host = true",
+        ),
+    )
+    .unwrap();
+    let r = &c.rooms[0];
+    assert_eq!(r.cookie_name_for(false), "anteroom_shop");
+    assert_eq!(r.cookie_name_for(true), "__Host-anteroom_shop");
 }
 
 #[test]
@@ -82,6 +99,13 @@ fn errors_name_file_line_and_key() {
         (
             GOOD.replace("\"/static/*\"", "\"/a%2Fb\""),
             "gateway.toml:12: key `room[0].bypass[1]`",
+        ),
+        (
+            GOOD.replace(
+                "active_users = 2",
+                "active_users = 2\ncookie_prefix_host = \"yes\"",
+            ),
+            "gateway.toml:11: key `room[0].cookie_prefix_host`",
         ),
     ];
     for (text, want) in cases {

@@ -23,7 +23,7 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
         let method = req.method().clone();
-        let (visitor, sent) = self.visitor(room_cfg, req.headers());
+        let (visitor, sent) = self.visitor(room_cfg, req.headers(), peer.secure);
         match (what, method) {
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(room_cfg, room, visitor, sent))
@@ -45,7 +45,7 @@ impl Gateway {
                     .unwrap_or("");
                 let html = crate::pages::quality(accept, "text", "html")
                     > crate::pages::quality(accept, "application", "json");
-                Ok(self.leave(room_cfg, room, visitor, html))
+                Ok(self.leave(room_cfg, room, visitor, html, peer.secure))
             }
             ("status" | "join" | "leave", _) => Ok(respond::json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -158,7 +158,7 @@ impl Gateway {
         let mut resp = respond::json(StatusCode::OK, &body);
         respond::retry_after(&mut resp, view.poll_after_seconds);
         if let (true, Some(t)) = (joined, &token) {
-            respond::set_cookie(&mut resp, &rc.cookie_name, t, secure);
+            respond::set_cookie(&mut resp, &rc.cookie_name_for(secure), t, secure);
         }
         resp
     }
@@ -169,6 +169,7 @@ impl Gateway {
         room: &Room,
         v: Option<Visitor>,
         html: bool,
+        secure: bool,
     ) -> Response<Body> {
         let ended = v.and_then(|v| {
             let mut st = room.state.lock();
@@ -183,14 +184,14 @@ impl Gateway {
                 .increment(1);
         }
         let mut resp = if html {
-            respond::html(StatusCode::OK, LEFT_PAGE.to_string())
+            respond::html(StatusCode::OK, LEFT_PAGE)
         } else {
             respond::json(
                 StatusCode::OK,
                 &json!({"room": rc.name, "left": ended.is_some()}),
             )
         };
-        respond::clear_cookie(&mut resp, &rc.cookie_name);
+        respond::clear_cookie(&mut resp, &rc.cookie_name_for(secure));
         resp
     }
 }
@@ -198,6 +199,7 @@ impl Gateway {
 /// What a browser without script sees after leaving the line.
 const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>You left the line</title>\
-</head><body style=\"font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem\">\
+<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}</style>\
+</head><body>\
 <main><h1>You left the line</h1><p>Your place has been given up. \
 <a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";

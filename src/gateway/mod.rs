@@ -248,7 +248,7 @@ impl Gateway {
                 .pass(config, room_cfg, &room, peer, &host, req, None)
                 .await;
         }
-        let (visitor, sent_token) = self.visitor(room_cfg, req.headers());
+        let (visitor, sent_token) = self.visitor(room_cfg, req.headers(), peer.secure);
         let client = route::client_ip(&config.trusted_proxies, peer.addr.ip(), req.headers());
         let now = self.now_ms();
         let decision = {
@@ -293,7 +293,8 @@ impl Gateway {
                     Err(e) => fail(config, e),
                 };
                 if let Some(t) = token {
-                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &t, peer.secure);
+                    let cookie = room_cfg.cookie_name_for(peer.secure);
+                    respond::set_cookie(&mut resp, &cookie, &t, peer.secure);
                 }
                 Ok(resp)
             }
@@ -313,7 +314,8 @@ impl Gateway {
                 };
                 let mut resp = waiting(config, room_cfg, &req, &view, Some(&token))?;
                 if joined {
-                    respond::set_cookie(&mut resp, &room_cfg.cookie_name, &token, peer.secure);
+                    let cookie = room_cfg.cookie_name_for(peer.secure);
+                    respond::set_cookie(&mut resp, &cookie, &token, peer.secure);
                 }
                 Ok(resp)
             }
@@ -325,12 +327,18 @@ impl Gateway {
     }
 
     /// The visitor a request's token names (cookie, or `Anteroom-Token` for apps), with the token
-    /// string. A token that fails to verify counts as none and is counted.
-    fn visitor(&self, room: &RoomConfig, headers: &HeaderMap) -> (Option<Visitor>, Option<String>) {
+    /// string. A token that fails to verify counts as none and is counted. Only the cookie name
+    /// of this connection is read (`secure`: see `RoomConfig::cookie_name_for`).
+    fn visitor(
+        &self,
+        room: &RoomConfig,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> (Option<Visitor>, Option<String>) {
         let raw = headers
             .get(headers::TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
-            .or_else(|| headers::cookie(headers, &room.cookie_name));
+            .or_else(|| headers::cookie(headers, &room.cookie_name_for(secure)));
         let Some(raw) = raw else { return (None, None) };
         match self.keys.decode(room.id, raw) {
             Some(c) => (
@@ -381,7 +389,7 @@ impl Gateway {
                 .any(|n| n.contains(&peer.addr.ip())),
             proto: if peer.secure { "https" } else { "http" },
             host,
-            cookie_name: &room_cfg.cookie_name,
+            cookie_name: &room_cfg.cookie_name_for(peer.secure),
             response_timeout: config.limits.origin_response_timeout,
             max_body: config.limits.max_body,
             body_timeout: config.limits.body_timeout,

@@ -1,11 +1,14 @@
 //! Building gateway-made responses: pages, status JSON, cookies. The hot path only fills
-//! templates and clones bytes.
+//! templates and clones bytes. Every answer made here says what it is (`nosniff`); pages also
+//! carry their Content-Security-Policy and refuse framing and referrers. Answers forwarded from an
+//! origin never pass through here.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
+use crate::pages::Rendered;
 use crate::proxy::Body;
 
 pub fn body(bytes: impl Into<Bytes>) -> Body {
@@ -29,11 +32,28 @@ fn response(
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
-pub fn html(status: StatusCode, page: String) -> Response<Body> {
-    response(status, "text/html; charset=utf-8", page)
+/// A page the gateway made (waiting, closed, error, left), with its policy.
+pub fn html(status: StatusCode, page: impl Into<Rendered>) -> Response<Body> {
+    let page = page.into();
+    let mut r = response(status, "text/html; charset=utf-8", page.html);
+    let h = r.headers_mut();
+    // The policy holds only hashes, nonces and fixed words: always a valid header value.
+    if let Ok(v) = HeaderValue::from_str(&page.csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
 }
 
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
@@ -52,9 +72,14 @@ pub fn retry_after(resp: &mut Response<Body>, seconds: u64) {
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
-/// Adds the session cookie; every response that sets it must not be cached.
+/// Adds the session cookie; every response that sets it must not be cached. A `__Host-` name
+/// is always `Secure` with `Path=/` and no `Domain`, or the browser drops it.
 pub fn set_cookie(resp: &mut Response<Body>, name: &str, token: &str, secure: bool) {
-    let secure = if secure { "; Secure" } else { "" };
+    let secure = if secure || host_prefixed(name) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -65,8 +90,13 @@ pub fn set_cookie(resp: &mut Response<Body>, name: &str, token: &str, secure: bo
 
 /// Removes the session cookie from the browser.
 pub fn clear_cookie(resp: &mut Response<Body>, name: &str) {
-    let cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    let secure = if host_prefixed(name) { "; Secure" } else { "" };
+    let cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
+}
+
+fn host_prefixed(name: &str) -> bool {
+    name.starts_with("__Host-")
 }

@@ -281,6 +281,33 @@ fn an_unusable_file_is_set_aside_and_a_good_one_is_read() {
     );
 }
 
+/// Two unusable snapshots within one second are both kept: the second never overwrites the
+/// first (the names carry the second, and a counter when that name is taken).
+#[test]
+fn two_files_set_aside_within_a_second_are_both_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    for body in [&b"ANTROOM\0first"[..], &b"ANTROOM\0second"[..]] {
+        std::fs::write(path(dir.path()), body).unwrap();
+        assert!(load(dir.path()).is_none());
+        assert!(!path(dir.path()).exists());
+    }
+    let mut kept: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.bin.corrupt-")
+        })
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [b"ANTROOM\0first".to_vec(), b"ANTROOM\0second".to_vec()]
+    );
+}
+
 #[test]
 fn half_the_ticket_reserve_spent_asks_for_an_early_snapshot() {
     let settings = Settings {

@@ -127,6 +127,7 @@ impl Validator<'_> {
             page_status,
             json_status,
             cookie_name,
+            cookie_prefix_host: r.cookie_prefix_host.unwrap_or(false),
             message: r.message.clone(),
         })
     }

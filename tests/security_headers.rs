@@ -1,0 +1,208 @@
+//! What the gateway says about its own answers: every page it makes carries a
+//! Content-Security-Policy with no outside source that lets exactly the page's own inline script
+//! and style run (checked here against the sha256 of the blocks actually served), plus
+//! `nosniff`, `no-referrer` and `DENY`; its JSON and plain-text answers carry `nosniff`; an
+//! origin's answer passes untouched.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+use support::*;
+
+/// The text of every `<tag …>…</tag>` block of `html`, with its opening tag.
+fn blocks<'a>(html: &'a str, tag: &str) -> Vec<(&'a str, &'a str)> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut found = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find(&open) {
+        let after = &rest[at..];
+        let head_end = after.find('>').expect("an opening tag ends") + 1;
+        let body = &after[head_end..];
+        let end = body.find(&close).expect("a closing tag");
+        found.push((&after[..head_end], &body[..end]));
+        rest = &body[end..];
+    }
+    found
+}
+
+/// The sources of one CSP directive.
+fn directive<'a>(csp: &'a str, name: &str) -> Vec<&'a str> {
+    csp.split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {csp}"))
+        .split_whitespace()
+        .collect()
+}
+
+fn sha256(text: &str) -> String {
+    format!(
+        "'sha256-{}'",
+        STANDARD.encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
+/// A page the gateway made: its headers, and a policy that allows each inline block it holds.
+fn assert_gateway_page(r: &Reply, what: &str) {
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "{what}"
+    );
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"));
+    for (name, want) in [
+        ("default-src", &["'none'"][..]),
+        ("connect-src", &["'self'"]),
+        ("img-src", &["'self'", "data:"]),
+        ("base-uri", &["'none'"]),
+        ("form-action", &["'self'"]),
+        ("frame-ancestors", &["'none'"]),
+    ] {
+        assert_eq!(directive(csp, name), want, "{what}: {name} in {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert!(!csp.contains("http"), "{what}: no outside source: {csp}");
+    for (tag, dir) in [("script", "script-src"), ("style", "style-src")] {
+        let allowed = directive(csp, dir);
+        for (head, body) in blocks(&r.body, tag) {
+            assert!(
+                allowed.contains(&sha256(body).as_str()),
+                "{what}: the inline {head} block is not allowed by {dir} {allowed:?}"
+            );
+        }
+    }
+    // A style or handler attribute would be blocked: the pages must not rely on one.
+    assert!(!r.body.contains(" style="), "{what}: a style attribute");
+    assert!(!r.body.contains(" onclick="), "{what}: a handler attribute");
+}
+
+#[tokio::test]
+async fn gateway_pages_allow_exactly_their_own_inline_blocks_and_origin_answers_pass_untouched() {
+    let origin = Origin::start().await;
+    let down = dead_port().await;
+    let extra = "active_users = 1\nabandon_after = \"30s\"";
+    let config = base_config("50ms")
+        + &room("shop", "shop.test", &origin.url(), extra)
+        + &room(
+            "shut",
+            "shut.test",
+            &origin.url(),
+            "active_users = 1\nmode = \"reject\"",
+        )
+        + &room("down", "down.test", &format!("http://{down}"), extra);
+    let gw = Gateway::start(&config).await;
+
+    // The origin's answer, as it sent it.
+    let mut first = gw.client("shop.test");
+    let r = first.get("/", BROWSER).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "origin:/"));
+    for h in [
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+        "x-frame-options",
+    ] {
+        assert!(r.header(h).is_none(), "{h} added to the origin's answer");
+    }
+
+    // The waiting page, its status JSON, and the page after leaving.
+    let mut second = gw.client("shop.test");
+    let r = second.get("/", BROWSER).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("in line"), "{}", r.body);
+    assert_gateway_page(&r, "waiting page");
+    assert!(
+        !blocks(&r.body, "script").is_empty(),
+        "the page has its script"
+    );
+    let r = second.get("/__anteroom/status", JSON).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let r = second.get("/", JSON).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let r = second
+        .send("POST", "/__anteroom/leave", &[("accept", BROWSER)], "")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_gateway_page(&r, "left page");
+
+    // The closed page, the error page (origin down), and a plain-text answer.
+    let r = gw.client("shut.test").get("/", BROWSER).await;
+    assert_eq!(r.status, 503);
+    assert_gateway_page(&r, "closed page");
+    let r = gw.client("down.test").get("/", BROWSER).await;
+    assert_eq!(r.status, 502);
+    assert_gateway_page(&r, "error page");
+    let r = gw.client("nowhere.test").get("/", BROWSER).await;
+    assert_eq!(r.status, 421);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(r.header("content-security-policy").is_none());
+}
+
+#[tokio::test]
+async fn an_operators_page_gets_hashes_for_fixed_blocks_and_a_fresh_nonce_for_templated_ones() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("custom.html");
+    std::fs::write(
+        &page,
+        "<!doctype html><html><head><title>Wait</title>\n\
+         <style>body{color:#222}</style>\n\
+         <style>.bar{width:{{ progress_percent }}%}</style>\n\
+         </head><body><p>{{ room }} {{ state }}</p>\n\
+         <script>document.title = 'still waiting';</script>\n\
+         </body></html>\n",
+    )
+    .unwrap();
+    let extra = format!("active_users = 1\npage = {:?}", page.display().to_string());
+    let config = base_config("50ms") + &room("own", "own.test", &origin.url(), &extra);
+    let gw = Gateway::start(&config).await;
+    let r = gw.client("own.test").get("/", BROWSER).await;
+    assert_eq!(r.status, 200);
+
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let r = gw.client("own.test").get("/", BROWSER).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let csp = r.header("content-security-policy").expect("a policy");
+        let styles = blocks(&r.body, "style");
+        assert_eq!(styles.len(), 2, "{}", r.body);
+        // The fixed block by its hash, the templated one by the nonce of this answer only.
+        assert!(
+            directive(csp, "style-src").contains(&sha256(styles[0].1).as_str()),
+            "{csp}"
+        );
+        let (head, body) = styles[1];
+        assert!(body.starts_with(".bar{width:"), "{body}");
+        let nonce = head
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|n| n.split('"').next())
+            .unwrap_or_else(|| panic!("no nonce on {head}"));
+        assert!(nonce.len() >= 16, "{nonce}");
+        let source = format!("'nonce-{nonce}'");
+        assert!(
+            directive(csp, "style-src").contains(&source.as_str()),
+            "{csp}"
+        );
+        let (_, script) = blocks(&r.body, "script")[0];
+        assert!(
+            directive(csp, "script-src").contains(&sha256(script).as_str()),
+            "{csp}"
+        );
+        nonces.push(nonce.to_string());
+    }
+    assert_ne!(nonces[0], nonces[1], "a nonce is used once");
+}
