@@ -85,6 +85,28 @@ pub enum GatewayError {
     OriginDown(String),
     #[error("origin did not answer in time")]
     OriginTimeout,
+    #[error("origin answered with framing or a head that cannot be relayed safely: {0}")]
+    OriginInvalid(String),
     #[error("page rendering failed: {0}")]
     Render(String),
+}
+
+impl GatewayError {
+    /// The label of `anteroom_client_errors_total{kind}` for errors that are the client's own
+    /// fault; `None` for the origin's and anteroom's.
+    pub fn client_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::UnknownHost(_) => "unknown_host",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::BodyTooLarge => "body_too_large",
+            GatewayError::MethodNotAllowed => "method",
+            GatewayError::BodyTimeout => "body_timeout",
+            GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::OriginDown(_)
+            | GatewayError::OriginTimeout
+            | GatewayError::OriginInvalid(_)
+            | GatewayError::Render(_) => return None,
+        })
+    }
 }

@@ -44,6 +44,18 @@ async fn ambiguous_requests_get_400_and_never_reach_the_origin() {
             "a Transfer-Encoding other than chunked",
             b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
         ),
+        (
+            "gzip then chunked on two lines",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "gzip, chunked on one line",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked twice",
+            b"POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
         ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
 
         (

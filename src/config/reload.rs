@@ -268,6 +268,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "listen.http" => listen.http,
         "listen.https" => listen.https,
         "listen.admin" => listen.admin,
+        "admin.max_connections" => admin_max_connections,
         "demo.listen" => demo,
         "token" => token,
         "state.dir" => state.dir,

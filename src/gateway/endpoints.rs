@@ -65,8 +65,14 @@ impl Gateway {
         v: Option<Visitor>,
         sent: Option<String>,
     ) -> Response<Body> {
+        let now = self.now_ms();
+        let mut too_soon = None;
         let view = v.and_then(|v| {
             let mut st = room.state.lock();
+            too_soon = room::poll_too_soon(&st, &v.id, now);
+            if too_soon.is_some() {
+                return None;
+            }
             // A poll is how a waiting visitor usually comes back after a restart.
             room::recover(&rc.settings, &mut st, v, self.now_ms(), false);
             room::status(
@@ -77,6 +83,9 @@ impl Gateway {
                 &mut rand::rng(),
             )
         });
+        if let Some(wait_ms) = too_soon {
+            return too_fast(rc, wait_ms);
+        }
         match view {
             Some(view) => {
                 let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), sent.as_deref());
@@ -203,3 +212,21 @@ const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 </head><body>\
 <main><h1>You left the line</h1><p>Your place has been given up. \
 <a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
+
+/// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept, the
+/// poll not counted as a return, nothing computed.
+fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
+    metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
+    let wait = wait_ms.div_ceil(1000).max(1);
+    let mut resp = respond::json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({
+            "room": rc.name,
+            "state": "queued",
+            "error": "polling faster than poll_after_seconds",
+            "poll_after_seconds": wait,
+        }),
+    );
+    respond::retry_after(&mut resp, wait);
+    resp
+}

@@ -373,7 +373,7 @@ impl Gateway {
         &self,
         config: &Config,
         room_cfg: &RoomConfig,
-        room: &Room,
+        room: &Arc<Room>,
         peer: Peer,
         host: &str,
         req: Request<Incoming>,
@@ -407,6 +407,7 @@ impl Gateway {
                 let kind = match e {
                     GatewayError::OriginTimeout => Some("timeout"),
                     GatewayError::OriginDown(_) => Some("connect"),
+                    GatewayError::OriginInvalid(_) => Some("invalid_response"),
                     _ => None,
                 };
                 if let Some(kind) = kind {
@@ -431,10 +432,17 @@ impl Gateway {
                     .increment(1);
             }
         }
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(crate::proxy::BoxError::from).boxed(),
-        ))
+        // The head is on its way: a failure of the body from here can only be cut off, and
+        // is counted as the origin's.
+        let (watched, room_name) = (room.clone(), room_cfg.name.clone());
+        let body = body.map_err(move |e| {
+            tracing::warn!(room = %room_name, error = %e, "origin response body failed");
+            watched.figures.count_upstream_error("body");
+            metrics::counter!(m::UPSTREAM_ERRORS, "room" => room_name.clone(), "kind" => "body")
+                .increment(1);
+            crate::proxy::BoxError::from(e)
+        });
+        Ok(Response::from_parts(parts, body.boxed()))
     }
 }
 
@@ -517,6 +525,9 @@ fn over_budget(
 
 /// The one place where an error becomes a response.
 pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
+    if let Some(kind) = e.client_kind() {
+        metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
+    }
     let (status, title, detail) = match &e {
         GatewayError::UnknownHost(_) => {
             return respond::plain(
@@ -545,7 +556,7 @@ pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
                 "request headers too large\n",
             );
         }
-        GatewayError::OriginDown(_) => (
+        GatewayError::OriginDown(_) | GatewayError::OriginInvalid(_) => (
             StatusCode::BAD_GATEWAY,
             "The site is not answering",
             "We could not reach the site just now. Please try again in a moment.",

@@ -13,7 +13,9 @@ use crate::room::{JoinBudget, Overrides, RoomState};
 /// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
 pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disabled", "closed"];
 /// Upstream error kinds, the bounded values of `anteroom_upstream_errors_total{kind}`.
-pub const UPSTREAM_ERROR_KINDS: [&str; 2] = ["connect", "timeout"];
+/// `invalid_response`: framing or a head that cannot be relayed safely; `body`: the origin's
+/// response body failed after its head was sent on.
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "invalid_response", "body"];
 
 /// Lifetime request figures of a room, for the admin API (metrics keep their own).
 #[derive(Debug, Default)]

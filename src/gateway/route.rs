@@ -48,7 +48,9 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
             .flat_map(|v| v.split(','))
             .map(|c| c.trim().to_ascii_lowercase())
             .collect();
-        if codings.len() != te.len() || codings.last().map(String::as_str) != Some("chunked") {
+        // Exactly one coding, `chunked`, however many lines carry the list: any other coding
+        // would be dropped on the way to the origin.
+        if codings.len() != 1 || codings[0] != "chunked" {
             return Err(GatewayError::BadRequest(
                 "a transfer coding other than chunked",
             ));

@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -65,20 +66,43 @@ pub fn empty() -> Body {
 #[derive(Clone)]
 pub enum Progress {
     Fixed(Instant),
-    Moving(Arc<Mutex<Instant>>),
+    Moving(Arc<Moving>),
+}
+
+/// A streaming body's clock, and whether it is the client that keeps it waiting.
+pub struct Moving {
+    last: Mutex<Instant>,
+    /// The body was asked for its next piece and the client has not sent it.
+    waiting_on_client: AtomicBool,
 }
 
 impl Progress {
     fn touch(&self) {
-        if let Progress::Moving(at) = self {
-            *at.lock() = Instant::now();
+        if let Progress::Moving(m) = self {
+            *m.last.lock() = Instant::now();
+            m.waiting_on_client.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn client_stalls(&self) {
+        if let Progress::Moving(m) = self {
+            m.waiting_on_client.store(true, Ordering::Relaxed);
         }
     }
 
     pub fn last(&self) -> Instant {
         match self {
             Progress::Fixed(at) => *at,
-            Progress::Moving(at) => *at.lock(),
+            Progress::Moving(m) => *m.last.lock(),
+        }
+    }
+
+    /// Whether the request is held up by its own body: a stalled body is the client's fault
+    /// (408 after `body_timeout`), never the origin's, whatever the two timeouts are.
+    pub fn waiting_on_client(&self) -> bool {
+        match self {
+            Progress::Fixed(_) => false,
+            Progress::Moving(m) => m.waiting_on_client.load(Ordering::Relaxed),
         }
     }
 }
@@ -103,7 +127,10 @@ pub async fn prepare(
     if body.is_end_stream() {
         return Ok((empty(), Progress::Fixed(Instant::now())));
     }
-    let progress = Progress::Moving(Arc::new(Mutex::new(Instant::now())));
+    let progress = Progress::Moving(Arc::new(Moving {
+        last: Mutex::new(Instant::now()),
+        waiting_on_client: AtomicBool::new(false),
+    }));
     let mut capped = Capped {
         first: None,
         inner: body,
@@ -138,6 +165,7 @@ impl HttpBody for Capped {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => {
+                self.progress.client_stalls();
                 ready!(self.timer.as_mut().poll(cx));
                 Poll::Ready(Some(Err(BodyError::Idle.into())))
             }

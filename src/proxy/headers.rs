@@ -22,6 +22,37 @@ pub const TOKEN_HEADER: &str = "anteroom-token";
 /// The origin's command header (`Anteroom-Command: revoke`), never shown to clients.
 pub const COMMAND_HEADER: &str = "anteroom-command";
 
+/// Refuses an origin answer whose body two parsers could frame differently: both
+/// `Content-Length` and `Transfer-Encoding`, a transfer coding list not ending in `chunked`,
+/// or `Content-Length` values that disagree or are not numbers.
+pub fn check_response_framing(h: &HeaderMap) -> Result<(), String> {
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err("both Content-Length and Transfer-Encoding".into());
+        }
+        let last = te
+            .last()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim);
+        if !last.is_some_and(|c| c.eq_ignore_ascii_case("chunked")) {
+            return Err("a transfer coding other than a final chunked".into());
+        }
+    }
+    let mut lengths = cl
+        .iter()
+        .flat_map(|v| v.to_str().ok().into_iter().flat_map(|s| s.split(',')))
+        .map(|s| s.trim().parse::<u64>().ok());
+    if let Some(first) = lengths.next()
+        && (first.is_none() || lengths.any(|l| l != first))
+    {
+        return Err("Content-Length values disagree or are not numbers".into());
+    }
+    Ok(())
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection`, and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

@@ -3,8 +3,11 @@
 
 mod body;
 pub mod headers;
+mod strict;
 
 pub use body::BodyError;
+pub use strict::InvalidResponse;
+use strict::StrictConnector;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -28,8 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type of everything the gateway sends.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1.
-pub type OriginClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1, response heads checked.
+pub type OriginClient = Client<StrictConnector<HttpsConnector<HttpConnector>>, Body>;
 
 /// How long an idle origin connection is kept for reuse: below the keep-alive of common origin
 /// servers (Node and Apache close after 5 s), so the pool rarely offers one the origin is
@@ -47,11 +50,12 @@ pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
         .https_or_http()
         .enable_http1()
         .wrap_connector(connector);
+    let strict = StrictConnector::new(https, limits.max_header_bytes);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
-        .build(https)
+        .build(strict)
 }
 
 /// The spliced connections of upgraded requests (WebSockets): held so that a stop can wait for
@@ -183,13 +187,19 @@ pub async fn forward(
     let mut resp = match answer {
         None => return Err(GatewayError::OriginTimeout),
         Some(Err(e)) => {
-            return Err(match BodyError::find(&e) {
-                Some(b) => b.to_gateway(),
-                None => GatewayError::OriginDown(error_chain(&e)),
+            return Err(if let Some(b) = BodyError::find(&e) {
+                b.to_gateway()
+            } else if let Some(bad) = InvalidResponse::find(&e) {
+                GatewayError::OriginInvalid(bad.to_string())
+            } else if parse_error(&e) {
+                GatewayError::OriginInvalid(error_chain(&e))
+            } else {
+                GatewayError::OriginDown(error_chain(&e))
             });
         }
         Some(Ok(resp)) => resp,
     };
+    headers::check_response_framing(resp.headers()).map_err(GatewayError::OriginInvalid)?;
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let granted = switching
         .then(|| resp.headers().get(http::header::UPGRADE).cloned())
@@ -253,20 +263,42 @@ fn closed_early(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
+/// Whether hyper could not parse the origin's answer (a malformed head, a bad Content-Length).
+fn parse_error(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Waits for `answer` until `limit` has passed since the request body last moved (or since the
-/// start, without a body). `None`: the origin took too long.
+/// start, without a body). While the body waits on the client, the clock is the body's
+/// (`body_timeout` ends it with a client error). `None`: the origin took too long.
 async fn answer_within<F: Future>(
     answer: F,
     progress: &body::Progress,
     limit: Duration,
 ) -> Option<F::Output> {
     tokio::pin!(answer);
+    let mut deadline = progress.last() + limit;
     loop {
         tokio::select! {
             out = &mut answer => return Some(out),
-            () = tokio::time::sleep_until(progress.last() + limit) => {
-                if progress.last() + limit <= tokio::time::Instant::now() {
+            () = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                if progress.waiting_on_client() {
+                    deadline = now + limit;
+                } else if progress.last() + limit <= now {
                     return None;
+                } else {
+                    deadline = progress.last() + limit;
                 }
             }
         }

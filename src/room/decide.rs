@@ -123,7 +123,7 @@ pub fn decide(
                 if !recovered {
                     state.counters.duplicates += 1;
                 }
-                let view = view_of(settings, state, &v.id, now_ms, rng);
+                let view = queued_view(settings, state, &v.id, now_ms, rng);
                 return Decision::Wait {
                     visitor,
                     joined: false,
@@ -157,6 +157,7 @@ fn join(
         since_ms: now_ms,
         // Truncation intended: the progress bar takes a wrapping difference.
         released_before: state.counters.released as u32,
+        poll_floor_ms: 0,
     };
     if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
         session.state = SessionState::Active;
@@ -174,7 +175,7 @@ fn join(
     state.sessions.insert(id, session);
     state.queue.insert(ticket, id);
     state.schedule(now_ms + ms(settings.abandon_after), id);
-    let view = view_of(settings, state, &id, now_ms, rng);
+    let view = queued_view(settings, state, &id, now_ms, rng);
     Decision::Wait {
         visitor,
         joined: true,
@@ -203,7 +204,32 @@ pub fn status(
     if s.state == SessionState::Queued {
         s.seen_ms = now_ms;
     }
-    Some(view_of(settings, state, id, now_ms, rng))
+    Some(queued_view(settings, state, id, now_ms, rng))
+}
+
+/// How long a queued session must still wait before its next poll is answered: `Some(ms)` when
+/// it polls sooner than half the `poll_after_seconds` it was last given. No other work is done.
+pub fn poll_too_soon(state: &RoomState, id: &SessionId, now_ms: u64) -> Option<u64> {
+    let s = state.sessions.get(id)?;
+    let allowed = s.seen_ms + u64::from(s.poll_floor_ms);
+    (s.state == SessionState::Queued && now_ms < allowed).then(|| allowed - now_ms)
+}
+
+/// The view of a session, remembering the poll floor it sets for a queued one.
+fn queued_view(
+    settings: &Settings,
+    state: &mut RoomState,
+    id: &SessionId,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> View {
+    let view = view_of(settings, state, id, now_ms, rng);
+    if let Some(s) = state.sessions.get_mut(id)
+        && s.state == SessionState::Queued
+    {
+        s.poll_floor_ms = u32::try_from(view.poll_after_seconds * 500).unwrap_or(u32::MAX);
+    }
+    view
 }
 
 /// Gives up a place in line or an admitted slot at once. Returns whether the session existed.

@@ -22,7 +22,9 @@ mod state;
 mod tick;
 
 pub use bucket::Bucket;
-pub use decide::{Decision, View, ViewState, Visitor, decide, leave, revoke, status};
+pub use decide::{
+    Decision, View, ViewState, Visitor, decide, leave, poll_too_soon, revoke, status,
+};
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use joins::{JoinBudget, Prefix};
 pub use line::Line;

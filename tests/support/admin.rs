@@ -130,12 +130,23 @@ pub async fn visit(gw: &Gateway, host: &str) -> (Client, Reply) {
     (c, r)
 }
 
-/// The visitor's status JSON (must be a known session).
+/// The visitor's status JSON (must be a known session). Like the page, it waits as told when
+/// it asks sooner than the poll floor allows (429 with `Retry-After`).
 pub async fn status(c: &Client) -> Value {
     let mut c = c.clone();
-    let r = c.get("/__anteroom/status", JSON).await;
-    assert_eq!(r.status, 200, "status: {}", r.body);
-    r.json()
+    loop {
+        let r = c.get("/__anteroom/status", JSON).await;
+        if r.status == 429 {
+            let wait: u64 = r
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            continue;
+        }
+        assert_eq!(r.status, 200, "status: {}", r.body);
+        return r.json();
+    }
 }
 
 /// Waits until the visitor's status says `want`; that status.

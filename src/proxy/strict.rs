@@ -1,0 +1,271 @@
+//! The origin's answers are untrusted input too. Each origin connection is read through
+//! [`Strict`], which refuses a response head that two parsers could read differently or that
+//! is too large, before hyper parses it: a line ended by a bare LF (RFC 9112 allows a recipient
+//! to accept it, and a cache in front of anteroom might not), and a head over
+//! `max_header_bytes`. The connection fails, the request gets 502 (`invalid_response`).
+//!
+//! Only response heads are scanned: a head is expected after anteroom writes a request line,
+//! and after an interim (1xx) head; bodies pass through untouched.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+
+/// Why an origin's response head was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidResponse {
+    #[error("a header line of the origin's response ends in a bare LF")]
+    BareLf,
+    #[error("the origin's response head is larger than max_header_bytes")]
+    HeadTooLarge,
+}
+
+impl InvalidResponse {
+    /// The refusal somewhere in `e`'s sources.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a InvalidResponse> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(found) = err.downcast_ref::<InvalidResponse>() {
+                return Some(found);
+            }
+            if let Some(found) = err
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<InvalidResponse>())
+            {
+                return Some(found);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// Wraps every connection `inner` makes in [`Strict`].
+#[derive(Clone)]
+pub struct StrictConnector<C> {
+    inner: C,
+    max_head: usize,
+}
+
+impl<C> StrictConnector<C> {
+    pub fn new(inner: C, max_head: usize) -> Self {
+        StrictConnector { inner, max_head }
+    }
+}
+
+impl<C> tower_service::Service<Uri> for StrictConnector<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = Strict<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let max_head = self.max_head;
+        Box::pin(async move {
+            Ok(Strict {
+                inner: connecting.await?,
+                max_head,
+                head: None,
+            })
+        })
+    }
+}
+
+/// Where the scan of one response head stands.
+#[derive(Debug, Default)]
+struct Head {
+    /// Bytes of the head read so far.
+    len: usize,
+    /// Bytes of the current line so far, its LF excluded.
+    line: usize,
+    prev: u8,
+    /// The status code's first digit (`1` for an interim answer that another head follows).
+    class: u8,
+}
+
+impl Head {
+    /// Scans `bytes`; returns where the head ended in them, if it did.
+    fn scan(&mut self, bytes: &[u8], max: usize) -> Result<Option<usize>, InvalidResponse> {
+        for (i, &b) in bytes.iter().enumerate() {
+            self.len += 1;
+            if self.len > max {
+                return Err(InvalidResponse::HeadTooLarge);
+            }
+            // "HTTP/1.1 200": the status code starts at the tenth byte.
+            if self.len == 10 {
+                self.class = b;
+            }
+            if b == b'\n' {
+                if self.prev != b'\r' {
+                    return Err(InvalidResponse::BareLf);
+                }
+                let blank = self.line == 1;
+                self.line = 0;
+                self.prev = b;
+                if blank {
+                    return Ok(Some(i + 1));
+                }
+                continue;
+            }
+            self.line += 1;
+            self.prev = b;
+        }
+        Ok(None)
+    }
+}
+
+/// An origin connection whose response heads are checked as they are read.
+pub struct Strict<T> {
+    inner: T,
+    max_head: usize,
+    /// `Some` while a response head is expected or being read.
+    head: Option<Head>,
+}
+
+/// Whether `bytes` start like a request line anteroom writes (`GET /x HTTP/1.1`).
+fn request_line(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method > 0 && bytes.get(method) == Some(&b' ')
+}
+
+impl<T: Read + Unpin> Read for Strict<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.head.is_none() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        // A head is small: read it through a buffer of our own to look at it.
+        let mut local = [0u8; 8192];
+        let want = buf.remaining().min(local.len());
+        let mut tmp = hyper::rt::ReadBuf::new(&mut local[..want]);
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, tmp.unfilled()))?;
+        let filled = tmp.filled();
+        let mut at = 0;
+        while at < filled.len() {
+            let Some(head) = this.head.as_mut() else {
+                break;
+            };
+            match head.scan(&filled[at..], this.max_head) {
+                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+                Ok(None) => break,
+                Ok(Some(end)) => {
+                    at += end;
+                    // An interim answer (100 Continue, 103 Early Hints) is followed by another.
+                    this.head = (head.class == b'1').then(Head::default);
+                }
+            }
+        }
+        buf.put_slice(filled);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: Write + Unpin> Write for Strict<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.head.is_none() && request_line(bytes) {
+            self.head = Some(Head::default());
+        }
+        Pin::new(&mut self.inner).poll_write(cx, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.head.is_none() && first.is_some_and(|b| request_line(b)) {
+            self.head = Some(Head::default());
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: Connection> Connection for Strict<T> {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(chunks: &[&[u8]], max: usize) -> Result<Vec<usize>, InvalidResponse> {
+        let mut head = Head::default();
+        let mut ends = Vec::new();
+        for c in chunks {
+            if let Some(end) = head.scan(c, max)? {
+                ends.push(end);
+            }
+        }
+        Ok(ends)
+    }
+
+    #[test]
+    fn heads_are_checked_across_reads() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        assert_eq!(scan_all(&[ok], 1024).unwrap(), vec![ok.len() - 2]);
+        // Split anywhere, even between CR and LF.
+        for cut in 1..ok.len() {
+            let (a, b) = ok.split_at(cut);
+            let ends = scan_all(&[a, b], 1024).unwrap();
+            assert_eq!(ends.len(), 1, "cut at {cut}");
+        }
+        assert!(matches!(
+            scan_all(&[b"HTTP/1.1 200 OK\nX: y\r\n\r\n"], 1024),
+            Err(InvalidResponse::BareLf)
+        ));
+        assert!(matches!(
+            scan_all(&[b"HTTP/1.1 200 OK\r\nX: y\n\r\n"], 1024),
+            Err(InvalidResponse::BareLf)
+        ));
+        assert!(matches!(
+            scan_all(&[b"HTTP/1.1 200 OK\r\nX: yyyyyyyy\r\n\r\n"], 20),
+            Err(InvalidResponse::HeadTooLarge)
+        ));
+    }
+
+    #[test]
+    fn request_lines_are_recognised() {
+        assert!(request_line(b"GET / HTTP/1.1\r\n"));
+        assert!(request_line(b"DELETE /x HTTP/1.1\r\n"));
+        assert!(!request_line(b"hello"));
+        assert!(!request_line(b" GET"));
+        assert!(!request_line(b""));
+    }
+}
