@@ -394,7 +394,10 @@ async fn live_figures_and_metrics_reflect_the_traffic() {
         assert!(live[k].is_number(), "{k}: {live}");
     }
     assert!(live["estimated_wait_seconds"].is_null() || live["estimated_wait_seconds"].is_number());
-    assert_eq!(live["upstream_errors"], json!({"connect": 0, "timeout": 0}));
+    assert_eq!(
+        live["upstream_errors"],
+        json!({"connect": 0, "timeout": 0, "invalid_response": 0, "body": 0})
+    );
     let r = admin.send("GET", "/api/v1/rooms", "").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["rooms"][0]["name"], "live-room");

@@ -142,7 +142,7 @@ async fn an_abandoned_visitor_in_the_middle_leaves_and_those_behind_move_up() {
     let origin = Origin::start().await;
     let gw = one_room(
         &origin,
-        "active_users = 1\nabandon_after = \"400ms\"\nsession_ttl = \"1m\"",
+        "active_users = 1\nabandon_after = \"400ms\"\nsession_ttl = \"10s\"",
     )
     .await;
     let mut admitted = gw.client(HOST);
@@ -164,10 +164,18 @@ async fn an_abandoned_visitor_in_the_middle_leaves_and_those_behind_move_up() {
     })
     .await;
     assert_eq!(pos, 2);
-    assert_eq!(
-        a.get("/__anteroom/status", JSON).await.json()["position"],
-        1
-    );
+    // Polled just now: the next answer comes after the poll floor; polls before it still keep
+    // a in line (abandon_after is shorter than the floor here).
+    let a_pos = wait_until(Duration::from_secs(5), "a's next answer", || {
+        let (mut a, mut c) = (a.clone(), c.clone());
+        async move {
+            c.get("/__anteroom/status", JSON).await;
+            let r = a.get("/__anteroom/status", JSON).await;
+            (r.status == 200).then(|| r.json()["position"].clone())
+        }
+    })
+    .await;
+    assert_eq!(a_pos, 1);
     // b comes back with its old cookie: its place is gone, so it joins at the back.
     let r = b.get("/", JSON).await;
     assert_eq!(r.json()["position"], 3);
@@ -376,7 +384,12 @@ async fn bypass_paths_skip_the_queue() {
 #[tokio::test]
 async fn apps_join_poll_with_the_token_header_and_leave() {
     let origin = Origin::start().await;
-    let gw = one_room(&origin, "active_users = 1\nabandon_after = \"30s\"").await;
+    // A short session_ttl keeps the estimate, and so the poll floor, short.
+    let gw = one_room(
+        &origin,
+        "active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"10s\"",
+    )
+    .await;
     // The first app is admitted at once by join.
     let r = gw
         .client(HOST)
@@ -406,15 +419,25 @@ async fn apps_join_poll_with_the_token_header_and_leave() {
         .await;
     assert_eq!(s.status, 200);
     assert_eq!(s.json()["position"], 1);
-    // Joining again with the token keeps the place.
-    let again = app()
-        .send(
-            "POST",
-            "/__anteroom/join",
-            &[("anteroom-token", &token)],
-            "",
-        )
-        .await;
+    // Joining again with the token keeps the place. Right after a poll it is a poll too soon:
+    // 429, the place kept; asked again when told, it answers.
+    let join_again = || async {
+        app()
+            .send(
+                "POST",
+                "/__anteroom/join",
+                &[("anteroom-token", &token)],
+                "",
+            )
+            .await
+    };
+    let soon = join_again().await;
+    assert_eq!(soon.status, 429, "{}", soon.body);
+    assert_eq!(soon.json()["state"], "queued");
+    let wait: u64 = soon.header("retry-after").unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let again = join_again().await;
+    assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["position"], 1);
     assert_eq!(again.json()["queue_depth"], 1);
     // No token: the status endpoint does not know the visitor.

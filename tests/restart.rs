@@ -149,11 +149,18 @@ async fn status_by_token(addr: SocketAddr, token: &str) -> Reply {
     .await
 }
 
-/// A known token's status JSON.
+/// A known token's status JSON, waiting as told when asked again before the poll floor.
 async fn known(addr: SocketAddr, token: &str) -> Value {
-    let r = status_by_token(addr, token).await;
-    assert_eq!(r.status, 200, "status: {}", r.body);
-    r.json()
+    loop {
+        let r = status_by_token(addr, token).await;
+        if r.status == 429 {
+            let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        assert_eq!(r.status, 200, "status: {}", r.body);
+        return r.json();
+    }
 }
 
 /// What a restart must keep of a visitor: state, position, queue depth.

@@ -217,7 +217,12 @@ async fn polls_faster_than_half_of_poll_after_get_429_and_keep_the_place() {
     let config = format!(
         "{}{}",
         base_config("50ms"),
-        room("floor", "floor.test", &origin.url(), "active_users = 1")
+        room(
+            "floor",
+            "floor.test",
+            &origin.url(),
+            "active_users = 1\nsession_ttl = \"10s\""
+        )
     );
     let gw = Gateway::start(&config).await;
     let mut first = gw.client("floor.test");
@@ -225,8 +230,11 @@ async fn polls_faster_than_half_of_poll_after_get_429_and_keep_the_place() {
     let mut waiting = gw.client("floor.test");
     let joined = waiting.get("/", JSON).await.json();
     assert_eq!(joined["state"], "queued");
-    let poll_after = joined["poll_after_seconds"].as_u64().unwrap();
-    let joined_at = Instant::now();
+    // The first poll after a join is answered; it sets the floor.
+    let r = waiting.get("/__anteroom/status", JSON).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let poll_after = r.json()["poll_after_seconds"].as_u64().unwrap();
+    let polled_at = Instant::now();
 
     let r = waiting.get("/__anteroom/status", JSON).await;
     assert_eq!(r.status, 429, "{}", r.body);
@@ -238,7 +246,7 @@ async fn polls_faster_than_half_of_poll_after_get_429_and_keep_the_place() {
     assert!((1..=poll_after).contains(&retry), "{retry} of {poll_after}");
 
     // Past half of poll_after: answered, same place.
-    tokio::time::sleep_until(joined_at + Duration::from_millis(poll_after * 500 + 50)).await;
+    tokio::time::sleep_until(polled_at + Duration::from_millis(poll_after * 500 + 50)).await;
     let r = waiting.get("/__anteroom/status", JSON).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["position"], 1);

@@ -69,7 +69,7 @@ impl Gateway {
         let mut too_soon = None;
         let view = v.and_then(|v| {
             let mut st = room.state.lock();
-            too_soon = room::poll_too_soon(&st, &v.id, now);
+            too_soon = room::poll_too_soon(&mut st, &v.id, now);
             if too_soon.is_some() {
                 return None;
             }
@@ -115,6 +115,11 @@ impl Gateway {
         let mut budgeted = false;
         let (decision, view) = {
             let mut st = room.state.lock();
+            // Joining again with the token of a queued session is a poll: the same floor.
+            if let Some(wait_ms) = v.and_then(|v| room::poll_too_soon(&mut st, &v.id, now)) {
+                drop(st);
+                return too_fast(rc, wait_ms);
+            }
             if let Some(v) = v {
                 room::recover(&rc.settings, &mut st, v, now, false);
             }
@@ -213,8 +218,8 @@ const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 <main><h1>You left the line</h1><p>Your place has been given up. \
 <a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
 
-/// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept, the
-/// poll not counted as a return, nothing computed.
+/// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept,
+/// nothing computed.
 fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
     metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
     let wait = wait_ms.div_ceil(1000).max(1);

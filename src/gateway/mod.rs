@@ -389,7 +389,7 @@ impl Gateway {
                 .any(|n| n.contains(&peer.addr.ip())),
             proto: if peer.secure { "https" } else { "http" },
             host,
-            cookie_name: &room_cfg.cookie_name_for(peer.secure),
+            cookie_name: &room_cfg.cookie_name,
             response_timeout: config.limits.origin_response_timeout,
             max_body: config.limits.max_body,
             body_timeout: config.limits.body_timeout,

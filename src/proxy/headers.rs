@@ -115,9 +115,12 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
         return;
     }
     headers.remove(header::COOKIE);
+    // Both spellings: a visitor may carry the `__Host-` cookie of HTTPS and the plain one of
+    // HTTP, and neither is the origin's business.
+    let prefixed = format!("__Host-{name}");
     for v in values {
         let kept: Vec<&[u8]> = pairs(&v)
-            .filter(|p| pair_name(p) != name.as_bytes())
+            .filter(|p| pair_name(p) != name.as_bytes() && pair_name(p) != prefixed.as_bytes())
             .collect();
         if kept.is_empty() {
             continue;
@@ -248,6 +251,11 @@ mod tests {
             (&["a=1; anteroom_shop=abc; b=2"], &["a=1; b=2"]),
             (&["anteroom_shop=abc", "c=3"], &["c=3"]),
             (&["anteroom_shopping=1"], &["anteroom_shopping=1"]),
+            (&["__Host-anteroom_shop=x; anteroom_shop=y; z=1"], &["z=1"]),
+            (
+                &["__Host-anteroom_shopping=1"],
+                &["__Host-anteroom_shopping=1"],
+            ),
         ];
         for (input, want) in cases {
             let mut h = HeaderMap::new();

@@ -123,7 +123,7 @@ pub fn decide(
                 if !recovered {
                     state.counters.duplicates += 1;
                 }
-                let view = queued_view(settings, state, &v.id, now_ms, rng);
+                let view = view_of(settings, state, &v.id, now_ms, rng);
                 return Decision::Wait {
                     visitor,
                     joined: false,
@@ -157,7 +157,7 @@ fn join(
         since_ms: now_ms,
         // Truncation intended: the progress bar takes a wrapping difference.
         released_before: state.counters.released as u32,
-        poll_floor_ms: 0,
+        next_poll_ms: 0,
     };
     if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
         session.state = SessionState::Active;
@@ -175,7 +175,7 @@ fn join(
     state.sessions.insert(id, session);
     state.queue.insert(ticket, id);
     state.schedule(now_ms + ms(settings.abandon_after), id);
-    let view = queued_view(settings, state, &id, now_ms, rng);
+    let view = view_of(settings, state, &id, now_ms, rng);
     Decision::Wait {
         visitor,
         joined: true,
@@ -208,14 +208,19 @@ pub fn status(
 }
 
 /// How long a queued session must still wait before its next poll is answered: `Some(ms)` when
-/// it polls sooner than half the `poll_after_seconds` it was last given. No other work is done.
-pub fn poll_too_soon(state: &RoomState, id: &SessionId, now_ms: u64) -> Option<u64> {
-    let s = state.sessions.get(id)?;
-    let allowed = s.seen_ms + u64::from(s.poll_floor_ms);
-    (s.state == SessionState::Queued && now_ms < allowed).then(|| allowed - now_ms)
+/// it polls sooner than half the `poll_after_seconds` its last answered poll was given (a join or
+/// a page view sets no floor: the first poll after them is always answered). Such a poll counts
+/// as presence (the visitor is plainly there) but computes nothing.
+pub fn poll_too_soon(state: &mut RoomState, id: &SessionId, now_ms: u64) -> Option<u64> {
+    let s = state.sessions.get_mut(id)?;
+    if s.state != SessionState::Queued || now_ms >= s.next_poll_ms {
+        return None;
+    }
+    s.seen_ms = now_ms;
+    Some(s.next_poll_ms - now_ms)
 }
 
-/// The view of a session, remembering the poll floor it sets for a queued one.
+/// The view a poll gets, remembering the poll floor it sets for a queued session.
 fn queued_view(
     settings: &Settings,
     state: &mut RoomState,
@@ -227,7 +232,7 @@ fn queued_view(
     if let Some(s) = state.sessions.get_mut(id)
         && s.state == SessionState::Queued
     {
-        s.poll_floor_ms = u32::try_from(view.poll_after_seconds * 500).unwrap_or(u32::MAX);
+        s.next_poll_ms = now_ms + view.poll_after_seconds * 500;
     }
     view
 }
@@ -320,4 +325,57 @@ fn view_of(
 
 pub(super) fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    /// The floor is set by an answered poll only, holds until half the `poll_after_seconds`
+    /// that poll was given, and a poll before it keeps the visitor present without moving it.
+    #[test]
+    fn the_poll_floor_follows_the_last_answered_poll() {
+        let s = Settings {
+            active_users: Some(1),
+            session_ttl: Duration::from_secs(600),
+            abandon_after: Duration::from_secs(600),
+            ..Settings::default()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut st = RoomState::new(0, None);
+        assert!(matches!(
+            decide(&s, &mut st, None, 0, &mut rng),
+            Decision::Admit { .. }
+        ));
+        let Decision::Wait { visitor: v, .. } = decide(&s, &mut st, None, 0, &mut rng) else {
+            panic!("the second visitor waits");
+        };
+        // A join sets no floor; a page view neither.
+        assert_eq!(poll_too_soon(&mut st, &v.id, 0), None);
+        decide(&s, &mut st, Some(v), 10, &mut rng);
+        assert_eq!(poll_too_soon(&mut st, &v.id, 10), None);
+        let view = status(&s, &mut st, &v.id, 100, &mut rng).unwrap();
+        let floor = view.poll_after_seconds * 500;
+        assert_eq!(poll_too_soon(&mut st, &v.id, 101), Some(floor - 1));
+        assert_eq!(
+            st.sessions.get(&v.id).unwrap().seen_ms,
+            101,
+            "still present"
+        );
+        assert_eq!(poll_too_soon(&mut st, &v.id, 100 + floor - 1), Some(1));
+        assert_eq!(poll_too_soon(&mut st, &v.id, 100 + floor), None);
+        // An admitted session has no floor.
+        let admitted = st
+            .sessions
+            .iter()
+            .find(|(_, s)| s.state == SessionState::Active)
+            .map(|(id, _)| *id)
+            .unwrap();
+        assert_eq!(poll_too_soon(&mut st, &admitted, 101), None);
+    }
 }

@@ -246,7 +246,7 @@ impl RoomState {
                 seen_ms: seen.min(now_ms),
                 since_ms: since.min(now_ms),
                 released_before: si.released_before,
-                poll_floor_ms: 0,
+                next_poll_ms: 0,
                 state,
             };
             match state {
@@ -374,7 +374,7 @@ pub fn scratch(sessions: usize) -> Vec<(SessionId, Session)> {
             seen_ms: 0,
             since_ms: 0,
             released_before: 0,
-            poll_floor_ms: 0,
+            next_poll_ms: 0,
             state: SessionState::Queued,
         },
     );
@@ -415,7 +415,7 @@ pub fn recover(
         since_ms: now_ms,
         // Truncation intended: the progress bar takes a wrapping difference.
         released_before: state.counters.released as u32,
-        poll_floor_ms: 0,
+        next_poll_ms: 0,
         state: SessionState::Queued,
     };
     if admit_if_free && !settings.paused && state.queue.is_empty() && has_room(settings, state) {

@@ -106,7 +106,7 @@ mod tests {
             seen_ms: 0,
             since_ms: 0,
             released_before: 0,
-            poll_floor_ms: 0,
+            next_poll_ms: 0,
             state: SessionState::Queued,
         }
     }

@@ -59,9 +59,9 @@ pub struct Session {
     /// bar takes a wrapping difference, exact below four billion releases).
     pub released_before: u32,
     pub state: SessionState,
-    /// Half the `poll_after_seconds` last given to a queued session, in ms: a poll sooner than
-    /// that after `seen_ms` is answered 429 without any work. Not kept in snapshots.
-    pub poll_floor_ms: u32,
+    /// A queued session's poll before this (half the `poll_after_seconds` its last answered
+    /// poll was given) is answered 429 without any work. 0: none. Not kept in snapshots.
+    pub next_poll_ms: u64,
 }
 
 /// How a session was admitted, for `anteroom_admitted_total{how}`.
