@@ -10,12 +10,13 @@ use support::*;
 #[tokio::test]
 async fn lottery_visitors_see_the_next_draw_then_a_place() {
     let origin = Origin::start().await;
+    // A short session_ttl keeps the estimate, and so poll_after and its floor, short.
     let config = base_config("20ms")
         + &room(
             "drop",
             "drop.test",
             &origin.url(),
-            "active_users = 1\nqueue = \"lottery\"\ndraw_every = \"1s\"\nabandon_after = \"30s\"",
+            "active_users = 1\nqueue = \"lottery\"\ndraw_every = \"1s\"\nabandon_after = \"30s\"\nsession_ttl = \"10s\"",
         );
     let gw = Gateway::start(&config).await;
     let mut first = gw.client("drop.test");

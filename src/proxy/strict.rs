@@ -80,6 +80,7 @@ where
                 inner: connecting.await?,
                 max_head,
                 head: None,
+                upgraded: false,
             })
         })
     }
@@ -93,8 +94,16 @@ struct Head {
     /// Bytes of the current line so far, its LF excluded.
     line: usize,
     prev: u8,
-    /// The status code's first digit (`1` for an interim answer that another head follows).
-    class: u8,
+    /// The status code's three digits.
+    code: [u8; 3],
+}
+
+impl Head {
+    /// An interim answer (100 Continue, 103 Early Hints) that another head follows. 101 is
+    /// final: the connection then carries another protocol, never scanned.
+    fn interim(&self) -> bool {
+        self.code[0] == b'1' && &self.code != b"101"
+    }
 }
 
 impl Head {
@@ -105,9 +114,9 @@ impl Head {
             if self.len > max {
                 return Err(InvalidResponse::HeadTooLarge);
             }
-            // "HTTP/1.1 200": the status code starts at the tenth byte.
-            if self.len == 10 {
-                self.class = b;
+            // "HTTP/1.1 200": the status code is the tenth to twelfth byte.
+            if (10..=12).contains(&self.len) {
+                self.code[self.len - 10] = b;
             }
             if b == b'\n' {
                 if self.prev != b'\r' {
@@ -134,6 +143,8 @@ pub struct Strict<T> {
     max_head: usize,
     /// `Some` while a response head is expected or being read.
     head: Option<Head>,
+    /// After a 101 the connection is the upgraded protocol's: nothing more is scanned.
+    upgraded: bool,
 }
 
 /// Whether `bytes` start like a request line anteroom writes (`GET /x HTTP/1.1`).
@@ -168,8 +179,8 @@ impl<T: Read + Unpin> Read for Strict<T> {
                 Ok(None) => break,
                 Ok(Some(end)) => {
                     at += end;
-                    // An interim answer (100 Continue, 103 Early Hints) is followed by another.
-                    this.head = (head.class == b'1').then(Head::default);
+                    this.upgraded = &head.code == b"101";
+                    this.head = head.interim().then(Head::default);
                 }
             }
         }
@@ -184,7 +195,7 @@ impl<T: Write + Unpin> Write for Strict<T> {
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.head.is_none() && request_line(bytes) {
+        if self.head.is_none() && !self.upgraded && request_line(bytes) {
             self.head = Some(Head::default());
         }
         Pin::new(&mut self.inner).poll_write(cx, bytes)
@@ -196,7 +207,7 @@ impl<T: Write + Unpin> Write for Strict<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let first = bufs.iter().find(|b| !b.is_empty());
-        if self.head.is_none() && first.is_some_and(|b| request_line(b)) {
+        if self.head.is_none() && !self.upgraded && first.is_some_and(|b| request_line(b)) {
             self.head = Some(Head::default());
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -258,6 +269,27 @@ mod tests {
             scan_all(&[b"HTTP/1.1 200 OK\r\nX: yyyyyyyy\r\n\r\n"], 20),
             Err(InvalidResponse::HeadTooLarge)
         ));
+    }
+
+    #[test]
+    fn interim_heads_are_followed_by_another_and_101_ends_the_scan() {
+        let mut early = Head::default();
+        let end = early
+            .scan(b"HTTP/1.1 103 Early Hints\r\n\r\n", 1024)
+            .unwrap();
+        assert!(end.is_some() && early.interim());
+        let mut switch = Head::default();
+        let end = switch
+            .scan(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                1024,
+            )
+            .unwrap();
+        assert!(end.is_some() && !switch.interim());
+        assert_eq!(&switch.code, b"101");
+        let mut ok = Head::default();
+        ok.scan(b"HTTP/1.1 200 OK\r\n\r\n", 1024).unwrap();
+        assert!(!ok.interim());
     }
 
     #[test]
