@@ -1,39 +1,38 @@
 //! A small demo origin, so that the shipped `gateway.toml` runs on a fresh machine: every path
 //! answers a page saying the visitor got in.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Limits;
 
 use crate::gateway::respond;
 use crate::proxy::Body;
 
-pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Open demo connections at most: it is a demo, not a benchmark target.
+const DEMO_CONNECTIONS: usize = 1024;
+
+pub async fn serve(listener: TcpListener, limits: Limits, shutdown: watch::Receiver<bool>) {
     let served = Arc::new(AtomicU64::new(0));
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-            _ = shutdown.changed() => return,
-        };
-        let served = served.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                async move { Ok::<_, Infallible>(page(&req, n)) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    // The same accept loop and limits as every other listener.
+    let serving = crate::server::Serving {
+        tls: None,
+        permits: Arc::new(Semaphore::new(DEMO_CONNECTIONS)),
+        limits,
+        drain: Duration::from_secs(1),
+    };
+    crate::server::serve(listener, serving, shutdown, move |_, req| {
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        let page = page(&req, n);
+        async move { page }
+    })
+    .await;
 }
 
 fn page(req: &Request<Incoming>, n: u64) -> Response<Body> {

@@ -81,7 +81,11 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
         Some(addr) => {
             let l = bind("demo origin", addr).await?;
             let bound = l.local_addr().ok();
-            tasks.push(tokio::spawn(demo::serve(l, rx.clone())));
+            tasks.push(tokio::spawn(demo::serve(
+                l,
+                config.limits.clone(),
+                rx.clone(),
+            )));
             bound
         }
         None => None,
