@@ -134,11 +134,7 @@ pub async fn serve<H, F>(
     let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
     let mut conns = tokio::task::JoinSet::new();
-    let deadlines = Deadlines {
-        header: limits.header_timeout,
-        idle: limits.idle_timeout,
-        write: limits.write_timeout,
-    };
+    let deadlines = Deadlines::of(&limits);
     loop {
         // Finished connections leave the set as new ones come.
         while conns.try_join_next().is_some() {}
@@ -189,6 +185,15 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
+    drain_connections(graceful, conns, drain).await;
+}
+
+/// Lets the open connections finish their requests, up to `drain`, then cuts the rest.
+async fn drain_connections(
+    graceful: GracefulShutdown,
+    mut conns: tokio::task::JoinSet<()>,
+    drain: Duration,
+) {
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(drain) => {

@@ -92,6 +92,16 @@ pub struct Deadlines {
     pub write: Duration,
 }
 
+impl Deadlines {
+    pub fn of(limits: &crate::config::Limits) -> Self {
+        Deadlines {
+            header: limits.header_timeout,
+            idle: limits.idle_timeout,
+            write: limits.write_timeout,
+        }
+    }
+}
+
 impl<T> Watchdog<T> {
     pub fn new(inner: T, limits: Deadlines, in_flight: InFlight) -> Self {
         let now = Instant::now();
