@@ -33,9 +33,15 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_buf_size(limits.max_header_bytes + limits.max_uri_bytes + 64);
     b.http2()
         .timer(TokioTimer::new())
+        // Each stream may hold an origin connection: bounded like nginx's
+        // http2_max_concurrent_streams (128).
+        .max_concurrent_streams(H2_STREAMS)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     b
 }
+
+/// Concurrent streams of one HTTP/2 client connection.
+const H2_STREAMS: u32 = 100;
 
 /// Descriptors kept out of the public budget for everything that is not a client connection:
 /// the listeners, the state folder's files, the configuration, TLS files, log output.

@@ -97,13 +97,18 @@ async fn at_capacity_visitors_queue_in_arrival_order_and_a_refresh_keeps_its_pla
     assert_eq!(origin.count(), 2, "queued visitors never reach the origin");
     // A refresh, the status endpoint and a second tab (same cookie) keep the same place.
     for _ in 0..3 {
-        let j = queued[1].get("/other-page", JSON).await.json();
-        assert_eq!(j["position"], 2);
-        assert_eq!(j["queue_depth"], 3);
+        let r = queued[1].get("/other-page", BROWSER).await;
+        assert!(r.body.contains("data-position=\"2\""), "{}", r.body);
     }
     let s = queued[1].get("/__anteroom/status", JSON).await;
     assert_eq!(s.status, 200);
     assert_eq!(s.json()["position"], 2);
+    assert_eq!(s.json()["queue_depth"], 3);
+    // An app asking again at once is told to wait (the poll floor), and keeps its place.
+    let again = queued[1].get("/other-page", JSON).await;
+    assert_eq!(again.status, 429);
+    assert_eq!(again.json()["state"], "queued");
+    assert!(again.header("retry-after").is_some());
     assert_eq!(origin.count(), 2);
 }
 

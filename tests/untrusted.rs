@@ -244,6 +244,18 @@ async fn polls_faster_than_half_of_poll_after_get_429_and_keep_the_place() {
     assert!(j.get("position").is_none(), "work was done: {j}");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=poll_after).contains(&retry), "{retry} of {poll_after}");
+    // Any URL is a poll for an app or a script: the same floor. A person reloading the page
+    // still gets the page.
+    for path in ["/", "/anything?x=1"] {
+        let r = waiting.get(path, JSON).await;
+        assert_eq!(r.status, 429, "{path}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{path}: {}", r.body);
+        assert!(r.json().get("position").is_none(), "{path}: work was done");
+    }
+    let page = waiting.get("/anything", BROWSER).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-position=\"1\""), "{}", page.body);
+    assert_eq!(origin.count(), 1, "a queued visitor reached the origin");
 
     // Past half of poll_after: answered, same place.
     tokio::time::sleep_until(polled_at + Duration::from_millis(poll_after * 500 + 50)).await;

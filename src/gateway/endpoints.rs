@@ -220,7 +220,7 @@ const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 
 /// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept,
 /// nothing computed.
-fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
+pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
     metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
     let wait = wait_ms.div_ceil(1000).max(1);
     let mut resp = respond::json(
@@ -230,6 +230,7 @@ fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
             "state": "queued",
             "error": "polling faster than poll_after_seconds",
             "poll_after_seconds": wait,
+            "message": rc.message,
         }),
     );
     respond::retry_after(&mut resp, wait);

@@ -30,7 +30,8 @@ use crate::metrics as m;
 use crate::pages::{self, RESERVED_PREFIX, StatusJson};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
 use crate::room::{
-    Decision, Mode, Overrides, Prefix, RoomState, View, ViewState, Visitor, decide, recoverable,
+    Decision, Mode, Overrides, Prefix, RoomState, View, ViewState, Visitor, decide, poll_too_soon,
+    recoverable, set_poll_floor,
 };
 use crate::token::{Claims, Keys};
 
@@ -250,26 +251,18 @@ impl Gateway {
         }
         let (visitor, sent_token) = self.visitor(room_cfg, req.headers(), peer.secure);
         let client = route::client_ip(&config.trusted_proxies, peer.addr.ip(), req.headers());
-        let now = self.now_ms();
-        let decision = {
-            let mut state = room.state.lock();
-            match over_budget(room_cfg, &room, &state, visitor, client, now) {
-                Some(view) => Err(view),
-                None => Ok(decide(
-                    &room_cfg.settings,
-                    &mut state,
-                    visitor,
-                    now,
-                    &mut rand::rng(),
-                )),
-            }
-        };
-        let decision = match decision {
-            Ok(d) => d,
-            Err(view) => {
+        // A request that is not a navigation is an app's or a script's: a poll, with its floor.
+        let poll = !pages::wants_html(req.method(), req.headers());
+        let decision = match self.decide_request(room_cfg, &room, visitor, client, poll) {
+            Outcome::Decided(d) => d,
+            Outcome::OverBudget(view) => {
                 count_request(&room, &name, "queue");
                 metrics::counter!(m::JOINS_OVER_BUDGET, "room" => name.clone()).increment(1);
                 return waiting(config, room_cfg, &req, &view, None);
+            }
+            Outcome::TooSoon(wait_ms) => {
+                count_request(&room, &name, "queue");
+                return Ok(endpoints::too_fast(room_cfg, wait_ms));
             }
         };
         match decision {
@@ -324,6 +317,38 @@ impl Gateway {
                 closed(config, room_cfg)
             }
         }
+    }
+
+    /// The room's answer to one request, under its lock: the poll floor and the join budget
+    /// first, then the decision. `poll`: the request is an app's or a script's, not a page view.
+    fn decide_request(
+        &self,
+        rc: &RoomConfig,
+        room: &Room,
+        visitor: Option<Visitor>,
+        client: std::net::IpAddr,
+        poll: bool,
+    ) -> Outcome {
+        let now = self.now_ms();
+        let mut state = room.state.lock();
+        if poll && let Some(wait_ms) = visitor.and_then(|v| poll_too_soon(&mut state, &v.id, now)) {
+            return Outcome::TooSoon(wait_ms);
+        }
+        if let Some(view) = over_budget(rc, room, &state, visitor, client, now) {
+            return Outcome::OverBudget(view);
+        }
+        let decision = decide(&rc.settings, &mut state, visitor, now, &mut rand::rng());
+        if poll
+            && let Decision::Wait {
+                visitor,
+                joined: false,
+                view,
+                ..
+            } = &decision
+        {
+            set_poll_floor(&mut state, &visitor.id, now, view.poll_after_seconds);
+        }
+        Outcome::Decided(decision)
     }
 
     /// The visitor a request's token names (cookie, or `Anteroom-Token` for apps), with the token
@@ -444,6 +469,15 @@ impl Gateway {
         });
         Ok(Response::from_parts(parts, body.boxed()))
     }
+}
+
+/// What the room says to one request before anything is sent.
+enum Outcome {
+    Decided(Decision),
+    /// A new session from a prefix past its join budget: the view of a visitor with no place.
+    OverBudget(View),
+    /// A queued visitor's poll before its floor: how long until it is answered.
+    TooSoon(u64),
 }
 
 fn count_request(room: &Room, name: &str, decision: &'static str) {

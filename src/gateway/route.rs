@@ -73,7 +73,7 @@ pub fn check_request<B>(req: &Request<B>, limits: &Limits) -> Result<(), Gateway
     Ok(())
 }
 
-/// Replaces the request's path by its normal form (see [`super::path`]), keeping the query;
+/// Replaces the request's path by its normal form (see [`crate::target`]), keeping the query;
 /// refuses with 400 a path whose meaning origins disagree on.
 pub fn normalise_target<B>(req: &mut Request<B>) -> Result<(), GatewayError> {
     let uri = req.uri();

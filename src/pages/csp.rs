@@ -108,7 +108,11 @@ pub fn nonce() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The CSP source for a block, hashed as the browser sees it: HTML parsing turns CRLF and lone
+/// CR into LF before the hash is checked, so a template saved with Windows line ends still
+/// matches.
 fn hash(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     format!(
         "'sha256-{}'",
         STANDARD.encode(Sha256::digest(text.as_bytes()))
@@ -191,5 +195,7 @@ mod tests {
             hash("alert('Hello, world.');"),
             "'sha256-qznLcsROx4GACP2dm0UCKCzCG+HiZ1guq6ZZDob/Tng='"
         );
+        // The browser hashes the text after HTML parsing has made every line end an LF.
+        assert_eq!(hash("a();\r\nb();\rc();"), hash("a();\nb();\nc();"));
     }
 }

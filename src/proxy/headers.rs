@@ -17,6 +17,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Headers some origin stacks (IIS URL Rewrite, older Symfony and Zend) take as the real path
+/// over the request line's. anteroom decides on the request line's path, so they never reach
+/// an origin: a bypass path must not carry a queued one along.
+pub const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
 /// The header native apps use to carry their token.
 pub const TOKEN_HEADER: &str = "anteroom-token";
 /// The origin's command header (`Anteroom-Command: revoke`), never shown to clients.

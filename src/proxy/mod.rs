@@ -137,6 +137,9 @@ pub async fn forward(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_cookie(&mut parts.headers, f.cookie_name);
     parts.headers.remove(headers::TOKEN_HEADER);
+    for h in headers::PATH_OVERRIDES {
+        parts.headers.remove(h);
+    }
     // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room
     // names the origin's own.
     if let Some(h) = &f.origin.host {

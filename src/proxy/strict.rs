@@ -96,6 +96,8 @@ struct Head {
     prev: u8,
     /// The status code's three digits.
     code: [u8; 3],
+    /// The status line has begun (a line with something in it was read).
+    started: bool,
 }
 
 impl Head {
@@ -125,9 +127,16 @@ impl Head {
                 let blank = self.line == 1;
                 self.line = 0;
                 self.prev = b;
+                if blank && !self.started {
+                    // An empty line before the status line, as parsers skip it (RFC 9112
+                    // section 2.2): the head starts after it.
+                    self.len = 0;
+                    continue;
+                }
                 if blank {
                     return Ok(Some(i + 1));
                 }
+                self.started = true;
                 continue;
             }
             self.line += 1;
@@ -147,10 +156,14 @@ pub struct Strict<T> {
     upgraded: bool,
 }
 
-/// Whether `bytes` start like a request line anteroom writes (`GET /x HTTP/1.1`).
+/// Whether `bytes` start like a request line anteroom writes: a method token, a space, and an
+/// origin-form (`/x`), asterisk-form (`*`) or absolute-form (`http://…`) target.
 fn request_line(bytes: &[u8]) -> bool {
-    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
-    method > 0 && bytes.get(method) == Some(&b' ')
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let method = bytes.iter().take_while(|b| tchar(b)).count();
+    method > 0
+        && bytes.get(method) == Some(&b' ')
+        && matches!(bytes.get(method + 1), Some(b'/' | b'*' | b'h'))
 }
 
 impl<T: Read + Unpin> Read for Strict<T> {
@@ -272,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn empty_lines_before_the_status_line_are_skipped() {
+        let mut head = Head::default();
+        let answer = b"\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert_eq!(head.scan(answer, 1024).unwrap(), Some(answer.len()));
+        assert_eq!(&head.code, b"101");
+        let mut bare = Head::default();
+        assert!(matches!(
+            bare.scan(b"\r\nHTTP/1.1 200 OK\nX: y\r\n\r\n", 1024),
+            Err(InvalidResponse::BareLf)
+        ));
+    }
+
+    #[test]
     fn interim_heads_are_followed_by_another_and_101_ends_the_scan() {
         let mut early = Head::default();
         let end = early
@@ -296,6 +322,10 @@ mod tests {
     fn request_lines_are_recognised() {
         assert!(request_line(b"GET / HTTP/1.1\r\n"));
         assert!(request_line(b"DELETE /x HTTP/1.1\r\n"));
+        assert!(request_line(b"VERSION-CONTROL /x HTTP/1.1\r\n"));
+        assert!(request_line(b"purge /x HTTP/1.1\r\n"));
+        assert!(request_line(b"OPTIONS * HTTP/1.1\r\n"));
+        assert!(!request_line(b"NAME said hello"));
         assert!(!request_line(b"hello"));
         assert!(!request_line(b" GET"));
         assert!(!request_line(b""));

@@ -229,12 +229,18 @@ fn queued_view(
     rng: &mut impl rand::Rng,
 ) -> View {
     let view = view_of(settings, state, id, now_ms, rng);
+    set_poll_floor(state, id, now_ms, view.poll_after_seconds);
+    view
+}
+
+/// A queued session was just told to poll again after `poll_after_seconds`: until half of that
+/// has passed, its polls are answered by [`poll_too_soon`].
+pub fn set_poll_floor(state: &mut RoomState, id: &SessionId, now_ms: u64, poll_after_seconds: u64) {
     if let Some(s) = state.sessions.get_mut(id)
         && s.state == SessionState::Queued
     {
-        s.next_poll_ms = now_ms + view.poll_after_seconds * 500;
+        s.next_poll_ms = now_ms + poll_after_seconds * 500;
     }
-    view
 }
 
 /// Gives up a place in line or an admitted slot at once. Returns whether the session existed.

@@ -23,7 +23,8 @@ mod tick;
 
 pub use bucket::Bucket;
 pub use decide::{
-    Decision, View, ViewState, Visitor, decide, leave, poll_too_soon, revoke, status,
+    Decision, View, ViewState, Visitor, decide, leave, poll_too_soon, revoke, set_poll_floor,
+    status,
 };
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use joins::{JoinBudget, Prefix};

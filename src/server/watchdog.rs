@@ -6,7 +6,8 @@
 //!   being accepted, whether it sends a byte or not (hyper's own header timer starts at the
 //!   first byte, so a silent socket would otherwise live until `idle_timeout`);
 //! - a connection with no request in flight and no byte either way for `idle_timeout` is closed
-//!   (an idle HTTP/2 connection, an idle upgraded WebSocket, an idle keep-alive connection).
+//!   (an idle HTTP/2 connection, an idle upgraded WebSocket; an idle HTTP/1.1 keep-alive
+//!   connection meets hyper's header timer, `header_timeout`, first).
 
 use std::io;
 use std::pin::Pin;

@@ -24,7 +24,10 @@ pub fn normalise_host(raw: &str) -> Option<String> {
     }
     let host = host.strip_suffix('.').unwrap_or(host);
     let name_chars = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
-    if host.is_empty() || !(host.starts_with('[') || host.bytes().all(name_chars)) {
+    // No empty label (`a..b`, `.a`, `a..`): one spelling per name, so a room's host is never
+    // missed in favour of the default room while the origin reads it as that host.
+    let labels_ok = host.split('.').all(|l| !l.is_empty());
+    if !(host.starts_with('[') || (labels_ok && host.bytes().all(name_chars))) {
         return None;
     }
     Some(host.to_ascii_lowercase())
@@ -64,6 +67,9 @@ mod tests {
             ("host: 80", None),
             ("", None),
             (".", None),
+            ("queued.test..", None),
+            ("a..b", None),
+            (".a", None),
             (":80", None),
             ("a b", None),
             ("host:port", None),

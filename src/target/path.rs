@@ -12,9 +12,10 @@
 //! Refused with 400, because origins disagree on what they mean and no single reading is safe:
 //! - an encoded slash (`%2F`) or backslash (`%5C`), and a raw backslash: nginx decodes `%2F` into
 //!   a separator, Apache refuses it by default, IIS and Windows take `\` for `/`;
-//! - a dot segment carrying parameters (`..;x`, `.;`): Java servlet containers drop the
+//! - a dot segment carrying parameters (`..;x`, `.;`, `..%3B`): Java servlet containers drop the
 //!   parameters and then climb, everyone else sees a plain name;
-//! - an escaped NUL, and escapes that only an overlong UTF-8 encoding produces (`%C0%AE` for `.`);
+//! - an escaped NUL, escapes that only an overlong UTF-8 encoding produces (`%C0%AE` for `.`),
+//!   and bytes no UTF-8 text holds (`%F5` to `%FF`);
 //! - a `%` not followed by two hex digits.
 //!
 //! A path that is already normal (the usual case) is returned as it is, without allocating.
@@ -85,10 +86,10 @@ fn escaped(p: &[u8], i: usize) -> Option<u8> {
 }
 
 /// Decodes the escapes of unreserved characters, upper-cases the rest, refuses the ones no
-/// origin agrees on.
+/// origin agrees on. Raw bytes (UTF-8 the parser let through) are copied as they are.
 fn decode_unreserved(p: &[u8]) -> Result<String, PathError> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(p.len());
+    let mut out = Vec::with_capacity(p.len());
     let mut i = 0;
     while i < p.len() {
         match p[i] {
@@ -97,35 +98,36 @@ fn decode_unreserved(p: &[u8]) -> Result<String, PathError> {
                 let b = escaped(p, i).ok_or(PathError::BadEscape)?;
                 match b {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
-                    0 | 0xC0 | 0xC1 => return Err(PathError::BadEscape),
-                    _ if unreserved(b) => out.push(char::from(b)),
-                    _ => {
-                        // The second byte of a three- or four-byte sequence that could only
-                        // be an overlong (or surrogate-free) spelling of a shorter character.
-                        let next = escaped(p, i + 3);
-                        let overlong = match b {
-                            0xE0 => next.is_some_and(|n| (0x80..0xA0).contains(&n)),
-                            0xF0 => next.is_some_and(|n| (0x80..0x90).contains(&n)),
-                            _ => false,
-                        };
-                        if overlong {
-                            return Err(PathError::BadEscape);
-                        }
-                        out.push('%');
-                        out.push(char::from(HEX[usize::from(b >> 4)]));
-                        out.push(char::from(HEX[usize::from(b & 0xF)]));
-                    }
+                    _ if unreserved(b) => out.push(b),
+                    _ if overlong(b, escaped(p, i + 3)) => return Err(PathError::BadEscape),
+                    _ => out.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xF)],
+                    ]),
                 }
                 i += 3;
             }
             b => {
-                // A request target is ASCII (the URI parser refuses the rest).
-                out.push(char::from(b));
+                out.push(b);
                 i += 1;
             }
         }
     }
-    Ok(out)
+    // Only ASCII was added to the input's bytes, which were a `str`.
+    String::from_utf8(out).map_err(|_| PathError::BadEscape)
+}
+
+/// An escaped byte no valid UTF-8 text contains, or that starts an overlong spelling of a
+/// shorter character (`%C0%AE` and `%E0%80%AE` are `.` to a lax decoder): NUL, `C0`, `C1`, `F5`
+/// to `FF`, and `E0`/`F0` before a second byte that only an overlong sequence has.
+fn overlong(b: u8, next: Option<u8>) -> bool {
+    match b {
+        0 | 0xC0 | 0xC1 | 0xF5..=0xFF => true,
+        0xE0 => next.is_some_and(|n| (0x80..0xA0).contains(&n)),
+        0xF0 => next.is_some_and(|n| (0x80..0x90).contains(&n)),
+        _ => false,
+    }
 }
 
 /// RFC 3986 section 5.2.4 over slash-merged segments. `path` starts with `/`.
@@ -133,7 +135,9 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     let mut kept: Vec<&str> = Vec::new();
     let mut last_dot = false;
     for seg in path.split('/').filter(|s| !s.is_empty()) {
+        // Parameters start at `;`, or at `%3B` for a stack that decodes before it strips them.
         let bare = seg.split(';').next().unwrap_or(seg);
+        let bare = bare.split("%3B").next().unwrap_or(bare);
         last_dot = bare == "." || bare == "..";
         if last_dot && bare.len() != seg.len() {
             return Err(PathError::DotSegmentParameters);
@@ -204,6 +208,13 @@ mod tests {
             ("/a%zz", Err(BadEscape)),
             ("/a%2", Err(BadEscape)),
             ("/caf%c3%a9", ok("/caf%C3%A9")),
+            ("/café/%41", ok("/café/A")),
+            ("/café//x", ok("/café/x")),
+            ("/static/..%3B/checkout", Err(DotSegmentParameters)),
+            ("/static/.%3bx/checkout", Err(DotSegmentParameters)),
+            ("/a%3Bb/c", ok("/a%3Bb/c")),
+            ("/static/%f8%80%80%80%ae/x", Err(BadEscape)),
+            ("/static/%ff/x", Err(BadEscape)),
             ("/%252e%252e/x", ok("/%252e%252e/x")),
             ("/.../x", ok("/.../x")),
             ("/.hidden/x", ok("/.hidden/x")),
