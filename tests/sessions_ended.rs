@@ -86,3 +86,65 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
     )
     .await;
 }
+
+/// `max_session` far shorter than `session_ttl`, the admitted visitor browsing all along: the
+/// cap ends the session on time (not when the idle timer would fire), the visitor's old cookie
+/// does not bring it back, and the one waiting gets in. Then a cap added by a reload applies to
+/// a live session at the next tick.
+#[tokio::test]
+async fn max_session_is_kept_even_when_session_ttl_is_far_longer() {
+    let origin = Origin::start().await;
+    let room_keys = |cap: &str| {
+        format!("active_users = 1\nsession_ttl = \"5m\"\nabandon_after = \"30s\"\n{cap}")
+    };
+    let config = |cap: &str| {
+        format!(
+            "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}",
+            room("ends", "ends.test", &origin.url(), &room_keys(cap))
+        )
+    };
+    let gw = Gateway::start(&config("max_session = \"1s\"")).await;
+    let admin = Admin::of(&gw);
+    let mut a = gw.client("ends.test");
+    assert_eq!(a.get("/", JSON).await.status, 200);
+    let a_cookies = a.cookies.clone();
+    let mut b = gw.client("ends.test");
+    assert_eq!(b.get("/", JSON).await.status, 429);
+    let started = tokio::time::Instant::now();
+    // A browses every 200 ms with its first cookie until the origin stops answering it.
+    let cut_after = wait_until(Duration::from_secs(5), "max_session to end A", || {
+        let mut a = a.clone();
+        a.cookies = a_cookies.clone();
+        async move {
+            let r = a.get("/browse", JSON).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (r.status != 200).then(|| started.elapsed())
+        }
+    })
+    .await;
+    assert!(
+        cut_after < Duration::from_secs(3),
+        "A was admitted for {cut_after:?} under max_session = 1s"
+    );
+    assert!(ended(&admin, "max_session").await >= 1.0);
+    let state = wait_state(&b, "released").await;
+    assert_eq!(state["state"], "released");
+    assert_eq!(b.get("/", JSON).await.status, 200);
+
+    // No cap in the file; B browses for a while; a reload sets one it is already past.
+    std::fs::write(gw.dir.path().join("gateway.toml"), config("")).unwrap();
+    assert_eq!(admin.send("POST", "/api/v1/reload", "").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(b.get("/still-here", JSON).await.status, 200);
+    std::fs::write(
+        gw.dir.path().join("gateway.toml"),
+        config("max_session = \"1s\""),
+    )
+    .unwrap();
+    assert_eq!(admin.send("POST", "/api/v1/reload", "").await.status, 200);
+    wait_until(Duration::from_secs(2), "the lowered cap to end B", || {
+        let mut b = b.clone();
+        async move { (b.get("/after-reload", JSON).await.status != 200).then_some(()) }
+    })
+    .await;
+}

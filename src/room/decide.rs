@@ -111,7 +111,7 @@ pub fn decide(
                 state.released -= 1;
                 state.active += 1;
                 state.counters.admitted_released += 1;
-                state.schedule(now_ms + ms(settings.session_ttl), v.id);
+                super::tick::arm(settings, state, v.id);
                 return Decision::Admit {
                     visitor,
                     joined: false,
@@ -158,6 +158,7 @@ fn join(
         // Truncation intended: the progress bar takes a wrapping difference.
         released_before: state.counters.released as u32,
         next_poll_ms: 0,
+        due_ms: 0,
     };
     if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
         session.state = SessionState::Active;
@@ -165,7 +166,7 @@ fn join(
         state.active += 1;
         state.bucket.take(settings.admit_per_minute, 1);
         state.counters.admitted_immediate += 1;
-        state.schedule(now_ms + ms(settings.session_ttl), id);
+        super::tick::arm(settings, state, id);
         return Decision::Admit {
             visitor,
             joined: true,
@@ -174,7 +175,7 @@ fn join(
     }
     state.sessions.insert(id, session);
     state.queue.insert(ticket, id);
-    state.schedule(now_ms + ms(settings.abandon_after), id);
+    super::tick::arm(settings, state, id);
     let view = view_of(settings, state, &id, now_ms, rng);
     Decision::Wait {
         visitor,

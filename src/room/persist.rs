@@ -240,21 +240,23 @@ impl RoomState {
                     si.since_ms.saturating_add(down),
                 ),
             };
-            let session = Session {
+            let mut session = Session {
                 ticket: si.ticket,
                 // A clock that went back while the gateway was down does not move anyone ahead.
                 seen_ms: seen.min(now_ms),
                 since_ms: since.min(now_ms),
                 released_before: si.released_before,
                 next_poll_ms: 0,
+                due_ms: 0,
                 state,
             };
+            session.due_ms = deadline(settings, &session).0;
             match state {
                 SessionState::Queued => queued.push((si.ticket, id)),
                 SessionState::Released => s.released += 1,
                 SessionState::Active => s.active += 1,
             }
-            s.schedule(deadline(settings, &session).0, id);
+            s.schedule(session.due_ms, id);
             if s.sessions.insert(id, session).is_some() {
                 return Err("a session appears twice".into());
             }
@@ -375,6 +377,7 @@ pub fn scratch(sessions: usize) -> Vec<(SessionId, Session)> {
             since_ms: 0,
             released_before: 0,
             next_poll_ms: 0,
+            due_ms: 0,
             state: SessionState::Queued,
         },
     );
@@ -416,6 +419,7 @@ pub fn recover(
         // Truncation intended: the progress bar takes a wrapping difference.
         released_before: state.counters.released as u32,
         next_poll_ms: 0,
+        due_ms: 0,
         state: SessionState::Queued,
     };
     if admit_if_free && !settings.paused && state.queue.is_empty() && has_room(settings, state) {
@@ -423,12 +427,11 @@ pub fn recover(
         state.active += 1;
         state.bucket.take(settings.admit_per_minute, 1);
         state.counters.admitted_immediate += 1;
-        state.schedule(now_ms + ms(settings.session_ttl), v.id);
     } else {
         state.queue.insert(v.ticket, v.id);
-        state.schedule(now_ms + ms(settings.abandon_after), v.id);
     }
     state.sessions.insert(v.id, session);
+    super::tick::arm(settings, state, v.id);
     true
 }
 

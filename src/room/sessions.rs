@@ -107,6 +107,7 @@ mod tests {
             since_ms: 0,
             released_before: 0,
             next_poll_ms: 0,
+            due_ms: 0,
             state: SessionState::Queued,
         }
     }

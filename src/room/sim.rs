@@ -299,6 +299,17 @@ impl Sim {
     fn tick(&mut self) {
         let r = tick(&self.s, &mut self.st, self.now, &mut self.engine_rng);
         self.check();
+        // Every deadline is kept to the tick, the operator's changes included: nobody admitted
+        // past `max_session` or idle past `session_ttl`, no slot held past `release_window`.
+        for (id, s) in &self.st.sessions {
+            let (due, why) = super::tick::deadline(&self.s, s);
+            assert!(
+                due > self.now,
+                "at {} ms: {id:?} ({:?}) is past its deadline {due} ({why:?})",
+                self.now,
+                s.state
+            );
+        }
         for (id, waited_ms) in r.releases {
             if let Some(&ticket) = self.waited.get(&id) {
                 self.release_order.push(ticket);

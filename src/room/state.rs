@@ -62,6 +62,9 @@ pub struct Session {
     /// A queued session's poll before this (half the `poll_after_seconds` its last answered
     /// poll was given) is answered 429 without any work. 0: none. Not kept in snapshots.
     pub next_poll_ms: u64,
+    /// When the session's live timer is due (see `tick::arm`); entries of the timer heap for
+    /// other times are stale and dropped. Not kept in snapshots.
+    pub due_ms: u64,
 }
 
 /// How a session was admitted, for `anteroom_admitted_total{how}`.
@@ -147,6 +150,9 @@ pub struct RoomState {
     pub snapshot_ticket: u64,
     /// The reserve the last snapshot wrote: tickets below it are never handed out again.
     pub ticket_ceiling: u64,
+    /// The durations the session timers were armed with (ms: session_ttl, max_session,
+    /// release_window, abandon_after); a change re-arms every session at the next tick.
+    pub timer_settings: Option<[Option<u64>; 4]>,
 }
 
 impl RoomState {
@@ -166,6 +172,7 @@ impl RoomState {
             recovered: HashSet::new(),
             snapshot_ticket: 1,
             ticket_ceiling: 1,
+            timer_settings: None,
         }
     }
 

@@ -30,6 +30,7 @@ pub fn tick(
     let mut report = TickReport::default();
     let draw_every = ms(settings.draw_every);
     state.queue.switch_to(settings.policy, now_ms, draw_every);
+    rearm_on_change(settings, state);
     expire(settings, state, now_ms, &mut report);
     super::persist::expire_recovery(state, now_ms);
     if let Line::Lottery(q) = &mut state.queue {
@@ -56,12 +57,13 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
             break;
         }
         state.timers.pop();
-        let Some(s) = state.sessions.get(&id) else {
+        // Gone, or a timer set before the session's deadline moved (a later arm replaced it).
+        let Some(s) = state.sessions.get(&id).filter(|s| s.due_ms == due) else {
             continue;
         };
         let (deadline, reason) = deadline(settings, s);
         if deadline > now_ms {
-            state.schedule(deadline, id);
+            arm(settings, state, id);
             continue;
         }
         let admitted_for = now_ms.saturating_sub(s.since_ms);
@@ -72,6 +74,41 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
                 report.abandoned += 1;
             }
             Some(r) => report.ended.push((r, admitted_for)),
+        }
+    }
+}
+
+/// Sets `id`'s timer at the earliest of its deadlines (idle, `max_session`, release window,
+/// abandonment): the one place a session's timer is set, so no cap lands late because another
+/// deadline was asked first.
+pub(super) fn arm(settings: &Settings, state: &mut RoomState, id: SessionId) {
+    let Some(s) = state.sessions.get_mut(&id) else {
+        return;
+    };
+    let due = deadline(settings, s).0;
+    s.due_ms = due;
+    state.schedule(due, id);
+}
+
+/// Re-arms every session when the settings their deadlines come from changed (a reload or the
+/// admin API): a lowered `max_session`, `session_ttl`, `release_window` or `abandon_after`
+/// applies to live sessions at this tick, not when their old timers fire.
+fn rearm_on_change(settings: &Settings, state: &mut RoomState) {
+    let key = [
+        Some(ms(settings.session_ttl)),
+        settings.max_session.map(ms),
+        Some(ms(settings.release_window)),
+        Some(ms(settings.abandon_after)),
+    ];
+    if state.timer_settings == Some(key) {
+        return;
+    }
+    let changed = state.timer_settings.is_some();
+    state.timer_settings = Some(key);
+    if changed {
+        let ids: Vec<SessionId> = state.sessions.iter().map(|(id, _)| *id).collect();
+        for id in ids {
+            arm(settings, state, id);
         }
     }
 }
@@ -117,7 +154,7 @@ fn release(
         s.since_ms = now_ms;
         state.released += 1;
         state.bucket.take(settings.admit_per_minute, 1);
-        state.schedule(now_ms + ms(settings.release_window), id);
+        arm(settings, state, id);
         count += 1;
     }
     if count > 0 {
@@ -167,6 +204,44 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        st.check_invariants(s.active_users).unwrap();
+    }
+
+    /// `max_session` far shorter than `session_ttl`, the admitted visitor browsing all along:
+    /// the cap ends the session within a tick of its deadline, not at the idle deadline. Then a
+    /// cap lowered mid-run (a reload or the admin API) applies at the next tick.
+    #[test]
+    fn max_session_lands_on_time_even_with_a_long_session_ttl_and_when_lowered() {
+        let mut s = Settings {
+            session_ttl: Duration::from_secs(300),
+            max_session: Some(Duration::from_secs(3)),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let b = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let mut ended_at = None;
+        for t in (100..=4_000).step_by(100) {
+            decide(&s, &mut st, Some(a), t, &mut rng);
+            status(&s, &mut st, &b.id, t, &mut rng);
+            let r = tick(&s, &mut st, t, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+            if r.ended.iter().any(|(why, _)| *why == EndReason::MaxSession) {
+                ended_at.get_or_insert(t);
+            }
+        }
+        assert_eq!(ended_at, Some(3_000), "max_session ended A at {ended_at:?}");
+        // B, released at 3 s, comes in; then the cap is lowered from none to 1 s at 10 s, while
+        // B has been admitted 6.9 s: it ends at the next tick.
+        s.max_session = None;
+        decide(&s, &mut st, Some(b), 3_100, &mut rng);
+        tick(&s, &mut st, 9_900, &mut rng);
+        decide(&s, &mut st, Some(b), 9_950, &mut rng);
+        assert!(st.sessions.contains_key(&b.id));
+        s.max_session = Some(Duration::from_secs(1));
+        let r = tick(&s, &mut st, 10_000, &mut rng);
+        assert_eq!(r.ended, vec![(EndReason::MaxSession, 6_900)]);
         st.check_invariants(s.active_users).unwrap();
     }
 
