@@ -109,4 +109,15 @@ impl GatewayError {
             | GatewayError::Render(_) => return None,
         })
     }
+
+    /// A short machine name of the failure, for JSON answers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::OriginDown(_) => "origin_unreachable",
+            GatewayError::OriginTimeout => "origin_timeout",
+            GatewayError::OriginInvalid(_) => "origin_invalid_response",
+            GatewayError::Render(_) => "internal",
+            other => other.client_kind().unwrap_or("internal"),
+        }
+    }
 }

@@ -124,8 +124,15 @@ pub fn rfc3339_in(ms: u64) -> String {
 }
 
 /// The template context of the waiting page.
-pub fn waiting_context(room: &str, view: &View, message: Option<&str>) -> Value {
+/// `form_not_sent`: the page answers a form post, whose body was never forwarded.
+pub fn waiting_context(
+    room: &str,
+    view: &View,
+    message: Option<&str>,
+    form_not_sent: bool,
+) -> Value {
     context! {
+        form_not_sent => form_not_sent,
         room => room,
         state => view.state.as_str(),
         position => view.position,
@@ -166,6 +173,14 @@ pub struct StatusJson<'a> {
     pub token: Option<&'a str>,
     /// Random queues only: chance of release within the next minute.
     pub chance_next_minute: Option<f64>,
+    /// Released: come in before this (RFC 3339).
+    pub release_expires_at: Option<String>,
+    /// Admitted: the session ends if idle until this; it moves with every request.
+    pub session_expires_at: Option<String>,
+    /// Admitted under `max_session`: the session ends at this time whatever happens.
+    pub session_ends_at: Option<String>,
+    /// When this answer was made.
+    pub updated_at: String,
 }
 
 impl<'a> StatusJson<'a> {
@@ -188,29 +203,43 @@ impl<'a> StatusJson<'a> {
             message,
             token,
             chance_next_minute: view.chance_next_minute,
+            release_expires_at: view.deadlines.release_expires_in_ms.map(rfc3339_in),
+            session_expires_at: view.deadlines.session_expires_in_ms.map(rfc3339_in),
+            session_ends_at: view.deadlines.session_ends_in_ms.map(rfc3339_in),
+            updated_at: now_rfc3339(),
         }
     }
 }
 
-/// Whether a request is a browser navigation that should get the HTML page: `GET`/`HEAD` with
-/// `Sec-Fetch-Mode: navigate`, or, without Sec-Fetch headers, an `Accept` that prefers
-/// `text/html` over `application/json` by q-value and no `X-Requested-With`.
+/// Whether a request is a browser navigation that should get the HTML page: any method with
+/// `Sec-Fetch-Mode: navigate` (a form post included), or, without Sec-Fetch headers, a `GET`,
+/// `HEAD` or `POST` whose `Accept` prefers `text/html` over `application/json` by q-value and
+/// no `X-Requested-With`.
 pub fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
-    if method != Method::GET && method != Method::HEAD {
-        return false;
-    }
     if let Some(mode) = headers.get("sec-fetch-mode") {
         return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
+    }
+    // Only these can be a navigation (a link, a reload, a form).
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return false;
     }
     if headers.contains_key("x-requested-with") {
         return false;
     }
-    let accept: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let accept = accept.join(",");
+    let mut values = headers.get_all(header::ACCEPT).iter();
+    let accept: std::borrow::Cow<'_, str> = match (values.next(), values.next()) {
+        (None, _) => return false,
+        // The usual case: one Accept line, read in place.
+        (Some(one), None) => one.to_str().unwrap_or("").into(),
+        _ => {
+            let all: Vec<&str> = headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            all.join(",").into()
+        }
+    };
     let html = quality(&accept, "text", "html");
     html > 0.0 && html > quality(&accept, "application", "json")
 }
@@ -263,7 +292,20 @@ mod tests {
         let cases: &[Case] = &[
             ("GET", &[("accept", BROWSER)], true),
             ("HEAD", &[("accept", BROWSER)], true),
-            ("POST", &[("accept", BROWSER)], false),
+            // A form post is a navigation: it gets the page (saying the form was not sent).
+            ("POST", &[("accept", BROWSER)], true),
+            (
+                "POST",
+                &[("accept", BROWSER), ("sec-fetch-mode", "navigate")],
+                true,
+            ),
+            (
+                "POST",
+                &[("accept", BROWSER), ("sec-fetch-mode", "cors")],
+                false,
+            ),
+            ("PUT", &[("accept", BROWSER)], false),
+            ("DELETE", &[("accept", BROWSER)], false),
             ("GET", &[("accept", "application/json")], false),
             ("GET", &[("accept", "*/*")], false),
             ("GET", &[], false),

@@ -244,6 +244,8 @@ async fn forged_tampered_and_other_room_cookies_go_to_the_back() {
     );
 }
 
+/// A script's POST (fetch, no navigation) gets JSON; a browser's form post gets the page, which
+/// says the form was not sent. Neither reaches the origin.
 #[tokio::test]
 async fn a_post_from_a_queued_visitor_gets_429_json_and_never_reaches_the_origin() {
     let origin = Origin::start().await;
@@ -257,10 +259,11 @@ async fn a_post_from_a_queued_visitor_gets_429_json_and_never_reaches_the_origin
             "POST",
             "/checkout",
             &[
-                ("accept", BROWSER),
-                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", JSON),
+                ("sec-fetch-mode", "cors"),
+                ("content-type", "application/json"),
             ],
-            "card=4242",
+            "{\"card\":4242}",
         )
         .await;
     assert_eq!(r.status, 429);
@@ -268,6 +271,22 @@ async fn a_post_from_a_queued_visitor_gets_429_json_and_never_reaches_the_origin
     assert_eq!(r.json()["state"], "queued");
     assert_eq!(r.json()["position"], 1);
     assert!(r.header("retry-after").is_some());
+    for navigation in [
+        vec![("accept", BROWSER), ("sec-fetch-mode", "navigate")],
+        vec![("accept", BROWSER)],
+    ] {
+        let mut headers = navigation.clone();
+        headers.push(("content-type", "application/x-www-form-urlencoded"));
+        let r = c.send("POST", "/checkout", &headers, "card=4242").await;
+        assert_eq!(r.status, 200, "{navigation:?}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(r.body.contains("Your form was not sent"), "{}", r.body);
+        assert!(r.body.contains("data-form=\"1\""), "{}", r.body);
+        assert!(r.body.contains("data-position=\"1\""), "{}", r.body);
+    }
+    // A plain page view says nothing about forms.
+    let page = c.get("/checkout", BROWSER).await;
+    assert!(!page.body.contains("Your form was not sent"));
     assert_eq!(origin.count(), before, "the POST must not reach the origin");
 }
 

@@ -175,11 +175,13 @@ async fn origin_answers_that_cannot_be_relayed_safely_get_502() {
         let r = c.get(path, JSON).await;
         assert_eq!(r.status, 502, "{path}: {:?} {}", r.headers, r.body);
         // anteroom's own error answer, nothing of the origin's.
-        assert!(
-            r.body.starts_with("<!doctype html>"),
+        assert_eq!(
+            r.json()["error"],
+            "origin_invalid_response",
             "{path} was relayed: {}",
             r.body
         );
+        assert!(r.header("retry-after").is_some(), "{path}");
     }
     let counted = admin
         .metric(

@@ -93,6 +93,8 @@ impl Gateway {
                 respond::retry_after(&mut resp, view.poll_after_seconds);
                 resp
             }
+            // A closed room takes nobody: "join again" would send an app round in a loop.
+            None if rc.settings.mode == room::Mode::Reject => super::closed_json(rc),
             None => respond::json(
                 StatusCode::NOT_FOUND,
                 &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
@@ -163,10 +165,7 @@ impl Gateway {
             Some(Decision::Closed) => (None, false),
         };
         let Some(view) = view else {
-            return respond::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"room": rc.name, "state": "closed", "message": rc.message}),
-            );
+            return super::closed_json(rc);
         };
         let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), token.as_deref());
         let mut resp = respond::json(StatusCode::OK, &body);

@@ -189,9 +189,11 @@ impl Gateway {
                 req.uri().path().to_string(),
             )
         });
-        let resp = match self.inner(&config, peer, req).await {
+        // Every answer anteroom makes itself follows what the client asked for.
+        let html = pages::wants_html(req.method(), req.headers());
+        let resp = match self.inner(&config, peer, req, html).await {
             Ok(resp) => resp,
-            Err(e) => fail(&config, e),
+            Err(e) => fail(&config, e, html),
         };
         if let Some((started, method, path)) = access {
             tracing::info!(
@@ -212,6 +214,7 @@ impl Gateway {
         config: &Config,
         peer: Peer,
         req: Request<Incoming>,
+        html: bool,
     ) -> Result<Response<Body>, GatewayError> {
         route::check_request(&req, &config.limits)?;
         // Behind a trusted TLS-terminating proxy the visitor is on HTTPS: cookies get `Secure`.
@@ -252,13 +255,13 @@ impl Gateway {
         let (visitor, sent_token) = self.visitor(room_cfg, req.headers(), peer.secure);
         let client = route::client_ip(&config.trusted_proxies, peer.addr.ip(), req.headers());
         // A request that is not a navigation is an app's or a script's: a poll, with its floor.
-        let poll = !pages::wants_html(req.method(), req.headers());
+        let poll = !html;
         let decision = match self.decide_request(room_cfg, &room, visitor, client, poll) {
             Outcome::Decided(d) => d,
             Outcome::OverBudget(view) => {
                 count_request(&room, &name, "queue");
                 metrics::counter!(m::JOINS_OVER_BUDGET, "room" => name.clone()).increment(1);
-                return waiting(config, room_cfg, &req, &view, None);
+                return waiting(config, room_cfg, &req, html, &view, None);
             }
             Outcome::TooSoon(wait_ms) => {
                 count_request(&room, &name, "queue");
@@ -283,7 +286,7 @@ impl Gateway {
                     .await
                 {
                     Ok(r) => r,
-                    Err(e) => fail(config, e),
+                    Err(e) => fail(config, e, html),
                 };
                 if let Some(t) = token {
                     let cookie = room_cfg.cookie_name_for(peer.secure);
@@ -305,7 +308,7 @@ impl Gateway {
                     Some(t) if !joined => t,
                     _ => self.token(room_cfg, visitor),
                 };
-                let mut resp = waiting(config, room_cfg, &req, &view, Some(&token))?;
+                let mut resp = waiting(config, room_cfg, &req, html, &view, Some(&token))?;
                 if joined {
                     let cookie = room_cfg.cookie_name_for(peer.secure);
                     respond::set_cookie(&mut resp, &cookie, &token, peer.secure);
@@ -314,7 +317,7 @@ impl Gateway {
             }
             Decision::Closed => {
                 count_request(&room, &name, "closed");
-                closed(config, room_cfg)
+                closed(config, room_cfg, !poll)
             }
         }
     }
@@ -490,12 +493,14 @@ fn waiting<B>(
     config: &Config,
     room: &RoomConfig,
     req: &Request<B>,
+    html: bool,
     view: &View,
     token: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
     let message = room.message.as_deref();
-    let mut resp = if pages::wants_html(req.method(), req.headers()) {
-        let ctx = pages::waiting_context(&room.name, view, message);
+    let mut resp = if html {
+        let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
+        let ctx = pages::waiting_context(&room.name, view, message, form_not_sent);
         let page = config
             .pages
             .render(&room.page, ctx)
@@ -509,8 +514,16 @@ fn waiting<B>(
     Ok(resp)
 }
 
-fn closed(config: &Config, room: &RoomConfig) -> Result<Response<Body>, GatewayError> {
-    let retry = 60;
+/// How long a closed room tells clients to wait before asking again.
+const CLOSED_RETRY_SECONDS: u64 = 60;
+
+/// The closed answer (503): the page for navigations, the status JSON (`state = "closed"`) for
+/// everything else.
+fn closed(config: &Config, room: &RoomConfig, html: bool) -> Result<Response<Body>, GatewayError> {
+    if !html {
+        return Ok(closed_json(room));
+    }
+    let retry = CLOSED_RETRY_SECONDS;
     let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
     let page = config
         .pages
@@ -519,6 +532,26 @@ fn closed(config: &Config, room: &RoomConfig) -> Result<Response<Body>, GatewayE
     let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
     respond::retry_after(&mut resp, retry);
     Ok(resp)
+}
+
+/// The status JSON of a closed room: no place, no estimate, when to ask again.
+pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
+    let view = View {
+        state: ViewState::Closed,
+        position: None,
+        queue_depth: 0,
+        estimated_wait_seconds: None,
+        release_rate_per_minute: 0.0,
+        poll_after_seconds: CLOSED_RETRY_SECONDS,
+        progress_percent: 0,
+        chance_next_minute: None,
+        next_draw_in_ms: None,
+        deadlines: Default::default(),
+    };
+    let body = StatusJson::new(&room.name, &view, room.message.as_deref(), None);
+    let mut resp = respond::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+    respond::retry_after(&mut resp, CLOSED_RETRY_SECONDS);
+    resp
 }
 
 /// A new session from a client prefix past its join budget (`max_joins_per_prefix_per_minute`):
@@ -554,11 +587,15 @@ fn over_budget(
         progress_percent: 0,
         chance_next_minute: None,
         next_draw_in_ms: None,
+        deadlines: Default::default(),
     })
 }
 
+/// How long an app is told to wait after the origin failed.
+const ERROR_RETRY_SECONDS: u64 = 5;
+
 /// The one place where an error becomes a response.
-pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
+pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
@@ -607,6 +644,19 @@ pub fn fail(config: &Config, e: GatewayError) -> Response<Body> {
         ),
     };
     tracing::warn!(error = %e, status = status.as_u16(), "request failed");
+    if !html {
+        // Apps and scripts get JSON they can act on: what failed and when to try again.
+        let mut resp = respond::json(
+            status,
+            &serde_json::json!({
+                "state": null,
+                "error": e.kind(),
+                "poll_after_seconds": ERROR_RETRY_SECONDS,
+            }),
+        );
+        respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
+        return resp;
+    }
     let ctx = pages::error_context(status.as_u16(), title, detail);
     match config.pages.render(pages::BUILTIN_ERROR, ctx) {
         Ok(page) => respond::html(status, page),

@@ -49,6 +49,36 @@ pub struct View {
     pub chance_next_minute: Option<f64>,
     /// Lottery queues, before the visitor's draw: milliseconds until the next draw.
     pub next_draw_in_ms: Option<u64>,
+    pub deadlines: Deadlines,
+}
+
+/// The deadlines a released or admitted visitor lives by, in milliseconds from now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Deadlines {
+    /// Released: come in before this, or the slot goes to the next in line.
+    pub release_expires_in_ms: Option<u64>,
+    /// Admitted: idle longer than this (`session_ttl` from the last request) ends the session.
+    pub session_expires_in_ms: Option<u64>,
+    /// Admitted with `max_session`: the session ends then, whatever happens.
+    pub session_ends_in_ms: Option<u64>,
+}
+
+impl Deadlines {
+    fn of(settings: &Settings, s: &Session, now_ms: u64) -> Self {
+        let left = |at: u64| Some(at.saturating_sub(now_ms));
+        match s.state {
+            SessionState::Queued => Deadlines::default(),
+            SessionState::Released => Deadlines {
+                release_expires_in_ms: left(s.since_ms + ms(settings.release_window)),
+                ..Deadlines::default()
+            },
+            SessionState::Active => Deadlines {
+                session_expires_in_ms: left(s.seen_ms + ms(settings.session_ttl)),
+                session_ends_in_ms: settings.max_session.and_then(|m| left(s.since_ms + ms(m))),
+                ..Deadlines::default()
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +310,7 @@ fn view_of(
             progress_percent: 0,
             chance_next_minute: None,
             next_draw_in_ms: None,
+            deadlines: Deadlines::default(),
         };
     };
     let (view_state, position) = match s.state {
@@ -327,6 +358,7 @@ fn view_of(
         progress_percent,
         chance_next_minute,
         next_draw_in_ms,
+        deadlines: Deadlines::of(settings, s, now_ms),
     }
 }
 

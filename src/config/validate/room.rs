@@ -343,9 +343,10 @@ impl Validator<'_> {
             progress_percent: 30,
             chance_next_minute: None,
             next_draw_in_ms: None,
+            deadlines: Default::default(),
         };
         let ctx = if k == "page" {
-            pages::waiting_context(room, &sample, Some("sample"))
+            pages::waiting_context(room, &sample, Some("sample"), false)
         } else {
             pages::closed_context(room, Some("sample"), 30)
         };
