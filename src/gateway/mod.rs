@@ -400,7 +400,7 @@ impl Gateway {
     async fn pass(
         &self,
         config: &Config,
-        room_cfg: &RoomConfig,
+        room_cfg: &Arc<RoomConfig>,
         room: &Arc<Room>,
         peer: Peer,
         host: &str,
@@ -462,11 +462,11 @@ impl Gateway {
         }
         // The head is on its way: a failure of the body from here can only be cut off, and
         // is counted as the origin's.
-        let (watched, room_name) = (room.clone(), room_cfg.name.clone());
+        let (watched, rc) = (room.clone(), room_cfg.clone());
         let body = body.map_err(move |e| {
-            tracing::warn!(room = %room_name, error = %e, "origin response body failed");
+            tracing::warn!(room = %rc.name, error = %e, "origin response body failed");
             watched.figures.count_upstream_error("body");
-            metrics::counter!(m::UPSTREAM_ERRORS, "room" => room_name.clone(), "kind" => "body")
+            metrics::counter!(m::UPSTREAM_ERRORS, "room" => rc.name.clone(), "kind" => "body")
                 .increment(1);
             crate::proxy::BoxError::from(e)
         });

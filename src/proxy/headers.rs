@@ -20,7 +20,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Headers some origin stacks (IIS URL Rewrite, older Symfony and Zend) take as the real path
 /// over the request line's. anteroom decides on the request line's path, so they never reach
 /// an origin: a bypass path must not carry a queued one along.
-pub const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+pub const PATH_OVERRIDES: [HeaderName; 2] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
 
 /// The header native apps use to carry their token.
 pub const TOKEN_HEADER: &str = "anteroom-token";
@@ -31,14 +34,15 @@ pub const COMMAND_HEADER: &str = "anteroom-command";
 /// `Content-Length` and `Transfer-Encoding`, a transfer coding list not ending in `chunked`,
 /// or `Content-Length` values that disagree or are not numbers.
 pub fn check_response_framing(h: &HeaderMap) -> Result<(), String> {
-    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
-    let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
-    if !te.is_empty() {
-        if !cl.is_empty() {
+    let te = h.get_all(header::TRANSFER_ENCODING);
+    let cl = h.get_all(header::CONTENT_LENGTH);
+    if te.iter().next().is_some() {
+        if cl.iter().next().is_some() {
             return Err("both Content-Length and Transfer-Encoding".into());
         }
         let last = te
-            .last()
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim);

@@ -137,7 +137,7 @@ pub async fn forward(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_cookie(&mut parts.headers, f.cookie_name);
     parts.headers.remove(headers::TOKEN_HEADER);
-    for h in headers::PATH_OVERRIDES {
+    for h in &headers::PATH_OVERRIDES {
         parts.headers.remove(h);
     }
     // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room

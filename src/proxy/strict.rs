@@ -176,30 +176,45 @@ impl<T: Read + Unpin> Read for Strict<T> {
         if this.head.is_none() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        // A head is small: read it through a buffer of our own to look at it.
-        let mut local = [0u8; 8192];
-        let want = buf.remaining().min(local.len());
-        let mut tmp = hyper::rt::ReadBuf::new(&mut local[..want]);
+        // The read goes straight into hyper's buffer (a copy or a smaller read would cost every
+        // response, and make hyper's adaptive buffer shrink); the new bytes are scanned there.
+        // SAFETY: `tmp` only ever writes into the cursor's unfilled part, and exactly the bytes
+        // it reports filled (initialised by the read) are then marked filled with `advance`.
+        let mut tmp = hyper::rt::ReadBuf::uninit(unsafe { buf.as_mut() });
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, tmp.unfilled()))?;
         let filled = tmp.filled();
-        let mut at = 0;
-        while at < filled.len() {
-            let Some(head) = this.head.as_mut() else {
-                break;
-            };
-            match head.scan(&filled[at..], this.max_head) {
-                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
-                Ok(None) => break,
-                Ok(Some(end)) => {
-                    at += end;
-                    this.upgraded = &head.code == b"101";
-                    this.head = head.interim().then(Head::default);
-                }
-            }
-        }
-        buf.put_slice(filled);
+        let n = filled.len();
+        scan_heads(&mut this.head, &mut this.upgraded, filled, this.max_head)?;
+        // SAFETY: see above; `n` bytes of the unfilled part were initialised by the read.
+        unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
     }
+}
+
+/// Scans freshly read bytes for the response heads they hold; past a final head, the rest is
+/// body and is left alone.
+fn scan_heads(
+    head: &mut Option<Head>,
+    upgraded: &mut bool,
+    bytes: &[u8],
+    max_head: usize,
+) -> io::Result<()> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(h) = head.as_mut() else {
+            break;
+        };
+        match h.scan(&bytes[at..], max_head) {
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(None) => break,
+            Ok(Some(end)) => {
+                at += end;
+                *upgraded = &h.code == b"101";
+                *head = h.interim().then(Head::default);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<T: Write + Unpin> Write for Strict<T> {
