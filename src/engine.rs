@@ -52,8 +52,9 @@ pub fn tick_all(gw: &Gateway) {
         metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
         metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));
         metrics::gauge!(m::RELEASED_USERS, "room" => name.clone()).set(f64::from(t.released));
+        // No promise (paused, closed): NaN, which Prometheus shows as no value, not as 0 s.
         metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
-            .set(t.wait_at_back_seconds.unwrap_or(0) as f64);
+            .set(t.wait_at_back_seconds.map_or(f64::NAN, |w| w as f64));
         metrics::counter!(m::SESSIONS_RECOVERED, "room" => name.clone()).absolute(recovered);
         if report.abandoned > 0 {
             metrics::counter!(m::ABANDONED, "room" => name.clone())

@@ -120,3 +120,81 @@ async fn released_and_admitted_visitors_learn_their_deadlines() {
     assert!(by > now + Duration::from_secs(25) && by <= now + Duration::from_secs(31));
     assert!(released["session_expires_at"].is_null());
 }
+
+/// While paused nobody is let in: no time is promised, and the page says why.
+#[tokio::test]
+async fn a_paused_line_promises_no_time() {
+    let origin = Origin::start().await;
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        base_config("50ms"),
+        room(
+            "still",
+            "still.test",
+            &origin.url(),
+            "active_users = 5\npaused = true\nsession_ttl = \"10s\""
+        )
+    ))
+    .await;
+    let mut v = gw.client("still.test");
+    let j = v.get("/", JSON).await.json();
+    assert_eq!(j["state"], "paused");
+    assert!(j["estimated_wait_seconds"].is_null(), "{j}");
+    let page = v.get("/", BROWSER).await.body;
+    assert!(page.contains("id=\"wait-line\" hidden"), "{page}");
+    assert!(page.contains("The line is paused"));
+}
+
+/// An operator's rate cut binds the estimate at once, even after releases were measured at a
+/// far higher rate.
+#[tokio::test]
+async fn a_rate_cut_is_in_the_estimate_at_once() {
+    let origin = Origin::start().await;
+    let config = format!(
+        "{}{}",
+        base_config("50ms").replace(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n",
+            "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n"
+        ),
+        room(
+            "cut",
+            "cut.test",
+            &origin.url(),
+            "active_users = 5\nadmit_per_minute = 6000\nsession_ttl = \"300ms\"\n\
+             release_window = \"300ms\"\nabandon_after = \"10m\""
+        )
+    );
+    let gw = Gateway::start(&config).await;
+    let admin = Admin::of(&gw);
+    let mut line = Vec::new();
+    for _ in 0..60 {
+        let mut v = gw.client("cut.test");
+        v.get("/", JSON).await;
+        line.push(v);
+    }
+    // Nobody comes back to a release: sessions and releases churn at several a second.
+    let last = line.pop().unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "releases to be measured",
+        || async {
+            let j = admin.room("cut").await;
+            (j["live"]["released_total"].as_u64().unwrap_or(0) >= 10).then_some(())
+        },
+    )
+    .await;
+    let fast = status(&last).await;
+    assert!(
+        fast["release_rate_per_minute"].as_f64().unwrap() > 60.0,
+        "{fast}"
+    );
+    let r = admin.patch("cut", r#"{"admit_per_minute": 1}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let slow = status(&last).await;
+    let position = slow["position"].as_u64().unwrap();
+    let wait = slow["estimated_wait_seconds"].as_u64().unwrap();
+    assert!(
+        wait >= position * 60,
+        "position {position} at 1 a minute was told {wait} s: {slow}"
+    );
+}

@@ -329,6 +329,8 @@ fn view_of(
         _ => None,
     };
     let estimated_wait_seconds = match (s.state, position, &state.queue) {
+        // Paused or closed: nobody is released, so no time is promised (the state says why).
+        (SessionState::Queued, _, _) if super::estimate::no_releases(settings) => None,
         (SessionState::Queued, Some(p), _) => wait_seconds(p, rate),
         (SessionState::Queued, None, Line::Lottery(q)) => {
             lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)

@@ -9,9 +9,24 @@ use super::state::RoomState;
 
 const WINDOW_MS: u64 = 60_000;
 
-/// Releases per second: measured over the last minute, or `active_users / session_ttl` before
-/// anything was measured.
+/// Releases per second that will actually happen: measured over the last minute (or
+/// `active_users / session_ttl` before anything was measured), never above the
+/// `admit_per_minute` budget in force (an operator's rate cut binds at once).
 pub fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
+    let rate = measured_rate(settings, state, now_ms);
+    match settings.admit_per_minute {
+        Some(budget) => rate.min(f64::from(budget) / 60.0),
+        None => rate,
+    }
+}
+
+/// Whether releases are stopped, so that no time can honestly be promised: a paused room, a
+/// closed one.
+pub fn no_releases(settings: &Settings) -> bool {
+    settings.paused || settings.mode == super::Mode::Reject
+}
+
+fn measured_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
     let recent: u64 = state
         .releases
         .iter()
@@ -144,6 +159,10 @@ pub fn telemetry(settings: &Settings, state: &RoomState, now_ms: u64) -> Telemet
         active: state.active,
         released: state.released,
         release_rate_per_sec: rate,
-        wait_at_back_seconds: wait_seconds(depth + 1, rate),
+        wait_at_back_seconds: if no_releases(settings) {
+            None
+        } else {
+            wait_seconds(depth + 1, rate)
+        },
     }
 }
