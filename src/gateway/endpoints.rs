@@ -94,7 +94,7 @@ impl Gateway {
                 resp
             }
             // A closed room takes nobody: "join again" would send an app round in a loop.
-            None if rc.settings.mode == room::Mode::Reject => super::closed_json(rc),
+            None if rc.settings.mode == room::Mode::Reject => super::answer::closed_json(rc),
             None => respond::json(
                 StatusCode::NOT_FOUND,
                 &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
@@ -165,7 +165,7 @@ impl Gateway {
             Some(Decision::Closed) => (None, false),
         };
         let Some(view) = view else {
-            return super::closed_json(rc);
+            return super::answer::closed_json(rc);
         };
         let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), token.as_deref());
         let mut resp = respond::json(StatusCode::OK, &body);

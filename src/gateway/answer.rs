@@ -1,0 +1,156 @@
+//! The answers anteroom makes itself, each following what the client asked for (the page for
+//! navigations, JSON for apps and scripts): the waiting answer, the closed answer, and `fail`,
+//! the one place where an error becomes a response.
+
+use http::{Request, Response, StatusCode};
+
+use super::respond;
+use crate::config::{Config, RoomConfig};
+use crate::error::GatewayError;
+use crate::metrics as m;
+use crate::pages::{self, StatusJson};
+use crate::proxy::Body;
+use crate::room::{View, ViewState};
+
+/// The waiting answer: the page for browser navigations, the status JSON for everything else.
+pub(super) fn waiting<B>(
+    config: &Config,
+    room: &RoomConfig,
+    req: &Request<B>,
+    html: bool,
+    view: &View,
+    token: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
+    let message = room.message.as_deref();
+    let mut resp = if html {
+        let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
+        let ctx = pages::waiting_context(&room.name, view, message, form_not_sent);
+        let page = config
+            .pages
+            .render(&room.page, ctx)
+            .map_err(GatewayError::Render)?;
+        respond::html(room.page_status, page)
+    } else {
+        let body = StatusJson::new(&room.name, view, message, token);
+        respond::json(room.json_status, &body)
+    };
+    respond::retry_after(&mut resp, view.poll_after_seconds);
+    Ok(resp)
+}
+
+/// How long a closed room tells clients to wait before asking again.
+const CLOSED_RETRY_SECONDS: u64 = 60;
+
+/// The closed answer (503): the page for navigations, the status JSON (`state = "closed"`) for
+/// everything else.
+pub(super) fn closed(
+    config: &Config,
+    room: &RoomConfig,
+    html: bool,
+) -> Result<Response<Body>, GatewayError> {
+    if !html {
+        return Ok(closed_json(room));
+    }
+    let retry = CLOSED_RETRY_SECONDS;
+    let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
+    let page = config
+        .pages
+        .render(&room.closed_page, ctx)
+        .map_err(GatewayError::Render)?;
+    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
+    respond::retry_after(&mut resp, retry);
+    Ok(resp)
+}
+
+/// The status JSON of a closed room: no place, no estimate, when to ask again.
+pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
+    let view = View {
+        state: ViewState::Closed,
+        position: None,
+        queue_depth: 0,
+        estimated_wait_seconds: None,
+        release_rate_per_minute: 0.0,
+        poll_after_seconds: CLOSED_RETRY_SECONDS,
+        progress_percent: 0,
+        chance_next_minute: None,
+        next_draw_in_ms: None,
+        deadlines: Default::default(),
+    };
+    let body = StatusJson::new(&room.name, &view, room.message.as_deref(), None);
+    let mut resp = respond::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+    respond::retry_after(&mut resp, CLOSED_RETRY_SECONDS);
+    resp
+}
+
+/// How long an app is told to wait after the origin failed.
+const ERROR_RETRY_SECONDS: u64 = 5;
+
+/// The one place where an error becomes a response.
+pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
+    if let Some(kind) = e.client_kind() {
+        metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
+    }
+    let (status, title, detail) = match &e {
+        GatewayError::UnknownHost(_) => {
+            return respond::plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                "no site is served at this host\n",
+            );
+        }
+        GatewayError::BadRequest(_) => {
+            return respond::plain(StatusCode::BAD_REQUEST, "bad request\n");
+        }
+        GatewayError::BodyTooLarge => {
+            return respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        GatewayError::MethodNotAllowed => {
+            return respond::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        }
+        GatewayError::BodyTimeout => {
+            return respond::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
+        }
+        GatewayError::UriTooLong => {
+            return respond::plain(StatusCode::URI_TOO_LONG, "request target too long\n");
+        }
+        GatewayError::HeadersTooLarge => {
+            return respond::plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request headers too large\n",
+            );
+        }
+        GatewayError::OriginDown(_) | GatewayError::OriginInvalid(_) => (
+            StatusCode::BAD_GATEWAY,
+            "The site is not answering",
+            "We could not reach the site just now. Please try again in a moment.",
+        ),
+        GatewayError::OriginTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The site is taking too long",
+            "The site did not answer in time. Please try again in a moment.",
+        ),
+        GatewayError::Render(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again in a moment.",
+        ),
+    };
+    tracing::warn!(error = %e, status = status.as_u16(), "request failed");
+    if !html {
+        // Apps and scripts get JSON they can act on: what failed and when to try again.
+        let mut resp = respond::json(
+            status,
+            &serde_json::json!({
+                "state": null,
+                "error": e.kind(),
+                "poll_after_seconds": ERROR_RETRY_SECONDS,
+            }),
+        );
+        respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
+        return resp;
+    }
+    let ctx = pages::error_context(status.as_u16(), title, detail);
+    match config.pages.render(pages::BUILTIN_ERROR, ctx) {
+        Ok(page) => respond::html(status, page),
+        Err(_) => respond::plain(status, "the site is not available\n"),
+    }
+}
