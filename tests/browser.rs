@@ -210,3 +210,69 @@ async fn waiting_page_polls_and_lets_the_visitor_in() {
 
     browser.close().await.unwrap();
 }
+
+/// A page that comes back (the network returns, the tab is shown again) asks at once: with a
+/// poll interval of about 30 s, the visitor whose turn came while it was away is let in within
+/// seconds of the `online` event, not at the next scheduled poll.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_page_that_comes_back_online_asks_at_once() {
+    const HOST: &str = "127.0.0.1";
+    let origin = Origin::start().await;
+    // A long session_ttl makes a long estimate, and so a poll interval of about 30 s.
+    let config = base_config("50ms")
+        + &room(
+            "shop",
+            HOST,
+            &origin.url(),
+            "active_users = 1\nabandon_after = \"5m\"\nsession_ttl = \"10m\"",
+        );
+    let gw = Gateway::start(&config).await;
+    let mut first = gw.client(HOST);
+    assert_eq!(first.get("/", BROWSER).await.body, "origin:/");
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser
+        .goto(&format!("http://{}/back/7", gw.addr))
+        .await
+        .unwrap();
+    let poll: u64 = browser
+        .execute(
+            "return document.getElementById('room').dataset.poll;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("the page's poll interval");
+    assert!(poll >= 20, "poll_after_seconds {poll}: too short to tell");
+
+    // The visitor's turn comes while the page is not asking; then the network is back.
+    assert_eq!(
+        first
+            .send("POST", "/__anteroom/leave", &[], "")
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    browser
+        .execute("window.dispatchEvent(new Event('online'));", vec![])
+        .await
+        .unwrap();
+    let deadline = started + Duration::from_secs(8);
+    while !body_text(&browser).await.contains("origin:/back/7") {
+        assert!(
+            Instant::now() < deadline,
+            "not let in within 8 s of coming back online (poll interval {poll} s):\n{}",
+            browser.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("let in {:?} after coming back online", started.elapsed());
+    browser.close().await.unwrap();
+}
