@@ -258,7 +258,8 @@ async fn a_page_that_comes_back_online_asks_at_once() {
             .status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ticks run every 50 ms: by now the browser's session has long been released.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
     browser
         .execute("window.dispatchEvent(new Event('online'));", vec![])
