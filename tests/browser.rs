@@ -104,26 +104,48 @@ async fn body_text(browser: &Browser) -> String {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
-async fn waiting_page_polls_and_lets_the_visitor_in() {
-    const HOST: &str = "127.0.0.1";
+/// A room on 127.0.0.1 with one slot, taken by a curl-like visitor: whoever comes next waits.
+async fn full_room(keys: &str) -> (Origin, Gateway, Client) {
     let origin = Origin::start().await;
-    let config = base_config("50ms")
-        + &room(
-            "shop",
-            HOST,
-            &origin.url(),
-            "active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"1m\"",
-        );
+    let config = base_config("50ms") + &room("shop", HOST, &origin.url(), keys);
     let gw = Gateway::start(&config).await;
-
-    // Someone else holds the only slot.
     let mut first = gw.client(HOST);
     let r = first.get("/", BROWSER).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "origin:/");
     assert!(!first.cookies.is_empty(), "the first visitor got no cookie");
+    (origin, gw, first)
+}
+
+/// Waits until the browser shows `text` (the origin's page), failing with what it shows after
+/// `limit`; how long it took.
+async fn wait_let_in(browser: &Browser, text: &str, limit: Duration, after: &str) -> Duration {
+    let started = Instant::now();
+    while !body_text(browser).await.contains(text) {
+        if started.elapsed() >= limit {
+            panic!(
+                "the browser was not let in within {limit:?} {after}; it shows {}:\n{}",
+                browser
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                browser.source().await.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+const HOST: &str = "127.0.0.1";
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn waiting_page_polls_and_lets_the_visitor_in() {
+    // Someone else holds the only slot.
+    let (origin, gw, mut first) =
+        full_room("active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"1m\"").await;
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -175,26 +197,14 @@ async fn waiting_page_polls_and_lets_the_visitor_in() {
     assert_eq!(left.status, 200);
     assert_eq!(left.json()["left"], true);
 
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(15);
-    loop {
-        if body_text(&browser).await.contains("origin:/tickets/42") {
-            break;
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "the browser was not let in within 15 s; it shows {}:\n{}",
-                browser
-                    .current_url()
-                    .await
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                browser.source().await.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("let in {:?} after the slot freed", started.elapsed());
+    let took = wait_let_in(
+        &browser,
+        "origin:/tickets/42",
+        Duration::from_secs(15),
+        "of the slot freeing",
+    )
+    .await;
+    eprintln!("let in {took:?} after the slot freed");
 
     let now = browser.current_url().await.unwrap();
     assert_eq!(now.path(), "/tickets/42");
@@ -217,19 +227,9 @@ async fn waiting_page_polls_and_lets_the_visitor_in() {
 #[tokio::test]
 #[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
 async fn a_page_that_comes_back_online_asks_at_once() {
-    const HOST: &str = "127.0.0.1";
-    let origin = Origin::start().await;
     // A long session_ttl makes a long estimate, and so a poll interval of about 30 s.
-    let config = base_config("50ms")
-        + &room(
-            "shop",
-            HOST,
-            &origin.url(),
-            "active_users = 1\nabandon_after = \"5m\"\nsession_ttl = \"10m\"",
-        );
-    let gw = Gateway::start(&config).await;
-    let mut first = gw.client(HOST);
-    assert_eq!(first.get("/", BROWSER).await.body, "origin:/");
+    let (_origin, gw, mut first) =
+        full_room("active_users = 1\nabandon_after = \"5m\"\nsession_ttl = \"10m\"").await;
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -260,20 +260,17 @@ async fn a_page_that_comes_back_online_asks_at_once() {
     );
     // Ticks run every 50 ms: by now the browser's session has long been released.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let started = Instant::now();
     browser
         .execute("window.dispatchEvent(new Event('online'));", vec![])
         .await
         .unwrap();
-    let deadline = started + Duration::from_secs(8);
-    while !body_text(&browser).await.contains("origin:/back/7") {
-        assert!(
-            Instant::now() < deadline,
-            "not let in within 8 s of coming back online (poll interval {poll} s):\n{}",
-            browser.source().await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("let in {:?} after coming back online", started.elapsed());
+    let took = wait_let_in(
+        &browser,
+        "origin:/back/7",
+        Duration::from_secs(8),
+        &format!("of coming back online (poll interval {poll} s)"),
+    )
+    .await;
+    eprintln!("let in {took:?} after coming back online");
     browser.close().await.unwrap();
 }

@@ -5,8 +5,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -81,16 +79,6 @@ async fn a_silent_connection_lives_for_header_timeout_not_idle_timeout() {
     assert_eq!(origin.last().path, "/late");
 }
 
-/// The real binary under `ulimit -n 256`.
-async fn limited(config: &Path) -> Binary {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" run --config \"$1\"")
-        .arg(Binary::path())
-        .arg(config);
-    Binary::spawn(cmd).await
-}
-
 /// Opens `n` silent connections at once and keeps those the kernel completes within a second
 /// (past the gateway's cap and the listen backlog, the rest would wait for SYN retries).
 async fn flood(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
@@ -125,7 +113,7 @@ async fn the_listeners_cannot_starve_each_other_of_descriptors() {
         ),
     )
     .unwrap();
-    let mut gw = limited(&config).await;
+    let mut gw = Binary::under_fd_limit(&config, 256).await;
     let admin = gw.admin().await;
     let public = Client {
         addr: gw.addr,

@@ -883,14 +883,7 @@ impl std::ops::DerefMut for Limited {
 #[cfg(target_os = "linux")]
 impl Limited {
     async fn start(config: &Path, limit: u32) -> Limited {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!(
-                "ulimit -n {limit} && exec \"$0\" run --config \"$1\""
-            ))
-            .arg(Binary::path())
-            .arg(config);
-        Limited(Binary::spawn(cmd).await)
+        Limited(Binary::under_fd_limit(config, limit).await)
     }
 
     fn accept_failures(&self) -> usize {

@@ -1,6 +1,6 @@
 //! The answers anteroom makes itself, each following what the client asked for (the page for
-//! navigations, JSON for apps and scripts): the waiting answer, the closed answer, and `fail`,
-//! the one place where an error becomes a response.
+//! navigations, JSON for apps and scripts): the waiting answer, the poll floor's 429, the closed
+//! answer, and `fail`, the one place where an error becomes a response.
 
 use http::{Request, Response, StatusCode};
 
@@ -64,18 +64,7 @@ pub(super) fn closed(
 
 /// The status JSON of a closed room: no place, no estimate, when to ask again.
 pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
-    let view = View {
-        state: ViewState::Closed,
-        position: None,
-        queue_depth: 0,
-        estimated_wait_seconds: None,
-        release_rate_per_minute: 0.0,
-        poll_after_seconds: CLOSED_RETRY_SECONDS,
-        progress_percent: 0,
-        chance_next_minute: None,
-        next_draw_in_ms: None,
-        deadlines: Default::default(),
-    };
+    let view = View::without_place(ViewState::Closed, 0, CLOSED_RETRY_SECONDS);
     let body = StatusJson::new(&room.name, &view, room.message.as_deref(), None);
     let mut resp = respond::json(StatusCode::SERVICE_UNAVAILABLE, &body);
     respond::retry_after(&mut resp, CLOSED_RETRY_SECONDS);
@@ -153,4 +142,23 @@ pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
         Ok(page) => respond::html(status, page),
         Err(_) => respond::plain(status, "the site is not available\n"),
     }
+}
+
+/// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept,
+/// nothing computed.
+pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
+    metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
+    let wait = wait_ms.div_ceil(1000).max(1);
+    let mut resp = respond::json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({
+            "room": rc.name,
+            "state": "queued",
+            "error": "polling faster than poll_after_seconds",
+            "poll_after_seconds": wait,
+            "message": rc.message,
+        }),
+    );
+    respond::retry_after(&mut resp, wait);
+    resp
 }

@@ -84,7 +84,7 @@ impl Gateway {
             )
         });
         if let Some(wait_ms) = too_soon {
-            return too_fast(rc, wait_ms);
+            return super::answer::too_fast(rc, wait_ms);
         }
         match view {
             Some(view) => {
@@ -120,7 +120,7 @@ impl Gateway {
             // Joining again with the token of a queued session is a poll: the same floor.
             if let Some(wait_ms) = v.and_then(|v| room::poll_too_soon(&mut st, &v.id, now)) {
                 drop(st);
-                return too_fast(rc, wait_ms);
+                return super::answer::too_fast(rc, wait_ms);
             }
             if let Some(v) = v {
                 room::recover(&rc.settings, &mut st, v, now, false);
@@ -216,22 +216,3 @@ const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 </head><body>\
 <main><h1>You left the line</h1><p>Your place has been given up. \
 <a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
-
-/// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept,
-/// nothing computed.
-pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
-    metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
-    let wait = wait_ms.div_ceil(1000).max(1);
-    let mut resp = respond::json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({
-            "room": rc.name,
-            "state": "queued",
-            "error": "polling faster than poll_after_seconds",
-            "poll_after_seconds": wait,
-            "message": rc.message,
-        }),
-    );
-    respond::retry_after(&mut resp, wait);
-    resp
-}

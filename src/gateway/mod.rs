@@ -268,7 +268,7 @@ impl Gateway {
             }
             Outcome::TooSoon(wait_ms) => {
                 count_request(&room, &name, "queue");
-                return Ok(endpoints::too_fast(room_cfg, wait_ms));
+                return Ok(answer::too_fast(room_cfg, wait_ms));
             }
         };
         match decision {
@@ -514,16 +514,9 @@ fn over_budget(
         .lock()
         .take(Prefix::of(client), limit, now)
         .err()?;
-    Some(View {
-        state: ViewState::Queued,
-        position: None,
-        queue_depth: state.queue.len() as u64,
-        estimated_wait_seconds: None,
-        release_rate_per_minute: 0.0,
-        poll_after_seconds: wait_ms.div_ceil(1000).max(1),
-        progress_percent: 0,
-        chance_next_minute: None,
-        next_draw_in_ms: None,
-        deadlines: Default::default(),
-    })
+    Some(View::without_place(
+        ViewState::Queued,
+        state.queue.len() as u64,
+        wait_ms.div_ceil(1000).max(1),
+    ))
 }

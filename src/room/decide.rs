@@ -53,6 +53,25 @@ pub struct View {
 }
 
 /// The deadlines a released or admitted visitor lives by, in milliseconds from now.
+impl View {
+    /// The view of a visitor with no place: no position, no estimate, ask again after
+    /// `poll_after_seconds` (a closed room, a join over budget, an unknown session).
+    pub fn without_place(state: ViewState, queue_depth: u64, poll_after_seconds: u64) -> Self {
+        View {
+            state,
+            position: None,
+            queue_depth,
+            estimated_wait_seconds: None,
+            release_rate_per_minute: 0.0,
+            poll_after_seconds,
+            progress_percent: 0,
+            chance_next_minute: None,
+            next_draw_in_ms: None,
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Deadlines {
     /// Released: come in before this, or the slot goes to the next in line.
@@ -301,16 +320,8 @@ fn view_of(
     let release_rate_per_minute = (rate * 60.0 * 100.0).round() / 100.0;
     let Some(s) = state.sessions.get(id) else {
         return View {
-            state: ViewState::Closed,
-            position: None,
-            queue_depth,
-            estimated_wait_seconds: None,
             release_rate_per_minute,
-            poll_after_seconds: poll_after(None, rng),
-            progress_percent: 0,
-            chance_next_minute: None,
-            next_draw_in_ms: None,
-            deadlines: Deadlines::default(),
+            ..View::without_place(ViewState::Closed, queue_depth, poll_after(None, rng))
         };
     };
     let (view_state, position) = match s.state {

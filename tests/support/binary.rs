@@ -45,6 +45,18 @@ impl Binary {
         Self::spawn(cmd).await
     }
 
+    /// The binary started by `sh` under `ulimit -n LIMIT` (soft and hard).
+    pub async fn under_fd_limit(config: &Path, limit: u32) -> Binary {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && exec \"$0\" run --config \"$1\""
+            ))
+            .arg(Self::path())
+            .arg(config);
+        Self::spawn(cmd).await
+    }
+
     /// The binary's path, for tests that wrap it in another command (a shell with a ulimit).
     pub fn path() -> &'static str {
         env!("CARGO_BIN_EXE_anteroom")

@@ -334,16 +334,11 @@ impl Validator<'_> {
             return builtin.to_string();
         }
         let sample = View {
-            state: ViewState::Queued,
             position: Some(12),
-            queue_depth: 40,
             estimated_wait_seconds: Some(90),
             release_rate_per_minute: 8.0,
-            poll_after_seconds: 5,
             progress_percent: 30,
-            chance_next_minute: None,
-            next_draw_in_ms: None,
-            deadlines: Default::default(),
+            ..View::without_place(ViewState::Queued, 40, 5)
         };
         let ctx = if k == "page" {
             pages::waiting_context(room, &sample, Some("sample"), false)
