@@ -24,6 +24,8 @@ pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";
 pub const DUPLICATE_REQUESTS: &str = "anteroom_duplicate_requests_total";
 pub const SESSIONS_RECOVERED: &str = "anteroom_sessions_recovered_total";
 pub const JOINS_OVER_BUDGET: &str = "anteroom_joins_over_budget_total";
+/// Visitors told that their place was gone (a valid token whose session the room no longer has).
+pub const PLACES_EXPIRED: &str = "anteroom_places_expired_total";
 /// Requests refused for the client's own fault, by `kind` (bounded: see `GatewayError::client_kind`).
 pub const CLIENT_ERRORS: &str = "anteroom_client_errors_total";
 pub const SNAPSHOTS: &str = "anteroom_snapshots_total";

@@ -123,6 +123,15 @@ pub fn rfc3339_in(ms: u64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// RFC 3339 UTC time `ms` milliseconds ago, to the second.
+pub fn rfc3339_ago(ms: u64) -> String {
+    let now = SystemTime::now();
+    let at = now
+        .checked_sub(std::time::Duration::from_millis(ms))
+        .unwrap_or(now);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// The template context of the waiting page.
 /// `form_not_sent`: the page answers a form post, whose body was never forwarded.
 pub fn waiting_context(
@@ -145,6 +154,7 @@ pub fn waiting_context(
         leave_url => format!("{RESERVED_PREFIX}leave"),
         message => message,
         next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
+        admissions_slowed_at => view.slowed_ms_ago.map(rfc3339_ago),
         updated_at => now_rfc3339(),
     }
 }
@@ -179,6 +189,9 @@ pub struct StatusJson<'a> {
     pub session_expires_at: Option<String>,
     /// Admitted under `max_session`: the session ends at this time whatever happens.
     pub session_ends_at: Option<String>,
+    /// Queued: when the operator lowered capacity or rate, if after this visitor joined (the
+    /// estimated wait may have grown since it was last given).
+    pub admissions_slowed_at: Option<String>,
     /// When this answer was made.
     pub updated_at: String,
 }
@@ -206,6 +219,7 @@ impl<'a> StatusJson<'a> {
             release_expires_at: view.deadlines.release_expires_in_ms.map(rfc3339_in),
             session_expires_at: view.deadlines.session_expires_in_ms.map(rfc3339_in),
             session_ends_at: view.deadlines.session_ends_in_ms.map(rfc3339_in),
+            admissions_slowed_at: view.slowed_ms_ago.map(rfc3339_ago),
             updated_at: now_rfc3339(),
         }
     }

@@ -26,8 +26,11 @@ use crate::room::Image;
 
 pub const FILE: &str = "snapshot.bin";
 const MAGIC: &[u8; 8] = b"ANTROOM\0";
-/// The format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format this build writes. Format 2 added session states 3 to 5 (missed, not yet back,
+/// at the front) to the same layout.
+pub const VERSION: u32 = 2;
+/// The oldest format this build reads.
+const OLDEST: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Every room at one moment.
@@ -47,7 +50,9 @@ pub enum ReadError {
     Io(PathBuf, std::io::Error),
     #[error("{0} is not an anteroom snapshot")]
     NotSnapshot(PathBuf),
-    #[error("{0} is format {1}, written by a newer anteroom; this one reads format {VERSION}")]
+    #[error(
+        "{0} is format {1}, written by a newer anteroom; this one reads formats {OLDEST} to {VERSION}"
+    )]
     Newer(PathBuf, u32),
     #[error("{0} is damaged: {1}")]
     Damaged(PathBuf, String),
@@ -88,7 +93,7 @@ pub fn decode(file: &Path, bytes: &[u8]) -> Result<Snapshot, ReadError> {
     if version > VERSION {
         return Err(ReadError::Newer(file.to_path_buf(), version));
     }
-    if version != VERSION {
+    if version < OLDEST {
         return Err(damaged(&format!("unknown format {version}")));
     }
     let mut len = [0u8; 8];

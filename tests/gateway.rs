@@ -136,9 +136,13 @@ async fn when_an_admitted_session_expires_the_head_of_the_queue_gets_in() {
     let r = second.get("/checkout", BROWSER).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "origin:/checkout");
-    // The expired visitor is a stranger now: the room is full again, so they queue.
+    // The expired visitor's session is gone and the room is full again: they are told so (not
+    // put at the back unasked), the stale cookie is dropped, and asking again queues them.
     let r = first.get("/", JSON).await;
     assert_eq!(r.status, 429);
+    assert_eq!(r.json()["state"], "expired");
+    assert!(first.cookies.is_empty());
+    let r = first.get("/", JSON).await;
     assert_eq!(r.json()["position"], 1);
 }
 
@@ -181,7 +185,11 @@ async fn an_abandoned_visitor_in_the_middle_leaves_and_those_behind_move_up() {
     })
     .await;
     assert_eq!(a_pos, 1);
-    // b comes back with its old cookie: its place is gone, so it joins at the back.
+    // b comes back with its old cookie: its place is gone, and b is told so; asking again
+    // joins at the back.
+    let r = b.get("/", JSON).await;
+    assert_eq!(r.json()["state"], "expired");
+    assert!(b.cookies.is_empty());
     let r = b.get("/", JSON).await;
     assert_eq!(r.json()["position"], 3);
     assert!(r.header("set-cookie").is_some());

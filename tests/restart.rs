@@ -384,11 +384,15 @@ async fn kill_9_recovers_late_joiners_in_ticket_order() {
     }
     join_queued(&gw, 12).await;
 
+    // The token of a visitor who left names no place: it is expired, never a place again.
     let r = status_by_token(gw.addr, &x_token).await;
-    assert_eq!(r.status, 404, "the token of a visitor who left: {}", r.body);
-    assert_eq!(r.json()["state"], Value::Null, "{}", r.body);
+    assert_eq!(r.status, 200, "the token of a visitor who left: {}", r.body);
+    assert_eq!(r.json()["state"], "expired", "{}", r.body);
     x.addr = gw.addr;
     x.cookies.insert(COOKIE.to_string(), x_token.clone());
+    let r = x.get("/", JSON).await;
+    assert_eq!(r.json()["state"], "expired", "{}", r.body);
+    assert!(x.cookies.is_empty(), "the stale cookie is dropped");
     let r = x.get("/", JSON).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(

@@ -61,13 +61,17 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
     assert_eq!(r.status.as_u16(), 200);
     assert!(r.header("anteroom-command").is_none());
     let status = visitors[1].get("/__anteroom/status", JSON).await;
-    assert_eq!(status.status.as_u16(), 404, "a revoked session is gone");
+    assert_eq!(
+        status.json()["state"],
+        "expired",
+        "a revoked session is gone"
+    );
 
     // Max session: a visitor who keeps browsing is still ended at the hard cap; idle: one who
     // stops is ended after session_ttl.
     let mut busy = visitors[2].clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while busy.get("/__anteroom/status", JSON).await.status.as_u16() == 200 {
+    while busy.get("/__anteroom/status", JSON).await.json()["state"] == "admitted" {
         assert!(tokio::time::Instant::now() < deadline, "no hard cap");
         assert_eq!(busy.get("/", JSON).await.status.as_u16(), 200);
         tokio::time::sleep(Duration::from_millis(20)).await;

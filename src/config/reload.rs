@@ -237,7 +237,7 @@ fn log_room_changes(gw: &Gateway, new: &Config, trigger: &str) {
 fn removed(gw: &Gateway, name: &str, trigger: &str) {
     let (queued, sessions) = gw.room(name).map_or((0, 0), |room| {
         let state = room.state.lock();
-        (state.queue.len(), state.sessions.len())
+        (state.waiting(), state.sessions.len())
     });
     let waiting = queued > 0 || sessions > 0;
     metrics::counter!(m::ROOMS_REMOVED, "waiting" => if waiting { "true" } else { "false" })

@@ -11,7 +11,10 @@ use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{RESERVED_PREFIX, StatusJson};
 use crate::proxy::Body;
-use crate::room::{self, Decision, Visitor};
+use crate::room::{self, Decision, View, ViewState, Visitor};
+
+/// How long an expired visitor's app is told to wait before joining again (it may join at once).
+const EXPIRED_RETRY_SECONDS: u64 = 2;
 
 impl Gateway {
     pub(super) fn endpoint(
@@ -26,7 +29,7 @@ impl Gateway {
         let (visitor, sent) = self.visitor(room_cfg, req.headers(), peer.secure);
         match (what, method) {
             ("status", Method::GET | Method::HEAD) => {
-                Ok(self.status(room_cfg, room, visitor, sent))
+                Ok(self.status(room_cfg, room, visitor, sent, peer.secure))
             }
             ("join", Method::POST) => {
                 let client = super::route::client_ip(
@@ -64,6 +67,7 @@ impl Gateway {
         room: &Room,
         v: Option<Visitor>,
         sent: Option<String>,
+        secure: bool,
     ) -> Response<Body> {
         let now = self.now_ms();
         let mut too_soon = None;
@@ -95,6 +99,17 @@ impl Gateway {
             }
             // A closed room takes nobody: "join again" would send an app round in a loop.
             None if rc.settings.mode == room::Mode::Reject => super::answer::closed_json(rc),
+            // A valid token whose session is gone: the place expired. Said once, with the stale
+            // cookie dropped, so that joining again is one request away.
+            None if v.is_some() => {
+                metrics::counter!(m::PLACES_EXPIRED, "room" => rc.name.clone()).increment(1);
+                let waiting = room.state.lock().waiting();
+                let view = View::without_place(ViewState::Expired, waiting, EXPIRED_RETRY_SECONDS);
+                let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), None);
+                let mut resp = respond::json(StatusCode::OK, &body);
+                respond::clear_cookie(&mut resp, &rc.cookie_name_for(secure));
+                resp
+            }
             None => respond::json(
                 StatusCode::NOT_FOUND,
                 &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
@@ -141,7 +156,9 @@ impl Gateway {
                         Decision::Admit { visitor, .. } => {
                             room::status(&rc.settings, &mut st, &visitor.id, now, &mut rng)
                         }
-                        Decision::Wait { view, .. } => Some(view.clone()),
+                        Decision::Wait { view, .. } | Decision::Expired { view } => {
+                            Some(view.clone())
+                        }
                         Decision::Closed => None,
                     };
                     (Some(d), view)
@@ -162,7 +179,7 @@ impl Gateway {
                 (Some(self.token(rc, *visitor)), true)
             }
             Some(Decision::Wait { visitor, .. }) => (Some(self.token(rc, *visitor)), true),
-            Some(Decision::Closed) => (None, false),
+            Some(Decision::Closed | Decision::Expired { .. }) => (None, false),
         };
         let Some(view) = view else {
             return super::answer::closed_json(rc);

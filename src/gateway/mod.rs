@@ -322,6 +322,14 @@ impl Gateway {
                 count_request(&room, &name, "closed");
                 closed(config, room_cfg, !poll)
             }
+            Decision::Expired { view } => {
+                count_request(&room, &name, "queue");
+                metrics::counter!(m::PLACES_EXPIRED, "room" => name.clone()).increment(1);
+                let mut resp = waiting(config, room_cfg, &req, html, &view, None)?;
+                // The next request without the stale token is a new visitor: joining again.
+                respond::clear_cookie(&mut resp, &room_cfg.cookie_name_for(peer.secure));
+                Ok(resp)
+            }
         }
     }
 
@@ -516,7 +524,7 @@ fn over_budget(
         .err()?;
     Some(View::without_place(
         ViewState::Queued,
-        state.queue.len() as u64,
+        state.waiting(),
         wait_ms.div_ceil(1000).max(1),
     ))
 }

@@ -21,6 +21,9 @@ pub enum ViewState {
     Admitted,
     Paused,
     Closed,
+    /// The place is really gone (away past `abandon_after`, or the room forgot it): the visitor
+    /// is told so and may join again, never silently sent to the back.
+    Expired,
 }
 
 impl ViewState {
@@ -31,6 +34,7 @@ impl ViewState {
             ViewState::Admitted => "admitted",
             ViewState::Paused => "paused",
             ViewState::Closed => "closed",
+            ViewState::Expired => "expired",
         }
     }
 }
@@ -50,6 +54,9 @@ pub struct View {
     /// Lottery queues, before the visitor's draw: milliseconds until the next draw.
     pub next_draw_in_ms: Option<u64>,
     pub deadlines: Deadlines,
+    /// Queued: how long ago the operator lowered capacity or rate, if that happened after this
+    /// visitor joined (the wait may have grown; the page says why).
+    pub slowed_ms_ago: Option<u64>,
 }
 
 /// The deadlines a released or admitted visitor lives by, in milliseconds from now.
@@ -68,6 +75,7 @@ impl View {
             chance_next_minute: None,
             next_draw_in_ms: None,
             deadlines: Deadlines::default(),
+            slowed_ms_ago: None,
         }
     }
 }
@@ -86,7 +94,7 @@ impl Deadlines {
     fn of(settings: &Settings, s: &Session, now_ms: u64) -> Self {
         let left = |at: u64| Some(at.saturating_sub(now_ms));
         match s.state {
-            SessionState::Queued => Deadlines::default(),
+            SessionState::Queued | SessionState::Missed => Deadlines::default(),
             SessionState::Released => Deadlines {
                 release_expires_in_ms: left(s.since_ms + ms(settings.release_window)),
                 ..Deadlines::default()
@@ -118,6 +126,9 @@ pub enum Decision {
     },
     /// The room takes no visitors (`mode = "reject"`).
     Closed,
+    /// The visitor's token names a session the room no longer has, and there is no free slot:
+    /// their place is gone. Nothing was changed; joining again is the visitor's choice.
+    Expired { view: View },
 }
 
 /// Decides one request of a visitor (`None`: no valid token) at `now_ms`, updating the room.
@@ -137,6 +148,9 @@ pub fn decide(
     let recovered = visitor.is_some_and(|v| {
         !state.sessions.contains_key(&v.id) && recover(settings, state, v, now_ms, true)
     });
+    if let Some(v) = visitor {
+        came_back(state, &v.id, now_ms);
+    }
     if let Some(v) = visitor
         && let Some(s) = state.sessions.get_mut(&v.id)
     {
@@ -167,12 +181,12 @@ pub fn decide(
                     how: Some(AdmitHow::Released),
                 };
             }
-            SessionState::Queued => {
-                s.seen_ms = now_ms;
+            // `came_back` made a missed session queued again.
+            SessionState::Queued | SessionState::Missed => {
                 if !recovered {
                     state.counters.duplicates += 1;
                 }
-                let view = view_of(settings, state, &v.id, now_ms, rng);
+                let view = shown_view(settings, state, &v.id, now_ms, rng);
                 return Decision::Wait {
                     visitor,
                     joined: false,
@@ -185,16 +199,51 @@ pub fn decide(
     if settings.mode == Mode::Reject {
         return Decision::Closed;
     }
-    join(settings, state, now_ms, rng)
+    join(settings, state, visitor.is_some(), now_ms, rng)
 }
 
-/// A new visitor: admitted at once while there is room and nobody waits, else in line.
+/// A known session makes a request or polls: it is present. A missed one (its turn came while it
+/// was away) goes to the front, to be released at the next tick with a free slot.
+fn came_back(state: &mut RoomState, id: &SessionId, now_ms: u64) {
+    let Some(s) = state.sessions.get_mut(id) else {
+        return;
+    };
+    match s.state {
+        SessionState::Queued => {
+            s.seen_ms = now_ms;
+            s.returned = true;
+        }
+        SessionState::Missed => {
+            s.state = SessionState::Queued;
+            s.seen_ms = now_ms;
+            s.returned = true;
+            let ticket = s.ticket;
+            state.front.insert(ticket, *id);
+        }
+        SessionState::Released | SessionState::Active => {}
+    }
+}
+
+/// Whether a visitor arriving now would be admitted at once: not paused, nobody waiting, a free
+/// slot and budget.
+fn admits_at_once(settings: &Settings, state: &RoomState) -> bool {
+    !settings.paused && state.waiting() == 0 && has_room(settings, state)
+}
+
+/// A new visitor: admitted at once while there is room and nobody waits, else in line. One
+/// whose valid token names a session the room no longer has (`had_token`) is not put at the back
+/// unasked: it is told its place expired.
 fn join(
     settings: &Settings,
     state: &mut RoomState,
+    had_token: bool,
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Decision {
+    if had_token && !admits_at_once(settings, state) {
+        let view = View::without_place(ViewState::Expired, state.waiting(), poll_after(None, rng));
+        return Decision::Expired { view };
+    }
     let id = SessionId::random(rng);
     let ticket = state.take_ticket();
     state.counters.joined += 1;
@@ -208,8 +257,11 @@ fn join(
         released_before: state.counters.released as u32,
         next_poll_ms: 0,
         due_ms: 0,
+        returned: false,
+        wait_shown_s: 0,
+        slowdowns_seen: 0,
     };
-    if !settings.paused && state.queue.is_empty() && has_room(settings, state) {
+    if admits_at_once(settings, state) {
         session.state = SessionState::Active;
         state.sessions.insert(id, session);
         state.active += 1;
@@ -225,7 +277,7 @@ fn join(
     state.sessions.insert(id, session);
     state.queue.insert(ticket, id);
     super::tick::arm(settings, state, id);
-    let view = view_of(settings, state, &id, now_ms, rng);
+    let view = shown_view(settings, state, &id, now_ms, rng);
     Decision::Wait {
         visitor,
         joined: true,
@@ -250,10 +302,10 @@ pub fn status(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Option<View> {
-    let s = state.sessions.get_mut(id)?;
-    if s.state == SessionState::Queued {
-        s.seen_ms = now_ms;
+    if !state.sessions.contains_key(id) {
+        return None;
     }
+    came_back(state, id, now_ms);
     Some(queued_view(settings, state, id, now_ms, rng))
 }
 
@@ -267,6 +319,7 @@ pub fn poll_too_soon(state: &mut RoomState, id: &SessionId, now_ms: u64) -> Opti
         return None;
     }
     s.seen_ms = now_ms;
+    s.returned = true;
     Some(s.next_poll_ms - now_ms)
 }
 
@@ -278,8 +331,40 @@ fn queued_view(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> View {
-    let view = view_of(settings, state, id, now_ms, rng);
+    let view = shown_view(settings, state, id, now_ms, rng);
     set_poll_floor(state, id, now_ms, view.poll_after_seconds);
+    view
+}
+
+/// The view a visitor is shown, remembering the estimated wait it gives: while a visitor waits
+/// with a place, the estimate shown never rises, unless the operator lowered capacity or rate
+/// since it was last shown (the view then says when admissions slowed).
+fn shown_view(
+    settings: &Settings,
+    state: &mut RoomState,
+    id: &SessionId,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> View {
+    state.note_limits(settings.active_users, settings.admit_per_minute, now_ms);
+    let mut view = view_of(settings, state, id, now_ms, rng);
+    let slowdowns = state.slowdowns as u16;
+    let Some(s) = state.sessions.get_mut(id) else {
+        return view;
+    };
+    match (view.state, view.position, view.estimated_wait_seconds) {
+        (ViewState::Queued, Some(_), Some(wait)) => {
+            let held = if s.wait_shown_s > 0 && s.slowdowns_seen == slowdowns {
+                wait.min(u64::from(s.wait_shown_s))
+            } else {
+                wait
+            };
+            view.estimated_wait_seconds = Some(held);
+            s.wait_shown_s = u32::try_from(held).unwrap_or(u32::MAX).max(1);
+            s.slowdowns_seen = slowdowns;
+        }
+        _ => s.wait_shown_s = 0,
+    }
     view
 }
 
@@ -296,7 +381,7 @@ pub fn set_poll_floor(state: &mut RoomState, id: &SessionId, now_ms: u64, poll_a
 /// Gives up a place in line or an admitted slot at once. Returns whether the session existed.
 pub fn leave(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
     let s = state.remove(id)?;
-    if s.state == SessionState::Queued {
+    if matches!(s.state, SessionState::Queued | SessionState::Missed) {
         state.counters.left_queue += 1;
     }
     Some(EndReason::Leave)
@@ -315,7 +400,7 @@ fn view_of(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> View {
-    let queue_depth = state.queue.len() as u64;
+    let queue_depth = state.waiting();
     let rate = release_rate(settings, state, now_ms);
     let release_rate_per_minute = (rate * 60.0 * 100.0).round() / 100.0;
     let Some(s) = state.sessions.get(id) else {
@@ -325,42 +410,46 @@ fn view_of(
         };
     };
     let (view_state, position) = match s.state {
-        SessionState::Queued if settings.paused => {
-            (ViewState::Paused, state.queue.position(s.ticket))
-        }
-        SessionState::Queued => (ViewState::Queued, state.queue.position(s.ticket)),
+        SessionState::Queued if settings.paused => (ViewState::Paused, state.position(s.ticket)),
+        SessionState::Queued => (ViewState::Queued, state.position(s.ticket)),
+        // Only between a tick and the visitor's return, which makes it queued: no place yet.
+        SessionState::Missed => (ViewState::Queued, None),
         SessionState::Released => (ViewState::Released, None),
         SessionState::Active => (ViewState::Admitted, None),
     };
-    let queued = s.state == SessionState::Queued;
+    let queued = matches!(s.state, SessionState::Queued | SessionState::Missed);
     let next_draw_in_ms = match &state.queue {
         Line::Lottery(q) if queued && position.is_none() => {
             q.next_draw_ms().map(|at| at.saturating_sub(now_ms))
         }
         _ => None,
     };
-    let estimated_wait_seconds = match (s.state, position, &state.queue) {
+    let estimated_wait_seconds = match (queued, position, &state.queue) {
         // Paused or closed: nobody is released, so no time is promised (the state says why).
-        (SessionState::Queued, _, _) if super::estimate::no_releases(settings) => None,
-        (SessionState::Queued, Some(p), _) => wait_seconds(p, rate),
-        (SessionState::Queued, None, Line::Lottery(q)) => {
+        (true, _, _) if super::estimate::no_releases(settings) => None,
+        (true, Some(p), _) => wait_seconds(p, rate),
+        (true, None, Line::Lottery(q)) => {
             lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)
         }
         // Without a stable place, the wait shown is the time to release everyone now in line.
-        (SessionState::Queued, None, _) => wait_seconds(queue_depth, rate),
-        _ => Some(0),
+        (true, None, _) => wait_seconds(queue_depth, rate),
+        (false, _, _) => Some(0),
     };
     let chance_next_minute = (queued && matches!(state.queue, Line::Random(_)))
         .then(|| ((rate * 60.0) / queue_depth.max(1) as f64).min(1.0))
         .map(|c| (c * 1000.0).round() / 1000.0);
-    let progress_percent = match (s.state, position) {
-        (SessionState::Queued, Some(p)) => {
+    let progress_percent = match (queued, position) {
+        (true, Some(p)) => {
             let moved = u64::from((state.counters.released as u32).wrapping_sub(s.released_before));
             ((moved * 100) / (moved + p).max(1)).min(99) as u8
         }
-        (SessionState::Queued, None) => 0,
-        _ => 100,
+        (true, None) => 0,
+        (false, _) => 100,
     };
+    let slowed_ms_ago = state
+        .slowed_at_ms
+        .filter(|at| queued && *at >= s.since_ms)
+        .map(|at| now_ms.saturating_sub(at));
     View {
         state: view_state,
         position,
@@ -372,6 +461,7 @@ fn view_of(
         chance_next_minute,
         next_draw_in_ms,
         deadlines: Deadlines::of(settings, s, now_ms),
+        slowed_ms_ago,
     }
 }
 
@@ -429,5 +519,58 @@ mod tests {
             .map(|(id, _)| *id)
             .unwrap();
         assert_eq!(poll_too_soon(&mut st, &admitted, 101), None);
+    }
+
+    /// The estimate shown to a waiting visitor does not rise because the measured rate wobbled
+    /// (here: a longer `session_ttl` slows the turnover the estimate starts from); it rises
+    /// when the operator lowers the rate, and the view then says admissions slowed.
+    #[test]
+    fn a_shown_estimate_rises_only_when_the_operator_slows_admissions() {
+        let mut s = Settings {
+            active_users: Some(1),
+            session_ttl: Duration::from_secs(60),
+            abandon_after: Duration::from_secs(600),
+            ..Settings::default()
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut line = Vec::new();
+        for _ in 0..6 {
+            if let Decision::Wait { visitor, .. } = decide(&s, &mut st, None, 0, &mut rng) {
+                line.push(visitor);
+            }
+        }
+        let v = line[4];
+        let first = status(&s, &mut st, &v.id, 1_000, &mut rng).unwrap();
+        assert_eq!(first.position, Some(5));
+        let shown = first.estimated_wait_seconds.unwrap();
+        assert_eq!(shown, 300, "5 places at one per 60 s");
+        assert_eq!(first.slowed_ms_ago, None);
+        // Turnover halves (not an operator's cut of capacity or rate): the estimate holds.
+        s.session_ttl = Duration::from_secs(120);
+        let held = status(&s, &mut st, &v.id, 20_000, &mut rng).unwrap();
+        assert_eq!(held.estimated_wait_seconds, Some(shown));
+        // The operator caps the rate at one a minute (at 40 s), then stops releases (at 60 s),
+        // then allows one a minute again: the estimate may now rise, and says since when.
+        s.session_ttl = Duration::from_secs(60);
+        s.admit_per_minute = Some(1);
+        status(&s, &mut st, &v.id, 40_000, &mut rng).unwrap();
+        s.admit_per_minute = Some(0);
+        let cut = status(&s, &mut st, &v.id, 60_000, &mut rng).unwrap();
+        assert_eq!(
+            cut.estimated_wait_seconds, None,
+            "no rate: no time promised"
+        );
+        s.admit_per_minute = Some(1);
+        s.session_ttl = Duration::from_secs(600);
+        let slowed = status(&s, &mut st, &v.id, 80_000, &mut rng).unwrap();
+        assert!(slowed.estimated_wait_seconds.unwrap() > shown, "{slowed:?}");
+        assert_eq!(slowed.slowed_ms_ago, Some(20_000), "the last cut, at 60 s");
+        // A visitor who joins after the cut is not told about it.
+        let late = match decide(&s, &mut st, None, 90_000, &mut rng) {
+            Decision::Wait { view, .. } => view,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(late.slowed_ms_ago, None);
     }
 }

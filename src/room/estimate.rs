@@ -153,7 +153,7 @@ pub struct Telemetry {
 
 pub fn telemetry(settings: &Settings, state: &RoomState, now_ms: u64) -> Telemetry {
     let rate = release_rate(settings, state, now_ms);
-    let depth = state.queue.len() as u64;
+    let depth = state.waiting();
     Telemetry {
         queue_depth: depth,
         active: state.active,

@@ -69,7 +69,7 @@ impl Default for Settings {
             active_users: Some(100),
             admit_per_minute: None,
             session_ttl: Duration::from_secs(300),
-            abandon_after: Duration::from_secs(45),
+            abandon_after: Duration::from_secs(600),
             release_window: Duration::from_secs(60),
             max_session: None,
             policy: Policy::Fifo,

@@ -46,12 +46,13 @@ pub struct SessionImage {
     pub seen_ms: u64,
     pub since_ms: u64,
     pub released_before: u32,
-    /// 0 queued, 1 released, 2 active.
+    /// 0 queued (came back since joining), 1 released, 2 active, 3 missed, 4 queued (not yet
+    /// back since joining), 5 queued at the front.
     pub state: u8,
 }
 
 impl SessionImage {
-    fn of((id, s): &(SessionId, Session)) -> SessionImage {
+    fn of((id, s): &(SessionId, Session), front: &HashSet<u64>) -> SessionImage {
         SessionImage {
             id: *id.as_bytes(),
             ticket: s.ticket,
@@ -59,9 +60,12 @@ impl SessionImage {
             since_ms: s.since_ms,
             released_before: s.released_before,
             state: match s.state {
+                SessionState::Queued if front.contains(&s.ticket) => 5,
+                SessionState::Queued if !s.returned => 4,
                 SessionState::Queued => 0,
                 SessionState::Released => 1,
                 SessionState::Active => 2,
+                SessionState::Missed => 3,
             },
         }
     }
@@ -116,6 +120,8 @@ pub struct Capture {
     ticket_ceiling: u64,
     sessions: Vec<(SessionId, Session)>,
     drawn: Option<(Vec<u64>, Option<u64>)>,
+    /// Tickets at the front of the line.
+    front: Vec<u64>,
     policy: super::Policy,
     bucket: Bucket,
     releases: Vec<(u64, u32)>,
@@ -163,6 +169,7 @@ impl RoomState {
             ticket_ceiling,
             sessions: buf,
             drawn,
+            front: self.front.iter().map(|(t, _)| t).collect(),
             policy: self.queue.policy(),
             bucket: self.bucket.clone(),
             releases: self.releases.iter().copied().collect(),
@@ -222,10 +229,12 @@ impl RoomState {
         let mut queued: Vec<(u64, SessionId)> = Vec::new();
         for si in &image.sessions {
             let id = SessionId::from_bytes(si.id);
-            let state = match si.state {
-                0 => SessionState::Queued,
-                1 => SessionState::Released,
-                2 => SessionState::Active,
+            let (state, returned) = match si.state {
+                0 | 5 => (SessionState::Queued, true),
+                4 => (SessionState::Queued, false),
+                1 => (SessionState::Released, true),
+                2 => (SessionState::Active, true),
+                3 => (SessionState::Missed, false),
                 n => return Err(format!("session state {n} is unknown")),
             };
             if si.ticket >= image.next_ticket {
@@ -233,7 +242,9 @@ impl RoomState {
             }
             let (seen, since) = match state {
                 // The wait itself (since joining) keeps counting: it is what the visitor lived.
-                SessionState::Queued => (si.seen_ms.saturating_add(down), si.since_ms),
+                SessionState::Queued | SessionState::Missed => {
+                    (si.seen_ms.saturating_add(down), si.since_ms)
+                }
                 // The release window and `max_session` count from release and admission.
                 SessionState::Released | SessionState::Active => (
                     si.seen_ms.saturating_add(down),
@@ -249,12 +260,17 @@ impl RoomState {
                 next_poll_ms: 0,
                 due_ms: 0,
                 state,
+                returned,
+                wait_shown_s: 0,
+                slowdowns_seen: 0,
             };
             session.due_ms = deadline(settings, &session).0;
             match state {
+                SessionState::Queued if si.state == 5 => s.front.insert(si.ticket, id),
                 SessionState::Queued => queued.push((si.ticket, id)),
                 SessionState::Released => s.released += 1,
                 SessionState::Active => s.active += 1,
+                SessionState::Missed => {}
             }
             s.schedule(session.due_ms, id);
             if s.sessions.insert(id, session).is_some() {
@@ -262,7 +278,10 @@ impl RoomState {
             }
         }
         queued.sort_unstable();
-        if queued.windows(2).any(|w| w[0].0 == w[1].0) {
+        let tickets = queued.iter().map(|(t, _)| *t);
+        let mut all: Vec<u64> = s.front.iter().map(|(t, _)| t).chain(tickets).collect();
+        all.sort_unstable();
+        if all.windows(2).any(|w| w[0] == w[1]) {
             return Err("two queued sessions share a ticket".into());
         }
         s.queue = match image.line {
@@ -336,7 +355,12 @@ impl Capture {
 
     /// The plain-data image (outside the room lock: this is the per-visitor work).
     pub fn image(self) -> Image {
-        let sessions = self.sessions.iter().map(SessionImage::of).collect();
+        let front: HashSet<u64> = self.front.into_iter().collect();
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|s| SessionImage::of(s, &front))
+            .collect();
         let line = match (self.policy, self.drawn) {
             (super::Policy::Lottery, Some((drawn, next_draw_ms))) => LineImage::Lottery {
                 drawn,
@@ -379,6 +403,9 @@ pub fn scratch(sessions: usize) -> Vec<(SessionId, Session)> {
             next_poll_ms: 0,
             due_ms: 0,
             state: SessionState::Queued,
+            returned: false,
+            wait_shown_s: 0,
+            slowdowns_seen: 0,
         },
     );
     let mut buf = vec![blank; sessions + sessions / 8 + 64];
@@ -421,8 +448,12 @@ pub fn recover(
         next_poll_ms: 0,
         due_ms: 0,
         state: SessionState::Queued,
+        // The token came back: the visitor is here.
+        returned: true,
+        wait_shown_s: 0,
+        slowdowns_seen: 0,
     };
-    if admit_if_free && !settings.paused && state.queue.is_empty() && has_room(settings, state) {
+    if admit_if_free && !settings.paused && state.waiting() == 0 && has_room(settings, state) {
         session.state = SessionState::Active;
         state.active += 1;
         state.bucket.take(settings.admit_per_minute, 1);
@@ -444,7 +475,7 @@ pub fn recoverable(state: &RoomState, v: Visitor, now_ms: u64) -> bool {
     in_range
         && !state.sessions.contains_key(&v.id)
         && !state.recovered.contains(&v.ticket)
-        && !state.queue.contains(v.ticket)
+        && !state.is_waiting(v.ticket)
 }
 
 /// Closes recovery ranges whose time is up (called by the tick).

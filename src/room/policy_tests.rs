@@ -26,8 +26,16 @@ fn lottery(cap: u32) -> Settings {
 fn visitor(d: &Decision) -> Visitor {
     match d {
         Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
-        Decision::Closed => panic!("closed"),
+        Decision::Closed | Decision::Expired { .. } => panic!("no place"),
     }
+}
+
+/// A visitor who joins at `now` and whose page polls at once, as the waiting page does: only a
+/// visitor who came back since joining is released.
+fn arrive(s: &Settings, st: &mut RoomState, now: u64, rng: &mut StdRng) -> Visitor {
+    let v = visitor(&decide(s, st, None, now, rng));
+    status(s, st, &v.id, now, rng);
+    v
 }
 
 /// The ids of released sessions, in release order, over ticks from `from` to `to` (ms, step 1 s).
@@ -55,11 +63,9 @@ fn lottery_holds_arrivals_until_the_draw_then_releases_in_drawn_order() {
     let s = lottery(2);
     let mut st = RoomState::new(0, None);
     let mut rng = StdRng::seed_from_u64(11);
-    let first: Vec<Visitor> = (0..2)
-        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-        .collect();
+    let first: Vec<Visitor> = (0..2).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
     let pool: Vec<Visitor> = (0..10)
-        .map(|_| visitor(&decide(&s, &mut st, None, 500, &mut rng)))
+        .map(|_| arrive(&s, &mut st, 500, &mut rng))
         .collect();
     let v = status(&s, &mut st, &pool[0].id, 1_000, &mut rng).unwrap();
     assert_eq!(v.state, ViewState::Queued);
@@ -105,12 +111,10 @@ fn arrivals_after_a_draw_wait_behind_the_drawn() {
     let s = lottery(1);
     let mut st = RoomState::new(0, None);
     let mut rng = StdRng::seed_from_u64(12);
-    let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-    let early: Vec<Visitor> = (0..5)
-        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-        .collect();
+    let first = arrive(&s, &mut st, 0, &mut rng);
+    let early: Vec<Visitor> = (0..5).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
     tick(&s, &mut st, 10_000, &mut rng);
-    let late = visitor(&decide(&s, &mut st, None, 10_500, &mut rng));
+    let late = arrive(&s, &mut st, 10_500, &mut rng);
     let v = status(&s, &mut st, &late.id, 10_500, &mut rng).unwrap();
     assert_eq!(v.position, None);
     assert_eq!(v.next_draw_in_ms, Some(9_500));
@@ -142,10 +146,8 @@ fn fifo_to_lottery_keeps_the_order_and_back_again() {
     s.policy = Policy::Fifo;
     let mut st = RoomState::new(0, None);
     let mut rng = StdRng::seed_from_u64(13);
-    visitor(&decide(&s, &mut st, None, 0, &mut rng));
-    let queued: Vec<Visitor> = (0..20)
-        .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-        .collect();
+    arrive(&s, &mut st, 0, &mut rng);
+    let queued: Vec<Visitor> = (0..20).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
     s.policy = Policy::Lottery;
     tick(&s, &mut st, 1_000, &mut rng);
     st.check_invariants(s.active_users).unwrap();
@@ -157,7 +159,7 @@ fn fifo_to_lottery_keeps_the_order_and_back_again() {
             "place kept by the switch"
         );
     }
-    let newcomer = visitor(&decide(&s, &mut st, None, 1_500, &mut rng));
+    let newcomer = arrive(&s, &mut st, 1_500, &mut rng);
     let view = status(&s, &mut st, &newcomer.id, 1_500, &mut rng).unwrap();
     assert_eq!(view.position, None, "a newcomer waits for the draw");
     s.policy = Policy::Random;
@@ -195,8 +197,11 @@ fn fifo_order_is_exact_over_100k_joins_with_abandonment() {
     for _ in 0..101_000 {
         match decide(&s, &mut st, None, 0, &mut rng) {
             Decision::Admit { visitor, .. } => admitted.push(visitor),
-            Decision::Wait { visitor, .. } => queued.push(visitor),
-            Decision::Closed => unreachable!(),
+            Decision::Wait { visitor, .. } => {
+                status(&s, &mut st, &visitor.id, 0, &mut rng);
+                queued.push(visitor)
+            }
+            Decision::Closed | Decision::Expired { .. } => unreachable!(),
         }
     }
     assert_eq!((admitted.len(), queued.len()), (1_000, 100_000));

@@ -109,6 +109,9 @@ mod tests {
             next_poll_ms: 0,
             due_ms: 0,
             state: SessionState::Queued,
+            returned: false,
+            wait_shown_s: 0,
+            slowdowns_seen: 0,
         }
     }
 

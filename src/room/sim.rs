@@ -1,8 +1,10 @@
 //! A seeded simulation of a busy room through `decide` and `tick`: thousands of visitors arrive,
-//! poll, abandon, come in late or never, browse, leave, get revoked or go idle, while the operator
-//! changes capacity, rate, pause and policy. The capacity is checked after every decision and
-//! tick, the room's full invariants after every 250 ms step; and fairness is measured: the Kendall tau between arrival and release order in fifo rooms, and
-//! how close the wait estimate given at join comes to the real wait.
+//! poll, abandon, put their phone away for minutes, come in late or never, browse, leave, get
+//! revoked or go idle, while the operator changes capacity, rate, pause and policy. The capacity
+//! is checked after every decision and tick, the room's full invariants after every 250 ms step,
+//! and no visitor away for less than `abandon_after` ever loses their place. Fairness is
+//! measured: the Kendall tau between arrival and release order in fifo rooms, and how close the
+//! wait estimates (given at join and at every 10th poll) come to the real wait.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,10 +22,15 @@ const STEP_MS: u64 = 250;
 /// What a simulated visitor does next.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
-    /// In line: poll at `next`; stop polling for good at `quit` (an abandoned tab).
-    Poll { next: u64, quit: Option<u64> },
-    /// Released: come in at `at`, or never.
-    Come { at: u64, never: bool },
+    /// In line: poll at `next`; stop polling for good at `quit` (an abandoned tab). `polls`:
+    /// polls answered so far.
+    Poll {
+        next: u64,
+        quit: Option<u64>,
+        polls: u32,
+    },
+    /// Released: come in at `at`, or never; the release window closes at `by`.
+    Come { at: u64, never: bool, by: u64 },
     /// Admitted: a request at `next` until `until`, then end as `end`.
     Browse { next: u64, until: u64, end: End },
 }
@@ -51,6 +58,8 @@ struct Behaviour {
     abandon: f64,
     /// Share of released visitors who never come.
     no_show: f64,
+    /// Share of polls after which the visitor puts the phone away for 30 s to 8 minutes.
+    away: f64,
     /// Operator changes every 30 s (capacity, rate, pause; policy too when `switch_policy`).
     operator: bool,
     switch_policy: bool,
@@ -73,6 +82,17 @@ struct Sim {
     eta_at_join: HashMap<SessionId, (u64, u64)>,
     /// (estimate s, actual wait s, join ms) for every release of a visitor with an estimate.
     etas: Vec<(f64, f64, u64)>,
+    /// Estimates given at every 10th poll, by session: (estimate s, poll ms).
+    eta_at_poll: HashMap<SessionId, Vec<(u64, u64)>>,
+    /// (estimate s, actual remaining wait s, poll ms) for those estimates, once released.
+    poll_etas: Vec<(f64, f64, u64)>,
+    /// Visitors whose turn came while they were away (excluded from the order measure: they
+    /// go to the front when back, by design).
+    missed: HashSet<SessionId>,
+    /// Missed visitors who came back, and were checked to be ahead of every later ticket.
+    returns: u64,
+    /// Absences of phone-like visitors (30 s to 8 minutes).
+    absences: u64,
     /// The admitted count may exceed a capacity that was just lowered; it must then only fall.
     over_cap_since_change: bool,
     last_admitted: u32,
@@ -93,6 +113,11 @@ impl Sim {
             release_order: Vec::new(),
             eta_at_join: HashMap::new(),
             etas: Vec::new(),
+            eta_at_poll: HashMap::new(),
+            poll_etas: Vec::new(),
+            missed: HashSet::new(),
+            returns: 0,
+            absences: 0,
             over_cap_since_change: false,
             last_admitted: 0,
             checks: 0,
@@ -141,7 +166,7 @@ impl Sim {
 
     fn run(&mut self, b: Behaviour) {
         let mut step = 0u64;
-        while step < b.arriving_steps || !self.st.queue.is_empty() || self.st.released > 0 {
+        while step < b.arriving_steps || self.st.waiting() > 0 || self.st.released > 0 {
             self.now = step * STEP_MS;
             if step < b.arriving_steps && self.world.random_bool(b.arrival) {
                 self.arrive(b);
@@ -193,13 +218,20 @@ impl Sim {
                     self.quitters.insert(visitor.id);
                     self.now + self.world.random_range(0..120_000)
                 });
-                let next = self.now + view.poll_after_seconds * 1_000;
+                // The page asks once right after it loads: the visitor is back.
+                let next = self.now + 1_000;
                 self.agents.push(Agent {
                     visitor,
-                    plan: Plan::Poll { next, quit },
+                    plan: Plan::Poll {
+                        next,
+                        quit,
+                        polls: 0,
+                    },
                 });
             }
-            Decision::Closed => panic!("a queue room never closes"),
+            Decision::Closed | Decision::Expired { .. } => {
+                panic!("a new visitor is never closed out or expired")
+            }
         }
     }
 
@@ -237,28 +269,78 @@ impl Sim {
         let id = a.visitor.id;
         match a.plan {
             Plan::Poll { quit: Some(q), .. } if q <= now => false,
-            Plan::Poll { next, quit } if next <= now => {
+            Plan::Poll { next, quit, polls } if next <= now => {
+                let was_missed = self
+                    .st
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| s.state == SessionState::Missed);
+                // Away for less than `abandon_after` (8 minutes at most, against 10): the place
+                // is always still there.
                 let Some(view) = status(&self.s, &mut self.st, &id, now, &mut self.engine_rng)
                 else {
                     panic!("a polling visitor lost their place at {now} ms");
                 };
                 self.check();
+                if was_missed {
+                    self.check_return(&a.visitor, &view);
+                }
+                if polls % 10 == 9
+                    && let Some(eta) = view.estimated_wait_seconds
+                    && view.state == ViewState::Queued
+                {
+                    self.eta_at_poll.entry(id).or_default().push((eta, now));
+                }
                 a.plan = match view.state {
-                    ViewState::Released => Plan::Come {
-                        at: now + self.world.random_range(0..3_000),
-                        never: self.world.random_bool(b.no_show),
-                    },
-                    ViewState::Queued | ViewState::Paused => Plan::Poll {
-                        next: now + view.poll_after_seconds * 1_000,
-                        quit,
-                    },
+                    // Comes in within 3 s, and within the release window (a phone back just
+                    // before it closes comes at once).
+                    ViewState::Released => {
+                        let left = view.deadlines.release_expires_in_ms.unwrap_or(0);
+                        Plan::Come {
+                            at: now
+                                + self
+                                    .world
+                                    .random_range(0..3_000)
+                                    .min(left.saturating_sub(1)),
+                            never: self.world.random_bool(b.no_show),
+                            by: now + left,
+                        }
+                    }
+                    ViewState::Queued | ViewState::Paused => {
+                        let mut next = now + view.poll_after_seconds * 1_000;
+                        if self.world.random_bool(b.away) {
+                            self.absences += 1;
+                            next = now + self.world.random_range(30_000..=480_000);
+                        }
+                        Plan::Poll {
+                            next,
+                            quit,
+                            polls: polls + 1,
+                        }
+                    }
                     other => panic!("a queued visitor polled and saw {other:?}"),
                 };
                 true
             }
             Plan::Come { never: true, .. } => false,
-            Plan::Come { at, .. } if at <= now => {
+            Plan::Come { at, by, .. } if at <= now => {
                 let d = self.request(Some(a.visitor));
+                if let Decision::Wait { view, .. } = &d
+                    && now >= by
+                {
+                    // Too late (the step is 250 ms): a no-show back in time is at the front.
+                    let front = self.st.front.len() as u64;
+                    assert!(
+                        view.position.is_some_and(|p| p <= front),
+                        "a late visitor is at the front: {view:?}"
+                    );
+                    a.plan = Plan::Poll {
+                        next: now + view.poll_after_seconds * 1_000,
+                        quit: None,
+                        polls: 0,
+                    };
+                    return true;
+                }
                 assert!(
                     matches!(d, Decision::Admit { how: Some(_), .. }),
                     "a released visitor who came in time was not admitted: {d:?}"
@@ -296,9 +378,37 @@ impl Sim {
         }
     }
 
+    /// A visitor whose turn came while away is back: nobody who joined after them is ahead.
+    fn check_return(&mut self, v: &Visitor, view: &super::View) {
+        self.returns += 1;
+        if self.s.policy != Policy::Fifo {
+            return;
+        }
+        let earlier = self
+            .st
+            .front
+            .iter()
+            .chain(self.st.queue.iter())
+            .filter(|(t, _)| *t < v.ticket)
+            .count() as u64;
+        let place = view.position.expect("a fifo visitor has a place");
+        assert!(
+            place <= earlier + 1,
+            "at {} ms: ticket {} came back at place {place}, behind later tickets \
+             ({earlier} earlier ones wait)",
+            self.now,
+            v.ticket
+        );
+    }
+
     fn tick(&mut self) {
         let r = tick(&self.s, &mut self.st, self.now, &mut self.engine_rng);
         self.check();
+        for (id, s) in &self.st.sessions {
+            if s.state == SessionState::Missed {
+                self.missed.insert(*id);
+            }
+        }
         // Every deadline is kept to the tick, the operator's changes included: nobody admitted
         // past `max_session` or idle past `session_ttl`, no slot held past `release_window`.
         for (id, s) in &self.st.sessions {
@@ -317,6 +427,10 @@ impl Sim {
             if let Some((eta, joined_ms)) = self.eta_at_join.remove(&id) {
                 self.etas
                     .push((eta as f64, waited_ms as f64 / 1_000.0, joined_ms));
+            }
+            for (eta, at) in self.eta_at_poll.remove(&id).unwrap_or_default() {
+                let left = self.now.saturating_sub(at) as f64 / 1_000.0;
+                self.poll_etas.push((eta as f64, left, at));
             }
         }
     }
@@ -357,6 +471,7 @@ impl Sim {
         let quit: HashSet<u64> = self
             .quitters
             .iter()
+            .chain(self.missed.iter())
             .filter_map(|id| self.waited.get(id))
             .copied()
             .collect();
@@ -385,7 +500,7 @@ fn busy(policy: Policy) -> Settings {
         active_users: Some(40),
         admit_per_minute: None,
         session_ttl: Duration::from_secs(20),
-        abandon_after: Duration::from_secs(45),
+        abandon_after: Duration::from_secs(600),
         // Longer than the slowest poll (30 s + 20% jitter) plus the time to come in.
         release_window: Duration::from_secs(45),
         max_session: None,
@@ -401,6 +516,7 @@ fn chaos() -> Behaviour {
         arriving_steps: 4 * 600,
         abandon: 0.1,
         no_show: 0.05,
+        away: 0.005,
         operator: true,
         switch_policy: false,
     }
@@ -414,12 +530,20 @@ fn fifo_releases_in_arrival_order_through_chaos() {
         let (tau, n) = sim.kendall_tau();
         println!(
             "fifo seed {seed}: {} arrivals, {} waited, {n} stayed and were released, \
+             {} absences of 30 s to 8 min, {} missed turns, {} returns to the front, \
              {} invariant checks, Kendall tau {tau:.4}",
             sim.st.counters.joined,
             sim.waited.len(),
+            sim.absences,
+            sim.missed.len(),
+            sim.returns,
             sim.checks
         );
         assert!(n > 500, "the run must queue many visitors, got {n}");
+        assert!(
+            sim.absences > 50 && sim.returns > 10,
+            "phones went away and came back"
+        );
         assert_eq!(tau, 1.0, "seed {seed}: fifo released out of arrival order");
         assert!(sim.st.counters.abandoned > 0, "some visitors abandoned");
     }
@@ -477,6 +601,7 @@ fn wait_estimates_at_join_match_the_real_wait() {
         arriving_steps: 4 * 900,
         abandon: 0.05,
         no_show: 0.0,
+        away: 0.0,
         operator: false,
         switch_policy: false,
     });

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::bucket::Bucket;
 use super::line::Line;
 use super::persist::Recovery;
+use super::queue::FifoQueue;
 use super::sessions::Sessions;
 
 /// A random 128-bit session id (never zero).
@@ -41,12 +42,17 @@ impl SessionId {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
+    /// In line (or at the front, see [`RoomState::front`]).
     Queued,
     Released,
     Active,
+    /// Its turn came while it was away (released and a no-show, or skipped by a release before
+    /// it ever came back): out of line, holding no slot, its ticket kept until `abandon_after`
+    /// from when it was last seen. Coming back puts it at the front.
+    Missed,
 }
 
-/// One visitor. Times are milliseconds on the room's clock. Kept small (32 bytes): a room
+/// One visitor. Times are milliseconds on the room's clock. Kept small (56 bytes): a room
 /// holds one per visitor, a million in a big sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
@@ -59,6 +65,15 @@ pub struct Session {
     /// bar takes a wrapping difference, exact below four billion releases).
     pub released_before: u32,
     pub state: SessionState,
+    /// Came back (a poll, a reload, any request) since it joined: only such a session is
+    /// released; one that takes a ticket and never returns is skipped and never holds a slot.
+    pub returned: bool,
+    /// The estimated wait (s) this queued visitor was last shown, 0 for none: the next one shown
+    /// is not longer unless the operator slowed admissions since (see `RoomState::slowdowns`).
+    /// Not kept in snapshots.
+    pub wait_shown_s: u32,
+    /// `RoomState::slowdowns` when `wait_shown_s` was shown (truncated).
+    pub slowdowns_seen: u16,
     /// A queued session's poll before this (half the `poll_after_seconds` its last answered
     /// poll was given) is answered 429 without any work. 0: none. Not kept in snapshots.
     pub next_poll_ms: u64,
@@ -134,6 +149,9 @@ pub struct RoomState {
     pub active: u32,
     /// Sessions in `Released` state.
     pub released: u32,
+    /// Visitors whose turn came while they were away and who came back within `abandon_after`:
+    /// released before anyone in `queue`, in ticket order.
+    pub front: FifoQueue,
     pub bucket: Bucket,
     /// When each session must next be looked at by the tick: (due ms, session). A session may
     /// have stale entries; the tick re-checks against the session's real times.
@@ -153,6 +171,13 @@ pub struct RoomState {
     /// The durations the session timers were armed with (ms: session_ttl, max_session,
     /// release_window, abandon_after); a change re-arms every session at the next tick.
     pub timer_settings: Option<[Option<u64>; 4]>,
+    /// The admission limits last seen (`active_users`, `admit_per_minute`), to notice when an
+    /// operator lowers one.
+    pub limits_seen: Option<(Option<u32>, Option<u32>)>,
+    /// How many times the operator lowered capacity or rate: an estimate may then rise.
+    pub slowdowns: u32,
+    /// When the operator last lowered capacity or rate.
+    pub slowed_at_ms: Option<u64>,
 }
 
 impl RoomState {
@@ -163,6 +188,7 @@ impl RoomState {
             next_ticket: 1,
             active: 0,
             released: 0,
+            front: FifoQueue::new(),
             bucket: Bucket::full(admit_per_minute, now_ms),
             timers: BinaryHeap::new(),
             releases: VecDeque::new(),
@@ -173,6 +199,9 @@ impl RoomState {
             snapshot_ticket: 1,
             ticket_ceiling: 1,
             timer_settings: None,
+            limits_seen: None,
+            slowdowns: 0,
+            slowed_at_ms: None,
         }
     }
 
@@ -199,12 +228,60 @@ impl RoomState {
         let s = self.sessions.remove(id)?;
         match s.state {
             SessionState::Queued => {
-                self.queue.remove(s.ticket);
+                if !self.front.remove(s.ticket) {
+                    self.queue.remove(s.ticket);
+                }
             }
             SessionState::Released => self.released -= 1,
             SessionState::Active => self.active -= 1,
+            SessionState::Missed => {}
         }
         Some(s)
+    }
+
+    /// Notices an operator lowering `active_users` or `admit_per_minute` (a reload, the admin
+    /// API): waits then honestly grow, and visitors are told why.
+    pub fn note_limits(
+        &mut self,
+        active_users: Option<u32>,
+        admit_per_minute: Option<u32>,
+        now_ms: u64,
+    ) {
+        let now = (active_users, admit_per_minute);
+        let lowered = |old: Option<u32>, new: Option<u32>| match (old, new) {
+            (None, Some(_)) => true,
+            (Some(a), Some(b)) => b < a,
+            _ => false,
+        };
+        if let Some((cap, rate)) = self.limits_seen
+            && (lowered(cap, active_users) || lowered(rate, admit_per_minute))
+        {
+            self.slowdowns = self.slowdowns.wrapping_add(1);
+            self.slowed_at_ms = Some(now_ms);
+        }
+        self.limits_seen = Some(now);
+    }
+
+    /// Visitors waiting to be released: those at the front and those in line.
+    pub fn waiting(&self) -> u64 {
+        (self.front.len() + self.queue.len()) as u64
+    }
+
+    /// A queued ticket's 1-based place: behind everyone at the front. `None` when not queued or
+    /// without a stable place (random queues; a lottery before the visitor's draw).
+    pub fn position(&self, ticket: u64) -> Option<u64> {
+        match self.front.position(ticket) {
+            Some(p) => Some(p),
+            None => self
+                .queue
+                .position(ticket)
+                .map(|p| p + self.front.len() as u64),
+        }
+    }
+
+    /// Whether `ticket` waits at the front or in line.
+    pub fn is_waiting(&self, ticket: u64) -> bool {
+        self.front.position(ticket).is_some() || self.queue.contains(ticket)
     }
 
     /// Checks that counts, the queue and the sessions agree. Used by tests and simulations.
@@ -216,21 +293,26 @@ impl RoomState {
             match s.state {
                 SessionState::Queued => {
                     queued += 1;
-                    if !self.queue.contains(s.ticket) {
+                    if !self.is_waiting(s.ticket) {
                         return Err(format!("queued session {id:?} has no place in line"));
                     }
                 }
                 SessionState::Released => released += 1,
                 SessionState::Active => active += 1,
+                SessionState::Missed => {
+                    if self.is_waiting(s.ticket) {
+                        return Err(format!("missed session {id:?} is still in line"));
+                    }
+                }
             }
             if s.ticket >= self.next_ticket {
                 return Err(format!("ticket {} not yet issued", s.ticket));
             }
         }
-        if queued != self.queue.len() {
+        if queued as u64 != self.waiting() {
             return Err(format!(
-                "{queued} queued sessions, {} in line",
-                self.queue.len()
+                "{queued} queued sessions, {} waiting",
+                self.waiting()
             ));
         }
         if active != self.active || released != self.released {
@@ -263,6 +345,16 @@ impl RoomState {
             match self.sessions.get(&id) {
                 Some(s) if s.ticket == ticket && s.state == SessionState::Queued => {}
                 _ => return Err(format!("ticket {ticket} in line has no queued session")),
+            }
+        }
+        for (ticket, id) in self.front.iter() {
+            match self.sessions.get(&id) {
+                Some(s) if s.ticket == ticket && s.state == SessionState::Queued && s.returned => {}
+                _ => {
+                    return Err(format!(
+                        "ticket {ticket} at the front has no returned session"
+                    ));
+                }
             }
         }
         Ok(())

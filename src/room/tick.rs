@@ -31,6 +31,7 @@ pub fn tick(
     let draw_every = ms(settings.draw_every);
     state.queue.switch_to(settings.policy, now_ms, draw_every);
     rearm_on_change(settings, state);
+    state.note_limits(settings.active_users, settings.admit_per_minute, now_ms);
     expire(settings, state, now_ms, &mut report);
     super::persist::expire_recovery(state, now_ms);
     if let Line::Lottery(q) = &mut state.queue {
@@ -67,6 +68,17 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
             continue;
         }
         let admitted_for = now_ms.saturating_sub(s.since_ms);
+        if reason == Some(EndReason::NoShow) && s.seen_ms + ms(settings.abandon_after) > now_ms {
+            // A no-show frees the slot but keeps the ticket: back within `abandon_after`, the
+            // visitor goes to the front.
+            if let Some(s) = state.sessions.get_mut(&id) {
+                s.state = SessionState::Missed;
+            }
+            state.released -= 1;
+            report.ended.push((EndReason::NoShow, admitted_for));
+            arm(settings, state, id);
+            continue;
+        }
         state.remove(&id);
         match reason {
             None => {
@@ -116,7 +128,10 @@ fn rearm_on_change(settings: &Settings, state: &mut RoomState) {
 /// When `s` must be looked at next, and why it ends then (`None`: a queued visitor abandons).
 pub(super) fn deadline(settings: &Settings, s: &Session) -> (u64, Option<EndReason>) {
     match s.state {
-        SessionState::Queued => (s.seen_ms + ms(settings.abandon_after), None),
+        // Away (queued or missed) longer than `abandon_after`: the place is lost.
+        SessionState::Queued | SessionState::Missed => {
+            (s.seen_ms + ms(settings.abandon_after), None)
+        }
         SessionState::Released => (
             s.since_ms + ms(settings.release_window),
             Some(EndReason::NoShow),
@@ -131,6 +146,25 @@ pub(super) fn deadline(settings: &Settings, s: &Session) -> (u64, Option<EndReas
     }
 }
 
+/// The next visitor to release: those at the front first, then the line by its policy. A
+/// visitor the line picks who has not come back since joining is set aside as missed (its turn
+/// came while it was away), so a ticket nobody polls never holds a slot.
+fn next_to_release(state: &mut RoomState, rng: &mut impl rand::Rng) -> Option<SessionId> {
+    if let Some((_, id)) = state.front.pop_front() {
+        return Some(id);
+    }
+    loop {
+        let (_, id) = state.queue.pop(rng)?;
+        let Some(s) = state.sessions.get_mut(&id) else {
+            continue;
+        };
+        if s.returned {
+            return Some(id);
+        }
+        s.state = SessionState::Missed;
+    }
+}
+
 /// Releases from the front of the line while there is room and budget.
 fn release(
     settings: &Settings,
@@ -141,7 +175,7 @@ fn release(
 ) {
     let mut count = 0u32;
     while has_room(settings, state) {
-        let Some((_, id)) = state.queue.pop(rng) else {
+        let Some(id) = next_to_release(state, rng) else {
             break;
         };
         let Some(s) = state.sessions.get_mut(&id) else {
@@ -167,7 +201,7 @@ fn release(
 
 #[cfg(test)]
 mod tests {
-    use super::super::decide::{Decision, Visitor, decide, status};
+    use super::super::decide::{Decision, ViewState, Visitor, decide, status};
     use super::*;
     use rand::SeedableRng;
     use std::time::Duration;
@@ -185,8 +219,16 @@ mod tests {
     fn visitor(d: &Decision) -> Visitor {
         match d {
             Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
-            Decision::Closed => panic!("closed"),
+            Decision::Closed | Decision::Expired { .. } => panic!("no place"),
         }
+    }
+
+    /// A visitor who joins at `now` and whose page polls at once: only a visitor who came back
+    /// since joining is released.
+    fn arrive(s: &Settings, st: &mut RoomState, now: u64, rng: &mut impl rand::Rng) -> Visitor {
+        let v = visitor(&decide(s, st, None, now, rng));
+        status(s, st, &v.id, now, rng);
+        v
     }
 
     #[test]
@@ -219,8 +261,8 @@ mod tests {
         };
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let b = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let b = arrive(&s, &mut st, 0, &mut rng);
         let mut ended_at = None;
         for t in (100..=4_000).step_by(100) {
             decide(&s, &mut st, Some(a), t, &mut rng);
@@ -250,8 +292,8 @@ mod tests {
         let s = settings(1);
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
-        let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let second = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let first = arrive(&s, &mut st, 0, &mut rng);
+        let second = arrive(&s, &mut st, 0, &mut rng);
         // The queued visitor keeps polling; the admitted one goes quiet.
         for t in (1_000..=10_000).step_by(1_000) {
             status(&s, &mut st, &second.id, t, &mut rng);
@@ -274,10 +316,8 @@ mod tests {
         let s = settings(1);
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let admitted = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let q: Vec<Visitor> = (0..3)
-            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-            .collect();
+        let admitted = arrive(&s, &mut st, 0, &mut rng);
+        let q: Vec<Visitor> = (0..3).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
         for t in (1_000..=6_000).step_by(1_000) {
             decide(&s, &mut st, Some(admitted), t, &mut rng);
             status(&s, &mut st, &q[0].id, t, &mut rng);
@@ -296,9 +336,9 @@ mod tests {
         let s = settings(1);
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let b = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let c = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let b = arrive(&s, &mut st, 0, &mut rng);
+        let c = arrive(&s, &mut st, 0, &mut rng);
         crate::room::leave(&mut st, &a.id);
         let r = tick(&s, &mut st, 1_000, &mut rng);
         assert_eq!(r.released, 1);
@@ -315,13 +355,141 @@ mod tests {
         assert_eq!(st.sessions[&c.id].state, SessionState::Released);
     }
 
+    /// A released visitor away past `release_window` frees the slot for the next one; back
+    /// within `abandon_after`, they are at the front, released at the next tick with a free slot,
+    /// ahead of everyone who joined after them.
+    #[test]
+    fn a_no_show_back_within_abandon_after_goes_to_the_front() {
+        let s = Settings {
+            abandon_after: Duration::from_secs(600),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let b = arrive(&s, &mut st, 0, &mut rng);
+        let c = arrive(&s, &mut st, 0, &mut rng);
+        let d = arrive(&s, &mut st, 0, &mut rng);
+        crate::room::leave(&mut st, &a.id);
+        assert_eq!(tick(&s, &mut st, 1_000, &mut rng).released, 1);
+        // B's phone is in a pocket; C and D poll. At 4 s B's window is over: C gets the slot.
+        for t in (2_000..=4_000).step_by(1_000) {
+            status(&s, &mut st, &c.id, t, &mut rng);
+            status(&s, &mut st, &d.id, t, &mut rng);
+            tick(&s, &mut st, t, &mut rng);
+            st.check_invariants(s.active_users).unwrap();
+        }
+        assert_eq!(st.sessions[&b.id].state, SessionState::Missed);
+        assert_eq!(st.sessions[&c.id].state, SessionState::Released);
+        // Five minutes later B is back: first in line, ahead of D.
+        let v = status(&s, &mut st, &b.id, 300_000, &mut rng).unwrap();
+        assert_eq!((v.state, v.position), (ViewState::Queued, Some(1)));
+        let v = status(&s, &mut st, &d.id, 300_000, &mut rng).unwrap();
+        assert_eq!(v.position, Some(2));
+        st.check_invariants(s.active_users).unwrap();
+        // C's slot is still taken (C came in and browses): B waits for the next free slot.
+        decide(&s, &mut st, Some(c), 4_500, &mut rng);
+        decide(&s, &mut st, Some(c), 300_000, &mut rng);
+        assert_eq!(tick(&s, &mut st, 300_500, &mut rng).released, 0);
+        crate::room::leave(&mut st, &c.id);
+        let r = tick(&s, &mut st, 301_000, &mut rng);
+        assert_eq!(
+            r.releases.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [b.id]
+        );
+        assert!(matches!(
+            decide(&s, &mut st, Some(b), 301_500, &mut rng),
+            Decision::Admit { how: Some(_), .. }
+        ));
+    }
+
+    /// A ticket taken by something that never comes back (a bot without a cookie jar, a link
+    /// previewer) is skipped by releases: it never holds a slot. It keeps its ticket until
+    /// `abandon_after`; back before that, it is at the front.
+    #[test]
+    fn a_ticket_that_never_came_back_is_skipped_and_holds_no_slot() {
+        let s = Settings {
+            abandon_after: Duration::from_secs(60),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let bots: Vec<Visitor> = (0..2)
+            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
+            .collect();
+        let v = arrive(&s, &mut st, 0, &mut rng);
+        crate::room::leave(&mut st, &a.id);
+        let r = tick(&s, &mut st, 1_000, &mut rng);
+        assert_eq!(
+            r.releases.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [v.id]
+        );
+        assert!(
+            bots.iter()
+                .all(|b| st.sessions[&b.id].state == SessionState::Missed)
+        );
+        st.check_invariants(s.active_users).unwrap();
+        // One bot turns out to be a person after all: back at 30 s, at the front.
+        let back = status(&s, &mut st, &bots[0].id, 30_000, &mut rng).unwrap();
+        assert_eq!(back.position, Some(1));
+        // The other never returns: gone at `abandon_after`, counted as abandoned.
+        let mut abandoned = 0;
+        for t in (2_000..=61_000).step_by(1_000) {
+            decide(&s, &mut st, Some(v), t, &mut rng);
+            status(&s, &mut st, &bots[0].id, t.max(30_000), &mut rng);
+            abandoned += tick(&s, &mut st, t, &mut rng).abandoned;
+        }
+        assert_eq!(abandoned, 1);
+        assert!(!st.sessions.contains_key(&bots[1].id));
+        assert!(st.sessions.contains_key(&bots[0].id));
+    }
+
+    /// A valid token whose session is gone (away past `abandon_after`) is told so when it would
+    /// have to wait, and nothing changes: no ticket, no session. With a free slot and nobody
+    /// waiting it is simply a new visitor.
+    #[test]
+    fn a_lost_place_is_said_not_silently_restarted() {
+        let s = settings(1);
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let b = arrive(&s, &mut st, 0, &mut rng);
+        let c = arrive(&s, &mut st, 0, &mut rng);
+        for t in (1_000..=6_000).step_by(1_000) {
+            decide(&s, &mut st, Some(a), t, &mut rng);
+            status(&s, &mut st, &c.id, t, &mut rng);
+            tick(&s, &mut st, t, &mut rng);
+        }
+        assert!(
+            !st.sessions.contains_key(&b.id),
+            "B was away past abandon_after"
+        );
+        let tickets = st.next_ticket;
+        match decide(&s, &mut st, Some(b), 6_500, &mut rng) {
+            Decision::Expired { view } => {
+                assert_eq!(view.state, ViewState::Expired);
+                assert_eq!((view.position, view.queue_depth), (None, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(st.next_ticket, tickets);
+        assert!(!st.sessions.contains_key(&b.id));
+        crate::room::leave(&mut st, &a.id);
+        crate::room::leave(&mut st, &c.id);
+        assert!(matches!(
+            decide(&s, &mut st, Some(b), 7_000, &mut rng),
+            Decision::Admit { joined: true, .. }
+        ));
+    }
+
     #[test]
     fn paused_room_admits_nobody_and_keeps_places() {
         let mut s = settings(5);
         s.paused = true;
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let a = visitor(&decide(&s, &mut st, None, 0, &mut rng));
+        let a = arrive(&s, &mut st, 0, &mut rng);
         let r = tick(&s, &mut st, 1_000, &mut rng);
         assert_eq!(r.released, 0);
         let v = status(&s, &mut st, &a.id, 1_000, &mut rng).unwrap();
@@ -342,11 +510,11 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         let mut admitted = 0;
         for _ in 0..5 {
-            if matches!(
-                decide(&s, &mut st, None, 0, &mut rng),
-                Decision::Admit { .. }
-            ) {
-                admitted += 1;
+            match decide(&s, &mut st, None, 0, &mut rng) {
+                Decision::Admit { .. } => admitted += 1,
+                d => {
+                    status(&s, &mut st, &visitor(&d).id, 0, &mut rng);
+                }
             }
         }
         assert_eq!(admitted, 2);
@@ -361,10 +529,8 @@ mod tests {
         s.abandon_after = Duration::from_secs(600);
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
-        let first = visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let queued: Vec<Visitor> = (0..5)
-            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-            .collect();
+        let first = arrive(&s, &mut st, 0, &mut rng);
+        let queued: Vec<Visitor> = (0..5).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
         tick(&s, &mut st, 1, &mut rng);
         let v = status(&s, &mut st, &queued[0].id, 1, &mut rng).unwrap();
         assert_eq!(v.position, None);
@@ -398,10 +564,8 @@ mod tests {
         s.abandon_after = Duration::from_secs(600);
         let mut st = RoomState::new(0, None);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        visitor(&decide(&s, &mut st, None, 0, &mut rng));
-        let queued: Vec<Visitor> = (0..20)
-            .map(|_| visitor(&decide(&s, &mut st, None, 0, &mut rng)))
-            .collect();
+        arrive(&s, &mut st, 0, &mut rng);
+        let queued: Vec<Visitor> = (0..20).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
         s.policy = crate::room::Policy::Random;
         tick(&s, &mut st, 1, &mut rng);
         st.check_invariants(s.active_users).unwrap();

@@ -100,6 +100,7 @@ proptest! {
     fn any_room_round_trips_exactly(ops in proptest::collection::vec(op(), 0..300), seed in any::<u64>()) {
         let (mut state, settings, now) = room_after(&ops, seed);
         let before: Vec<(u64, room::SessionId)> = state.queue.iter().collect();
+        let front: Vec<(u64, room::SessionId)> = state.front.iter().collect();
         let positions: Vec<Option<u64>> = before.iter().map(|(t, _)| state.queue.position(*t)).collect();
         let image = state.capture(now).image();
         let snap = Snapshot { written_unix_ms: now, rooms: vec![("r".into(), image.clone())] };
@@ -126,6 +127,8 @@ proptest! {
                 prop_assert_eq!(restored.queue.position(*t), *p);
             }
         }
+        // Those back from a missed turn stay at the front, in order.
+        prop_assert_eq!(restored.front.iter().collect::<Vec<_>>(), front);
         prop_assert!(restored.next_ticket >= image.ticket_ceiling);
         prop_assert!(image.ticket_ceiling >= image.next_ticket + room::MIN_RESERVE);
 
@@ -191,7 +194,7 @@ fn tokens_issued_after_the_snapshot_come_back_in_ticket_order_once() {
     let mut join = |state: &mut RoomState| match room::decide(&settings, state, None, now, &mut rng)
     {
         Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => visitor,
-        Decision::Closed => unreachable!(),
+        Decision::Closed | Decision::Expired { .. } => unreachable!(),
     };
     let early: Vec<Visitor> = (0..6).map(|_| join(&mut state)).collect();
     let image = state.capture(now).image();
@@ -252,10 +255,17 @@ fn a_damaged_file_is_refused_with_a_reason() {
     let e = decode(p, &flipped).unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
     let mut newer = good.clone();
-    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
     let e = decode(p, &newer).unwrap_err();
-    assert!(matches!(e, ReadError::Newer(_, 2)), "{e}");
+    assert!(
+        matches!(e, ReadError::Newer(_, v) if v == VERSION + 1),
+        "{e}"
+    );
     assert!(e.to_string().contains("newer anteroom"), "{e}");
+    // Format 1 has the same layout: still read.
+    let mut older = good.clone();
+    older[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(decode(p, &older).unwrap(), snap);
 }
 
 #[test]
