@@ -199,4 +199,7 @@ async fn a_rate_cut_is_in_the_estimate_at_once() {
         wait >= position * 60,
         "position {position} at 1 a minute was told {wait} s: {slow}"
     );
+    // The estimate grew because the operator slowed admissions, and the answer says so.
+    assert!(fast["admissions_slowed_at"].is_null(), "{fast}");
+    assert!(slow["admissions_slowed_at"].is_string(), "{slow}");
 }

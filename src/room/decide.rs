@@ -1,6 +1,6 @@
 //! The decision for one request: admit, hold in line, or refuse. Pure: no I/O, no clock, no lock.
 
-use super::estimate::{lottery_wait_seconds, poll_after, release_rate, wait_seconds};
+use super::estimate::{line_rate, lottery_wait_seconds, poll_after, release_rate, wait_seconds};
 use super::line::Line;
 use super::persist::recover;
 use super::state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
@@ -219,6 +219,7 @@ fn came_back(state: &mut RoomState, id: &SessionId, now_ms: u64) {
             s.returned = true;
             let ticket = s.ticket;
             state.front.insert(ticket, *id);
+            state.returns.push_back(now_ms);
         }
         SessionState::Released | SessionState::Active => {}
     }
@@ -401,8 +402,9 @@ fn view_of(
     rng: &mut impl rand::Rng,
 ) -> View {
     let queue_depth = state.waiting();
-    let rate = release_rate(settings, state, now_ms);
-    let release_rate_per_minute = (rate * 60.0 * 100.0).round() / 100.0;
+    let release_rate_per_minute =
+        (release_rate(settings, state, now_ms) * 60.0 * 100.0).round() / 100.0;
+    let rate = line_rate(settings, state, now_ms);
     let Some(s) = state.sessions.get(id) else {
         return View {
             release_rate_per_minute,

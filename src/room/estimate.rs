@@ -9,15 +9,30 @@ use super::state::RoomState;
 
 const WINDOW_MS: u64 = 60_000;
 
-/// Releases per second that will actually happen: measured over the last minute (or
-/// `active_users / session_ttl` before anything was measured), never above the
-/// `admit_per_minute` budget in force (an operator's rate cut binds at once).
+/// Releases per second that will actually happen: the `admit_per_minute` budget in force when
+/// it is what holds releases back (a slot was free, someone waited, the budget ran out: an
+/// operator's cut or raise is in every estimate at once); otherwise the rate measured over the
+/// last minute (or `active_users / session_ttl` before anything was measured), never above the
+/// budget.
 pub fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
-    let rate = measured_rate(settings, state, now_ms);
     match settings.admit_per_minute {
-        Some(budget) => rate.min(f64::from(budget) / 60.0),
-        None => rate,
+        Some(budget) if state.budget_bound => f64::from(budget) / 60.0,
+        Some(budget) => measured_rate(settings, state, now_ms).min(f64::from(budget) / 60.0),
+        None => measured_rate(settings, state, now_ms),
     }
+}
+
+/// How fast places in line are used up: the release rate less the visitors who came back to
+/// the front over the last minute (each takes a release without moving anyone behind them up).
+/// Never below half the release rate.
+pub fn line_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
+    let rate = release_rate(settings, state, now_ms);
+    let returns = state
+        .returns
+        .iter()
+        .filter(|at| now_ms.saturating_sub(**at) < WINDOW_MS)
+        .count() as f64;
+    (rate - returns * 1_000.0 / WINDOW_MS as f64).max(rate / 2.0)
 }
 
 /// Whether releases are stopped, so that no time can honestly be promised: a paused room, a
@@ -152,17 +167,16 @@ pub struct Telemetry {
 }
 
 pub fn telemetry(settings: &Settings, state: &RoomState, now_ms: u64) -> Telemetry {
-    let rate = release_rate(settings, state, now_ms);
     let depth = state.waiting();
     Telemetry {
         queue_depth: depth,
         active: state.active,
         released: state.released,
-        release_rate_per_sec: rate,
+        release_rate_per_sec: release_rate(settings, state, now_ms),
         wait_at_back_seconds: if no_releases(settings) {
             None
         } else {
-            wait_seconds(depth + 1, rate)
+            wait_seconds(depth + 1, line_rate(settings, state, now_ms))
         },
     }
 }

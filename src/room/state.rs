@@ -178,6 +178,12 @@ pub struct RoomState {
     pub slowdowns: u32,
     /// When the operator last lowered capacity or rate.
     pub slowed_at_ms: Option<u64>,
+    /// The last tick's releases stopped because the `admit_per_minute` budget ran out while a
+    /// slot was free and someone waited: releases go exactly at the budget's pace.
+    pub budget_bound: bool,
+    /// When missed visitors came back to the front, over the last minute: each takes a release
+    /// without moving the line, so the line moves that much slower than releases.
+    pub returns: VecDeque<u64>,
 }
 
 impl RoomState {
@@ -202,6 +208,8 @@ impl RoomState {
             limits_seen: None,
             slowdowns: 0,
             slowed_at_ms: None,
+            budget_bound: false,
+            returns: VecDeque::new(),
         }
     }
 

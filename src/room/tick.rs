@@ -38,6 +38,7 @@ pub fn tick(
         report.drawn = q.draw_if_due(now_ms, draw_every, rng);
     }
     state.bucket.refill(settings.admit_per_minute, now_ms);
+    state.budget_bound = false;
     if !settings.paused {
         release(settings, state, now_ms, rng, &mut report);
     }
@@ -47,6 +48,13 @@ pub fn tick(
         .is_some_and(|(at, _)| now_ms.saturating_sub(*at) >= 60_000)
     {
         state.releases.pop_front();
+    }
+    while state
+        .returns
+        .front()
+        .is_some_and(|at| now_ms.saturating_sub(*at) >= 60_000)
+    {
+        state.returns.pop_front();
     }
     report
 }
@@ -174,8 +182,10 @@ fn release(
     report: &mut TickReport,
 ) {
     let mut count = 0u32;
+    let mut emptied = false;
     while has_room(settings, state) {
         let Some(id) = next_to_release(state, rng) else {
+            emptied = true;
             break;
         };
         let Some(s) = state.sessions.get_mut(&id) else {
@@ -191,6 +201,10 @@ fn release(
         arm(settings, state, id);
         count += 1;
     }
+    let slot_free = settings
+        .active_users
+        .is_none_or(|cap| state.active + state.released < cap);
+    state.budget_bound = !emptied && slot_free && settings.admit_per_minute.is_some();
     if count > 0 {
         state.counters.released += u64::from(count);
         state.releases.push_back((now_ms, count));
