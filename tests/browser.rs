@@ -21,6 +21,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// the Chromium it started, even when the test fails half way.
 struct Driver {
     child: Child,
+    addr: SocketAddr,
     url: String,
 }
 
@@ -38,11 +39,12 @@ impl Driver {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut driver = Driver {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            addr,
+            url: format!("http://{addr}"),
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = driver.child.try_wait().unwrap() {
@@ -82,6 +84,22 @@ impl Driver {
             .connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("no Chromium session from {}: {e}", self.url))
+    }
+
+    /// Sends one DevTools command to the session's page through ChromeDriver's passthrough
+    /// (`POST /session/{id}/goog/cdp/execute`); its result.
+    async fn cdp(&self, session: &str, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        let body = json!({ "cmd": cmd, "params": params }).to_string();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("/session/{session}/goog/cdp/execute"))
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let r = raw_send(self.addr, req).await;
+        assert_eq!(r.status, 200, "{cmd} {params}: {}", r.body);
+        r.json()["value"].clone()
     }
 }
 
@@ -272,5 +290,259 @@ async fn a_page_that_comes_back_online_asks_at_once() {
     )
     .await;
     eprintln!("let in {took:?} after coming back online");
+    browser.close().await.unwrap();
+}
+
+/// Milliseconds since the Unix epoch, the clock the page's `Date.now()` reads.
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// When the page called `fetch` (its status polls), as recorded by the hook the test put in.
+async fn page_polls(browser: &Browser) -> Vec<f64> {
+    let v = browser
+        .execute("return window.__polls || [];", vec![])
+        .await
+        .unwrap();
+    v.as_array()
+        .expect("the page's poll times")
+        .iter()
+        .filter_map(|t| t.as_f64())
+        .collect()
+}
+
+/// A visitor in line that keeps asking for its status every 200 ms (a 429 from the poll floor
+/// still shows it is there), recording every answered poll.
+fn keep_polling(
+    mut c: Client,
+) -> (
+    std::sync::Arc<parking_lot::Mutex<Vec<serde_json::Value>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let r = c.get("/__anteroom/status", JSON).await;
+            if r.status == 200 {
+                log.lock().push(r.json());
+            } else {
+                assert_eq!(r.status, 429, "status: {}", r.body);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    (seen, task)
+}
+
+/// Waits until an answer recorded after the first `from` matches `want`; that answer.
+async fn wait_answer(
+    seen: &parking_lot::Mutex<Vec<serde_json::Value>>,
+    from: usize,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_until(Duration::from_secs(8), what, || {
+        let found = seen.lock().iter().skip(from).find(|j| want(j)).cloned();
+        async move { found }
+    })
+    .await
+}
+
+/// Away and back in a real browser: the page is frozen (as a phone freezes a background tab,
+/// CDP `Page.setWebLifecycleState`) for several poll intervals while its turn comes and goes.
+/// The slot is held for it for `release_window`, then passes to the next in line; the page,
+/// resumed, asks again, is put at the front ahead of a visitor who joined after it, and reaches
+/// the origin at the URL it asked for as soon as the slot frees, while that later visitor still
+/// waits.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_page_frozen_while_its_turn_passes_goes_first_when_resumed() {
+    // A session_ttl of 20 s keeps the estimate at the front short, so the page polls every 2 s.
+    let (origin, gw, mut first) = full_room(
+        "active_users = 1\nrelease_window = \"3s\"\nabandon_after = \"60s\"\nsession_ttl = \"20s\"",
+    )
+    .await;
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    let session = browser
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session");
+    browser
+        .goto(&format!("http://{}/tickets", gw.addr))
+        .await
+        .unwrap();
+    let num = browser.find(Locator::Id("where-num")).await.unwrap();
+    assert_eq!(
+        num.text().await.unwrap().trim(),
+        "1",
+        "{}",
+        body_text(&browser).await
+    );
+    let poll: u64 = browser
+        .execute(
+            "return document.getElementById('room').dataset.poll;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("the page's poll interval");
+    assert!(
+        poll <= 3,
+        "poll_after_seconds {poll}: too long for the test"
+    );
+    // Note when the page asks (its script calls the global fetch at each poll).
+    browser
+        .execute(
+            "window.__polls = []; var f = window.fetch; \
+             window.fetch = function () { window.__polls.push(Date.now()); \
+             return f.apply(this, arguments); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    // B joins after the page: second in line, and back once since joining.
+    let mut b = gw.client(HOST);
+    let r = b.get("/b", JSON).await;
+    assert_eq!(r.json()["position"], 2, "{}", r.body);
+    assert_eq!(status(&b).await["position"], 2);
+
+    // The page has asked once since it loaded (it is known to be there), then is frozen.
+    let page = &browser;
+    wait_until(
+        Duration::from_secs(5),
+        "the page's first poll",
+        || async move { (!page_polls(page).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // The one admitted visitor stays active for the whole test (a request moves its idle end).
+    assert_eq!(first.get("/a", BROWSER).await.body, "origin:/a");
+    driver
+        .cdp(
+            &session,
+            "Page.setWebLifecycleState",
+            json!({ "state": "frozen" }),
+        )
+        .await;
+    let frozen_at = wall_ms();
+    let frozen = Instant::now();
+
+    // C joins while the page is frozen: third in line, and keeps polling.
+    let mut c = gw.client(HOST);
+    let r = c.get("/c", JSON).await;
+    assert_eq!(r.json()["position"], 3, "{}", r.body);
+    let (c_seen, c_task) = keep_polling(c.clone());
+
+    // The slot frees. The page's turn comes: it is released, does not come (frozen), and after
+    // release_window (3 s) the slot goes to B.
+    let left = first.send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.json()["left"], true);
+    let freed = Instant::now();
+    wait_state(&b, "released").await;
+    let b_after = freed.elapsed();
+    assert!(
+        b_after >= Duration::from_millis(2900),
+        "B was released {b_after:?} after the slot freed: the slot was not held for the \
+         frozen page's release_window first"
+    );
+    let r = b.get("/b/in", BROWSER).await;
+    assert_eq!(r.body, "origin:/b/in");
+    // The page is away: C, who joined after it, is now first in a line of one.
+    let mark = c_seen.lock().len();
+    let j = wait_answer(
+        &c_seen,
+        mark,
+        "C first in line while the page is away",
+        |j| j["position"] == 1,
+    )
+    .await;
+    assert_eq!(j["state"], "queued", "{j}");
+    assert_eq!(j["queue_depth"], 1, "{j}");
+
+    // Frozen for at least three poll intervals in all; then the page is resumed.
+    let hold = Duration::from_secs(3 * poll);
+    if let Some(rest) = hold.checked_sub(frozen.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let resumed_at = wall_ms();
+    driver
+        .cdp(
+            &session,
+            "Page.setWebLifecycleState",
+            json!({ "state": "active" }),
+        )
+        .await;
+    let resumed = Instant::now();
+    eprintln!(
+        "frozen {:?}; B released {b_after:?} after the slot freed",
+        resumed - frozen
+    );
+
+    // The page asks again and is put at the front: C, who joined after it, is second.
+    let mark = c_seen.lock().len();
+    let j = wait_answer(
+        &c_seen,
+        mark,
+        "the page back at the front, ahead of C",
+        |j| j["position"] == 2,
+    )
+    .await;
+    assert_eq!(j["state"], "queued", "{j}");
+    assert_eq!(j["queue_depth"], 2, "{j}");
+    eprintln!("back at the front {:?} after resuming", resumed.elapsed());
+    let polls = page_polls(&browser).await;
+    assert!(
+        !polls.iter().any(|t| *t > frozen_at && *t < resumed_at),
+        "the page polled while frozen ({frozen_at}..{resumed_at}): {polls:?}"
+    );
+    assert!(
+        polls.iter().any(|t| *t >= resumed_at),
+        "the page did not poll after it was resumed: {polls:?}"
+    );
+
+    // B leaves: the page is released before C and reaches the origin at the URL it asked for.
+    let left = b.send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.json()["left"], true);
+    let took = wait_let_in(
+        &browser,
+        "origin:/tickets",
+        Duration::from_secs(10),
+        "of B leaving, with the page at the front",
+    )
+    .await;
+    eprintln!("let in {took:?} after B left");
+    assert_eq!(browser.current_url().await.unwrap().path(), "/tickets");
+
+    // C still waits, first in line now, and was never let in. (Its poller stops first: two
+    // pollers of one session would keep meeting the floor the other just set.)
+    c_task.abort();
+    let last = status(&c).await;
+    assert_eq!(last["state"], "queued", "{last}");
+    assert_eq!(last["position"], 1, "{last}");
+    let answers = c_seen.lock().clone();
+    assert!(
+        answers.iter().all(|j| j["state"] == "queued"),
+        "C was let in: {answers:?}"
+    );
+    let paths: Vec<String> = origin.seen.lock().iter().map(|s| s.path.clone()).collect();
+    let b_in = paths.iter().position(|p| p == "/b/in").expect("B came in");
+    let page_in = paths
+        .iter()
+        .position(|p| p == "/tickets")
+        .expect("the page came in");
+    assert!(b_in < page_in, "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("/c")), "{paths:?}");
+
     browser.close().await.unwrap();
 }

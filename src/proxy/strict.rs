@@ -81,6 +81,7 @@ where
                 max_head,
                 head: None,
                 upgraded: false,
+                scratch: Vec::new(),
             })
         })
     }
@@ -154,7 +155,13 @@ pub struct Strict<T> {
     head: Option<Head>,
     /// After a 101 the connection is the upgraded protocol's: nothing more is scanned.
     upgraded: bool,
+    /// Where a read lands while a head is expected, to be scanned before hyper sees it.
+    scratch: Vec<u8>,
 }
+
+/// The most one read takes while a head is expected: a head and the start of its body. Later
+/// reads of the body go straight into hyper's buffer.
+const SCRATCH: usize = 16 * 1024;
 
 /// Whether `bytes` start like a request line anteroom writes: a method token, a space, and an
 /// origin-form (`/x`), asterisk-form (`*`) or absolute-form (`http://…`) target.
@@ -176,17 +183,17 @@ impl<T: Read + Unpin> Read for Strict<T> {
         if this.head.is_none() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        // The read goes straight into hyper's buffer (a copy or a smaller read would cost every
-        // response, and make hyper's adaptive buffer shrink); the new bytes are scanned there.
-        // SAFETY: `tmp` only ever writes into the cursor's unfilled part, and exactly the bytes
-        // it reports filled (initialised by the read) are then marked filled with `advance`.
-        let mut tmp = hyper::rt::ReadBuf::uninit(unsafe { buf.as_mut() });
+        // While a head is expected the read lands in a scratch buffer (zeroed once, reused), is
+        // scanned there and copied on: one copy of a head's worth of bytes per response.
+        let want = buf.remaining().min(SCRATCH);
+        if this.scratch.len() < want {
+            this.scratch.resize(want, 0);
+        }
+        let mut tmp = hyper::rt::ReadBuf::new(&mut this.scratch[..want]);
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, tmp.unfilled()))?;
         let filled = tmp.filled();
-        let n = filled.len();
         scan_heads(&mut this.head, &mut this.upgraded, filled, this.max_head)?;
-        // SAFETY: see above; `n` bytes of the unfilled part were initialised by the read.
-        unsafe { buf.advance(n) };
+        buf.put_slice(filled);
         Poll::Ready(Ok(()))
     }
 }

@@ -458,7 +458,10 @@ fn view_of(
         queue_depth,
         estimated_wait_seconds,
         release_rate_per_minute,
-        poll_after_seconds: poll_after(estimated_wait_seconds, rng),
+        // Never slower than a third of the release window: a visitor learns of their release
+        // in time to come in.
+        poll_after_seconds: poll_after(estimated_wait_seconds, rng)
+            .min((ms(settings.release_window) / 3_000).max(2)),
         progress_percent,
         chance_next_minute,
         next_draw_in_ms,
