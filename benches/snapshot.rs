@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench --bench snapshot`
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -14,18 +14,14 @@ use crate::token::{Keys, MIN_SECRET};
 
 const KEY_FILE: &str = "token.key";
 
-/// The signing key and the rotation keys, from the process environment.
-pub fn load(config: &Config) -> Result<Keys, StartError> {
-    load_with(config, env_secret)
-}
-
 /// Checks the secrets the environment holds for `config` without creating anything (for
 /// `anteroom check`).
 pub fn check_env(config: &Config) -> Result<(), StartError> {
-    secrets(config, env_secret).map(|_| ())
+    let env = crate::env::Env::process();
+    secrets(config, |name| env.get(name)).map(|_| ())
 }
 
-/// [`load`] with `env` standing for the process environment.
+/// The signing key and the rotation keys, with the variables looked up in `env`.
 pub fn load_with(
     config: &Config,
     env: impl Fn(&str) -> Option<Vec<u8>>,
@@ -66,10 +62,6 @@ fn secrets(config: &Config, env: impl Fn(&str) -> Option<Vec<u8>>) -> Result<Sec
         }
     }
     Ok((current, previous))
-}
-
-fn env_secret(name: &str) -> Option<Vec<u8>> {
-    std::env::var_os(name).map(|v| v.into_encoded_bytes())
 }
 
 fn check(secret: Vec<u8>, key: &str, name: &str) -> Result<Vec<u8>, StartError> {

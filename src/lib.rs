@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod env;
 pub mod error;
 pub mod gateway;
 pub mod inspect;
@@ -72,8 +73,14 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 
 /// Loads `config_path`, binds every listener and starts serving.
 pub async fn start(config_path: &Path) -> Result<Running, StartError> {
-    let config = config::load(config_path)?;
-    let keys = keys::load(&config)?;
+    start_with(config_path, env::Env::process()).await
+}
+
+/// [`start`] with the secrets' variables looked up in `env` (at start and at every reload).
+pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, StartError> {
+    let mut config = config::load(config_path)?;
+    config.read_env(&env);
+    let keys = keys::load_with(&config, |name| env.get(name))?;
     metrics::install();
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -102,7 +109,7 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
         None => None,
     };
     let gw = Gateway::new(config, keys)?;
-    let (reload, reload_task) = config::reload::spawn(gw.clone(), rx.clone());
+    let (reload, reload_task) = config::reload::spawn(gw.clone(), env, rx.clone());
     tasks.push(reload_task);
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(l) = admin_listener {

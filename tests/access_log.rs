@@ -1,6 +1,9 @@
 //! The per-request access log of the real binary: one line per request by default, none with
 //! `[log] access = false`.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

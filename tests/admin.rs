@@ -2,6 +2,9 @@
 //! CORS, per-room overrides (enabled, paused, active_users, message) applied at once and dropped
 //! again, bad patches refused whole, and live figures that agree with `/metrics`.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::time::Duration;
@@ -23,8 +26,18 @@ async fn one_room(origin: &Origin, name: &str, extra: &str) -> (Gateway, Admin) 
 
 /// One room named `name` at host `<name>.test`; `admin` is an optional `[admin]` table.
 async fn start(origin: &Origin, name: &str, admin: &str, extra: &str) -> (Gateway, Admin) {
+    start_env(origin, name, admin, extra, &[]).await
+}
+
+async fn start_env(
+    origin: &Origin,
+    name: &str,
+    admin: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Gateway, Admin) {
     let rooms = room(name, &format!("{name}.test"), &origin.url(), extra);
-    let gw = Gateway::start(&config(admin, &rooms)).await;
+    let gw = Gateway::start_with_env(&config(admin, &rooms), env).await;
     let admin = Admin::of(&gw);
     (gw, admin)
 }
@@ -33,10 +46,10 @@ async fn start(origin: &Origin, name: &str, admin: &str, extra: &str) -> (Gatewa
 async fn a_configured_token_guards_the_api_but_not_metrics_or_health() {
     const VAR: &str = "ANTEROOM_TEST_ADMIN_TOKEN_AUTH";
     const TOKEN: &str = "s3cret-auth-token";
-    unsafe { std::env::set_var(VAR, TOKEN) };
     let origin = Origin::start().await;
     let table = format!("[admin]\ntoken_env = \"{VAR}\"\n\n");
-    let (_gw, mut admin) = start(&origin, "auth-room", &table, "active_users = 1").await;
+    let env = [(VAR, TOKEN)];
+    let (_gw, mut admin) = start_env(&origin, "auth-room", &table, "active_users = 1", &env).await;
 
     let refused: [&[(&str, &str)]; 5] = [
         &[],
@@ -78,9 +91,9 @@ async fn a_configured_token_guards_the_api_but_not_metrics_or_health() {
 
     // A token env var that is set but empty means no token: loopback peers are served.
     const EMPTY: &str = "ANTEROOM_TEST_ADMIN_TOKEN_EMPTY";
-    unsafe { std::env::set_var(EMPTY, "") };
     let table = format!("[admin]\ntoken_env = \"{EMPTY}\"\n\n");
-    let (_open, admin) = start(&origin, "auth-open", &table, "active_users = 1").await;
+    let env = [(EMPTY, "")];
+    let (_open, admin) = start_env(&origin, "auth-open", &table, "active_users = 1", &env).await;
     let r = admin.send("GET", "/api/v1/rooms", "").await;
     assert_eq!(r.status, 200, "loopback without a token: {}", r.body);
 }

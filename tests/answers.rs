@@ -3,6 +3,9 @@
 //! `poll_after_seconds`) and browsers with a page; released and admitted visitors learn their
 //! deadlines as RFC 3339 times.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::time::{Duration, SystemTime};

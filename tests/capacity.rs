@@ -1,6 +1,9 @@
 //! Capacity under concurrent arrivals: many visitors at once on a multi-threaded runtime never
 //! push the room past `active_users`, and every queued visitor gets a distinct place.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::collections::BTreeSet;

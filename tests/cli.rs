@@ -1,5 +1,8 @@
 //! The `anteroom` command line: `check` validates a file and names every error's line.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::io::Read;

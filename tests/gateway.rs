@@ -1,5 +1,8 @@
 //! The request path end to end: a real origin, the real gateway, HTTP over loopback.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::time::Duration;

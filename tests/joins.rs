@@ -3,6 +3,9 @@
 //! until its budget refills; visitors who already have a place are never budgeted; behind a
 //! trusted proxy the budget follows the forwarded client address.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use support::*;

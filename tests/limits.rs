@@ -1,5 +1,8 @@
 //! Listener limits that protect the gateway itself: the header read timeout is really on.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! A lottery room over HTTP: arrivals see `next_draw_at` and no place until the draw, then a
 //! stable place, and they are let in by it.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::time::{Duration, SystemTime};

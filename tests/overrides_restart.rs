@@ -1,5 +1,8 @@
 //! Admin overrides are written to the state folder and come back after a restart.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use support::*;

@@ -3,6 +3,9 @@
 //! A room really removed from the file still goes, once the file has settled, and a removal
 //! that strands waiting visitors is counted.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::io::Write;

@@ -13,6 +13,9 @@
 //! The tests of this file run one at a time (`SERIAL`): the leak test counts the descriptors of
 //! the whole test process.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::convert::Infallible;

@@ -5,6 +5,9 @@
 //! snapshot is set aside without stopping the start; a second SIGTERM exits at once; and
 //! `anteroom state inspect` summarises a snapshot or says clearly that there is none.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::net::SocketAddr;

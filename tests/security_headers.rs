@@ -4,6 +4,9 @@
 //! `nosniff`, `no-referrer` and `DENY`; its JSON and plain-text answers carry `nosniff`; an
 //! origin's answer passes untouched.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use base64::Engine;

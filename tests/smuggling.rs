@@ -1,6 +1,9 @@
 //! Ambiguous and oversized requests, sent as raw bytes: each is refused with a 4xx before any
 //! origin sees it.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use support::*;

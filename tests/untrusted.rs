@@ -3,6 +3,9 @@
 //! oversized head gets 502 and is counted; a body that fails mid-way is counted; a queued
 //! visitor polling faster than it was told gets 429 and costs nothing.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -2,6 +2,9 @@
 //! flow both ways; a queued visitor's upgrade never reaches it; `Upgrade: h2c` is never
 //! forwarded.
 
+// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+
 mod support;
 
 use futures_util::{SinkExt, StreamExt};

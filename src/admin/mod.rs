@@ -107,12 +107,7 @@ impl Admin {
     /// in constant time. Without: loopback peers only.
     fn authorize(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<Who> {
         let config = self.gw.config();
-        let token = config
-            .admin_token_env
-            .as_deref()
-            .and_then(|name| std::env::var(name).ok())
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Some(token) = config.admin_token.as_deref() else {
             return peer
                 .ip()
                 .is_loopback()
@@ -124,10 +119,10 @@ impl Admin {
             .ok()?
             .strip_prefix("Bearer ")?
             .trim();
-        if !same_secret(sent, &token) {
+        if !same_secret(sent, token) {
             return None;
         }
-        Some(Who(format!("token {}", token_id(&token))))
+        Some(Who(format!("token {}", token_id(token))))
     }
 
     async fn reload(&self, who: &Who) -> Response<Body> {

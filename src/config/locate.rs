@@ -4,19 +4,19 @@ use toml_edit::{Document, Item, Table, Value};
 
 /// One step of a key path: a table key or an index into an array (of tables).
 #[derive(Debug, Clone)]
-pub enum Seg {
+pub(super) enum Seg {
     Key(String),
     Index(usize),
 }
 
 /// A parsed document kept for locating keys; `None` when the text did not parse.
-pub struct Locator<'a> {
+pub(super) struct Locator<'a> {
     text: &'a str,
     doc: Option<Document<&'a str>>,
 }
 
 impl<'a> Locator<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(super) fn new(text: &'a str) -> Self {
         Locator {
             text,
             doc: Document::parse(text).ok(),
@@ -24,7 +24,7 @@ impl<'a> Locator<'a> {
     }
 
     /// 1-based line of a byte offset.
-    pub fn line_of(&self, offset: usize) -> usize {
+    pub(super) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -34,7 +34,7 @@ impl<'a> Locator<'a> {
     }
 
     /// Line of the deepest existing part of `path` (the key itself, else its table).
-    pub fn line(&self, path: &[Seg]) -> usize {
+    pub(super) fn line(&self, path: &[Seg]) -> usize {
         let Some(doc) = &self.doc else { return 0 };
         let mut node = Node::Item(doc.as_item());
         let mut best = 0;
@@ -51,7 +51,7 @@ impl<'a> Locator<'a> {
     }
 
     /// The dotted key path whose key or value covers `offset` (for serde errors).
-    pub fn key_at(&self, offset: usize) -> String {
+    pub(super) fn key_at(&self, offset: usize) -> String {
         let Some(doc) = &self.doc else {
             return String::new();
         };
@@ -62,7 +62,7 @@ impl<'a> Locator<'a> {
 }
 
 /// `room[0].origin` style rendering of a key path.
-pub fn render(path: &[Seg]) -> String {
+pub(super) fn render(path: &[Seg]) -> String {
     let mut out = String::new();
     for seg in path {
         match seg {

@@ -31,6 +31,9 @@ pub struct Config {
     pub tick: Duration,
     pub listen: Listen,
     pub admin_token_env: Option<String>,
+    /// The admin API's bearer token: the variable `admin_token_env` names, read at start and
+    /// at each reload (see [`Config::read_env`]); unset or empty means none.
+    pub admin_token: Option<String>,
     /// `[admin] max_connections`: the admin listener's own connection cap.
     pub admin_max_connections: usize,
     pub token: TokenSettings,
@@ -174,5 +177,18 @@ impl RoomConfig {
         } else {
             self.cookie_name.as_str().into()
         }
+    }
+}
+
+impl Config {
+    /// Reads what the file names in the environment and keeps in the configuration: the admin
+    /// token. The token keys are read once, at start (see `keys`).
+    pub fn read_env(&mut self, env: &crate::env::Env) {
+        self.admin_token = self
+            .admin_token_env
+            .as_deref()
+            .and_then(|name| env.get(name))
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|t| !t.is_empty());
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Config;
 use super::watch::{self as file_watch, REMOVAL_SETTLE, Ready, Watch};
+use crate::env::Env;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::Gateway;
 use crate::metrics as m;
@@ -57,6 +58,7 @@ impl ReloadHandle {
 /// Starts the reload task for `gw`'s file.
 pub fn spawn(
     gw: Arc<Gateway>,
+    env: Env,
     shutdown: watch::Receiver<bool>,
 ) -> (ReloadHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8);
@@ -64,12 +66,13 @@ pub fn spawn(
     for waiting in ["true", "false"] {
         metrics::counter!(m::ROOMS_REMOVED, "waiting" => waiting).increment(0);
     }
-    let task = tokio::spawn(run(gw, rx, shutdown));
+    let task = tokio::spawn(run(gw, env, rx, shutdown));
     (ReloadHandle { tx }, task)
 }
 
 async fn run(
     gw: Arc<Gateway>,
+    env: Env,
     mut requests: mpsc::Receiver<oneshot::Sender<ReloadStatus>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -87,16 +90,16 @@ async fn run(
                 };
                 let now = tokio::time::Instant::now();
                 if let Some(ready) = watch.observe(seen, now, SystemTime::now()) {
-                    reload_watched(&gw, &path, &mut watch, ready);
+                    reload_watched(&gw, &env, &path, &mut watch, ready);
                 }
             }
             Some(()) = recv_hangup(&mut hangup) => {
-                if let (_, Some(read)) = reload_file(&gw, &path, "SIGHUP") {
+                if let (_, Some(read)) = reload_file(&gw, &env, &path, "SIGHUP") {
                     watch.settle(read);
                 }
             }
             Some(reply) = requests.recv() => {
-                let (status, read) = reload_file(&gw, &path, "admin API");
+                let (status, read) = reload_file(&gw, &env, &path, "admin API");
                 if let Some(read) = read {
                     watch.settle(read);
                 }
@@ -116,10 +119,11 @@ async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 
 /// A change the file watch saw settle: applied, refused, or, when it removes rooms before
 /// [`REMOVAL_SETTLE`], held for a later poll.
-fn reload_watched(gw: &Gateway, path: &Path, watch: &mut Watch, ready: Ready) {
+fn reload_watched(gw: &Gateway, env: &Env, path: &Path, watch: &mut Watch, ready: Ready) {
     const TRIGGER: &str = "file change";
     match super::parse(path, &String::from_utf8_lossy(&ready.bytes)) {
-        Ok(new) => {
+        Ok(mut new) => {
+            new.read_env(env);
             let old = gw.config();
             let removed: Vec<&str> = old
                 .rooms
@@ -146,9 +150,14 @@ fn reload_watched(gw: &Gateway, path: &Path, watch: &mut Watch, ready: Ready) {
 }
 
 /// Reloads from the file on disk; returns the status and the bytes read.
-fn reload_file(gw: &Gateway, path: &Path, trigger: &str) -> (ReloadStatus, Option<Vec<u8>>) {
+fn reload_file(
+    gw: &Gateway,
+    env: &Env,
+    path: &Path,
+    trigger: &str,
+) -> (ReloadStatus, Option<Vec<u8>>) {
     match std::fs::read(path) {
-        Ok(bytes) => (reload(gw, path, &bytes, trigger), Some(bytes)),
+        Ok(bytes) => (reload(gw, env, path, &bytes, trigger), Some(bytes)),
         Err(e) => {
             let errors = ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
@@ -162,10 +171,14 @@ fn reload_file(gw: &Gateway, path: &Path, trigger: &str) -> (ReloadStatus, Optio
 }
 
 /// Validates `bytes` as the file at `path` and swaps it in, or keeps the old configuration.
-pub fn reload(gw: &Gateway, path: &Path, bytes: &[u8], trigger: &str) -> ReloadStatus {
+/// The environment's variables are read again: a rotated admin token applies from this reload.
+pub fn reload(gw: &Gateway, env: &Env, path: &Path, bytes: &[u8], trigger: &str) -> ReloadStatus {
     let text = String::from_utf8_lossy(bytes);
     match super::parse(path, &text) {
-        Ok(new) => apply(gw, path, new, trigger),
+        Ok(mut new) => {
+            new.read_env(env);
+            apply(gw, path, new, trigger)
+        }
         Err(errors) => refuse(gw, errors, trigger),
     }
 }

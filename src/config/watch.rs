@@ -14,17 +14,17 @@ use super::reload::WATCH_EVERY;
 /// two poll intervals and the modification time is at least this old. Twice the time a writer
 /// was seen to pause between two pieces (300 ms), with room to spare; short enough that an
 /// operator saving by hand barely notices.
-pub const SETTLE: Duration = Duration::from_secs(1);
+pub(super) const SETTLE: Duration = Duration::from_secs(1);
 
 /// A change seen by the watch that removes rooms waits longer, and the same bytes are read again
 /// after the wait: dropping a room sends its hosts to 421 and its queue away, so a writer
 /// pausing longer than [`SETTLE`] must still not do it. SIGHUP and `POST /api/v1/reload` are
 /// an operator saying "the file is ready" and apply at once.
-pub const REMOVAL_SETTLE: Duration = Duration::from_secs(3);
+pub(super) const REMOVAL_SETTLE: Duration = Duration::from_secs(3);
 
 /// One read of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub(super) struct Seen {
     pub bytes: Vec<u8>,
     pub len: u64,
     pub modified: Option<SystemTime>,
@@ -32,7 +32,7 @@ pub struct Seen {
 
 /// Reads the file with its size and modification time. `None` when it cannot be read or
 /// changed while being read (the size or time differ before and after): a writer is at work.
-pub fn read(path: &Path) -> Option<Seen> {
+pub(super) fn read(path: &Path) -> Option<Seen> {
     let before = std::fs::metadata(path).ok()?;
     let bytes = std::fs::read(path).ok()?;
     let after = std::fs::metadata(path).ok()?;
@@ -49,7 +49,7 @@ pub fn read(path: &Path) -> Option<Seen> {
 
 /// A change ready to be parsed: `may_remove_rooms` once it has settled for [`REMOVAL_SETTLE`].
 #[derive(Debug, PartialEq, Eq)]
-pub struct Ready {
+pub(super) struct Ready {
     pub bytes: Vec<u8>,
     pub may_remove_rooms: bool,
 }
@@ -57,7 +57,7 @@ pub struct Ready {
 /// The watch's memory between polls: what was last loaded (or refused), and a change being
 /// watched until it settles.
 #[derive(Debug, Default)]
-pub struct Watch {
+pub(super) struct Watch {
     settled: Option<Vec<u8>>,
     candidate: Option<Candidate>,
 }
@@ -72,7 +72,7 @@ struct Candidate {
 }
 
 impl Watch {
-    pub fn new(settled: Option<Vec<u8>>) -> Self {
+    pub(super) fn new(settled: Option<Vec<u8>>) -> Self {
         Watch {
             settled,
             candidate: None,
@@ -80,25 +80,25 @@ impl Watch {
     }
 
     /// What was loaded (or refused) last: the watch looks for changes from it.
-    pub fn settle(&mut self, bytes: Vec<u8>) {
+    pub(super) fn settle(&mut self, bytes: Vec<u8>) {
         self.settled = Some(bytes);
         self.candidate = None;
     }
 
     /// The file could not be read steadily: whatever was being watched starts again.
-    pub fn unsteady(&mut self) {
+    pub(super) fn unsteady(&mut self) {
         self.candidate = None;
     }
 
     /// The ready change removes rooms and may not yet: ask again after [`REMOVAL_SETTLE`].
-    pub fn hold(&mut self) {
+    pub(super) fn hold(&mut self) {
         if let Some(c) = &mut self.candidate {
             c.held = true;
         }
     }
 
     /// Takes one read at `now` (`wall`: the wall clock, to age the modification time).
-    pub fn observe(&mut self, seen: Seen, now: Instant, wall: SystemTime) -> Option<Ready> {
+    pub(super) fn observe(&mut self, seen: Seen, now: Instant, wall: SystemTime) -> Option<Ready> {
         if self.settled.as_ref() == Some(&seen.bytes) {
             self.candidate = None;
             return None;

@@ -4,7 +4,7 @@
 
 use http::{Request, Response, StatusCode};
 
-use super::respond;
+use super::{Ask, respond};
 use crate::config::{Config, RoomConfig};
 use crate::error::GatewayError;
 use crate::metrics as m;
@@ -14,18 +14,18 @@ use crate::room::{View, ViewState};
 
 /// The waiting answer: the page for browser navigations, the status JSON for everything else.
 pub(super) fn waiting<B>(
-    config: &Config,
-    room: &RoomConfig,
+    ask: &Ask<'_>,
     req: &Request<B>,
-    html: bool,
     view: &View,
     token: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
+    let room = &ask.rc;
     let message = room.message.as_deref();
-    let mut resp = if html {
+    let mut resp = if ask.html {
         let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
         let ctx = pages::waiting_context(&room.name, view, message, form_not_sent);
-        let page = config
+        let page = ask
+            .config
             .pages
             .render(&room.page, ctx)
             .map_err(GatewayError::Render)?;
@@ -43,17 +43,15 @@ const CLOSED_RETRY_SECONDS: u64 = 60;
 
 /// The closed answer (503): the page for navigations, the status JSON (`state = "closed"`) for
 /// everything else.
-pub(super) fn closed(
-    config: &Config,
-    room: &RoomConfig,
-    html: bool,
-) -> Result<Response<Body>, GatewayError> {
-    if !html {
+pub(super) fn closed(ask: &Ask<'_>) -> Result<Response<Body>, GatewayError> {
+    let room = &ask.rc;
+    if !ask.html {
         return Ok(closed_json(room));
     }
     let retry = CLOSED_RETRY_SECONDS;
     let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
-    let page = config
+    let page = ask
+        .config
         .pages
         .render(&room.closed_page, ctx)
         .map_err(GatewayError::Render)?;

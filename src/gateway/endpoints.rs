@@ -1,12 +1,13 @@
 //! The reserved endpoints under `/__anteroom/`: status, join, leave. They never reach the
 //! origin.
 
+use std::net::IpAddr;
+
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::{Gateway, Room, respond};
-use crate::config::RoomConfig;
+use super::{Ask, Gateway, respond};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{RESERVED_PREFIX, StatusJson};
@@ -19,25 +20,17 @@ const EXPIRED_RETRY_SECONDS: u64 = 2;
 impl Gateway {
     pub(super) fn endpoint(
         &self,
-        room_cfg: &RoomConfig,
-        room: &Room,
-        peer: super::Peer,
+        ask: &Ask<'_>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
         let method = req.method().clone();
-        let (visitor, sent) = self.visitor(room_cfg, req.headers(), peer.secure);
+        let (visitor, sent) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         match (what, method) {
-            ("status", Method::GET | Method::HEAD) => {
-                Ok(self.status(room_cfg, room, visitor, sent, peer.secure))
-            }
+            ("status", Method::GET | Method::HEAD) => Ok(self.status(ask, visitor, sent)),
             ("join", Method::POST) => {
-                let client = super::route::client_ip(
-                    &self.config().trusted_proxies,
-                    peer.addr.ip(),
-                    req.headers(),
-                );
-                Ok(self.join(room_cfg, room, visitor, sent, peer.secure, client))
+                let client = ask.client_ip(req.headers());
+                Ok(self.join(ask, visitor, sent, client))
             }
             ("leave", Method::POST) => {
                 // A plain form post (no script) gets a page, apps and scripts get JSON.
@@ -46,9 +39,9 @@ impl Gateway {
                     .get(http::header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let html = crate::pages::quality(accept, "text", "html")
+                let page = crate::pages::quality(accept, "text", "html")
                     > crate::pages::quality(accept, "application", "json");
-                Ok(self.leave(room_cfg, room, visitor, html, peer.secure))
+                Ok(self.leave(ask, visitor, page))
             }
             ("status" | "join" | "leave", _) => Ok(respond::json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -61,14 +54,8 @@ impl Gateway {
         }
     }
 
-    fn status(
-        &self,
-        rc: &RoomConfig,
-        room: &Room,
-        v: Option<Visitor>,
-        sent: Option<String>,
-        secure: bool,
-    ) -> Response<Body> {
+    fn status(&self, ask: &Ask<'_>, v: Option<Visitor>, sent: Option<String>) -> Response<Body> {
+        let (rc, room) = (&ask.rc, &ask.room);
         let now = self.now_ms();
         let mut too_soon = None;
         let view = v.and_then(|v| {
@@ -107,7 +94,7 @@ impl Gateway {
                 let view = View::without_place(ViewState::Expired, waiting, EXPIRED_RETRY_SECONDS);
                 let body = StatusJson::new(&rc.name, &view, rc.message.as_deref(), None);
                 let mut resp = respond::json(StatusCode::OK, &body);
-                respond::clear_cookie(&mut resp, &rc.cookie_name_for(secure));
+                ask.clear_cookie(&mut resp);
                 resp
             }
             None => respond::json(
@@ -120,66 +107,30 @@ impl Gateway {
     /// A native app joins (or, with a token it already has, learns its standing).
     fn join(
         &self,
-        rc: &RoomConfig,
-        room: &Room,
+        ask: &Ask<'_>,
         v: Option<Visitor>,
         sent: Option<String>,
-        secure: bool,
-        client: std::net::IpAddr,
+        client: IpAddr,
     ) -> Response<Body> {
-        let now = self.now_ms();
-        let mut rng = rand::rng();
-        let mut budgeted = false;
-        let (decision, view) = {
-            let mut st = room.state.lock();
-            // Joining again with the token of a queued session is a poll: the same floor.
-            if let Some(wait_ms) = v.and_then(|v| room::poll_too_soon(&mut st, &v.id, now)) {
-                drop(st);
-                return super::answer::too_fast(rc, wait_ms);
+        let rc = &ask.rc;
+        let (token, joined, view) = match self.joining(ask, v, client) {
+            Joining::TooSoon(wait_ms) => return super::answer::too_fast(rc, wait_ms),
+            Joining::Known(view) => (sent, false, view),
+            Joining::OverBudget(view) => {
+                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => rc.name.clone()).increment(1);
+                (None, false, Some(view))
             }
-            if let Some(v) = v {
-                room::recover(&rc.settings, &mut st, v, now, false);
-            }
-            let known = v.filter(|v| st.sessions.contains_key(&v.id));
-            match known {
-                Some(v) => (
-                    None,
-                    room::status(&rc.settings, &mut st, &v.id, now, &mut rng),
-                ),
-                None if let Some(view) = super::over_budget(rc, room, &st, v, client, now) => {
-                    budgeted = true;
-                    (None, Some(view))
+            Joining::Decided(decision, view) => match decision {
+                Decision::Admit { visitor, how, .. } => {
+                    if let Some(how) = how {
+                        metrics::counter!(m::ADMITTED, "room" => rc.name.clone(), "how" => how.label())
+                            .increment(1);
+                    }
+                    (Some(self.token(rc, visitor)), true, view)
                 }
-                None => {
-                    let d = room::decide(&rc.settings, &mut st, None, now, &mut rng);
-                    let view = match &d {
-                        Decision::Admit { visitor, .. } => {
-                            room::status(&rc.settings, &mut st, &visitor.id, now, &mut rng)
-                        }
-                        Decision::Wait { view, .. } | Decision::Expired { view } => {
-                            Some(view.clone())
-                        }
-                        Decision::Closed => None,
-                    };
-                    (Some(d), view)
-                }
-            }
-        };
-        if budgeted {
-            metrics::counter!(m::JOINS_OVER_BUDGET, "room" => rc.name.clone()).increment(1);
-        }
-        let (token, joined) = match &decision {
-            None if budgeted => (None, false),
-            None => (sent, false),
-            Some(Decision::Admit { visitor, how, .. }) => {
-                if let Some(how) = how {
-                    metrics::counter!(m::ADMITTED, "room" => rc.name.clone(), "how" => how.label())
-                        .increment(1);
-                }
-                (Some(self.token(rc, *visitor)), true)
-            }
-            Some(Decision::Wait { visitor, .. }) => (Some(self.token(rc, *visitor)), true),
-            Some(Decision::Closed | Decision::Expired { .. }) => (None, false),
+                Decision::Wait { visitor, .. } => (Some(self.token(rc, visitor)), true, view),
+                Decision::Closed | Decision::Expired { .. } => (None, false, view),
+            },
         };
         let Some(view) = view else {
             return super::answer::closed_json(rc);
@@ -188,21 +139,48 @@ impl Gateway {
         let mut resp = respond::json(StatusCode::OK, &body);
         respond::retry_after(&mut resp, view.poll_after_seconds);
         if let (true, Some(t)) = (joined, &token) {
-            respond::set_cookie(&mut resp, &rc.cookie_name_for(secure), t, secure);
+            ask.set_cookie(&mut resp, t);
         }
         resp
     }
 
-    fn leave(
-        &self,
-        rc: &RoomConfig,
-        room: &Room,
-        v: Option<Visitor>,
-        html: bool,
-        secure: bool,
-    ) -> Response<Body> {
+    /// What joining does under the room's lock: the poll floor for a queued session's token,
+    /// recovery, then the standing of a known session, the join budget, or a new decision.
+    fn joining(&self, ask: &Ask<'_>, v: Option<Visitor>, client: IpAddr) -> Joining {
+        let settings = &ask.rc.settings;
+        let now = self.now_ms();
+        let mut rng = rand::rng();
+        let mut st = ask.room.state.lock();
+        // Joining again with the token of a queued session is a poll: the same floor.
+        if let Some(wait_ms) = v.and_then(|v| room::poll_too_soon(&mut st, &v.id, now)) {
+            return Joining::TooSoon(wait_ms);
+        }
+        if let Some(v) = v {
+            room::recover(settings, &mut st, v, now, false);
+        }
+        if let Some(v) = v.filter(|v| st.sessions.contains_key(&v.id)) {
+            return Joining::Known(room::status(settings, &mut st, &v.id, now, &mut rng));
+        }
+        if let Some(view) = super::over_budget(ask, &st, v, client, now) {
+            return Joining::OverBudget(view);
+        }
+        let d = room::decide(settings, &mut st, None, now, &mut rng);
+        let view = match &d {
+            Decision::Admit { visitor, .. } => {
+                room::status(settings, &mut st, &visitor.id, now, &mut rng)
+            }
+            Decision::Wait { view, .. } | Decision::Expired { view } => Some(view.clone()),
+            Decision::Closed => None,
+        };
+        Joining::Decided(d, view)
+    }
+
+    /// A visitor gives up its place (or leaves after being let in). `page`: a plain form post,
+    /// answered with a page rather than JSON.
+    fn leave(&self, ask: &Ask<'_>, v: Option<Visitor>, page: bool) -> Response<Body> {
+        let rc = &ask.rc;
         let ended = v.and_then(|v| {
-            let mut st = room.state.lock();
+            let mut st = ask.room.state.lock();
             let was_admitted = st
                 .sessions
                 .get(&v.id)
@@ -213,7 +191,7 @@ impl Gateway {
             metrics::counter!(m::SESSIONS_ENDED, "room" => rc.name.clone(), "reason" => reason.label())
                 .increment(1);
         }
-        let mut resp = if html {
+        let mut resp = if page {
             respond::html(StatusCode::OK, LEFT_PAGE)
         } else {
             respond::json(
@@ -221,9 +199,21 @@ impl Gateway {
                 &json!({"room": rc.name, "left": ended.is_some()}),
             )
         };
-        respond::clear_cookie(&mut resp, &rc.cookie_name_for(secure));
+        ask.clear_cookie(&mut resp);
         resp
     }
+}
+
+/// What joining came to under the room's lock, before anything is counted or sent.
+enum Joining {
+    /// A queued session's token back before its poll floor: how long until it is answered.
+    TooSoon(u64),
+    /// A session the room knows: its standing (`None`: the room takes nobody).
+    Known(Option<View>),
+    /// A new session past its prefix's join budget: the view of a visitor with no place.
+    OverBudget(View),
+    /// A new session: the room's decision and the view it gives.
+    Decided(Decision, Option<View>),
 }
 
 /// What a browser without script sees after leaving the line.

@@ -15,7 +15,7 @@ pub use state::{SnapshotReport, run as snapshot_loop};
 pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -212,90 +212,110 @@ impl Gateway {
         resp
     }
 
+    /// Resolves the request once, then takes the one way its room sends it.
     async fn inner(
         &self,
         config: &Config,
         peer: Peer,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         html: bool,
     ) -> Result<Response<Body>, GatewayError> {
-        route::check_request(&req, &config.limits)?;
+        let ask = self.resolve(config, peer, &mut req, html)?;
+        match Route::of(&ask, req.uri().path()) {
+            Route::Disabled => {
+                ask.count("disabled");
+                self.pass(&ask, req, None).await
+            }
+            Route::Endpoint => {
+                ask.count("endpoint");
+                self.endpoint(&ask, req)
+            }
+            Route::Bypass => {
+                ask.count("bypass");
+                self.pass(&ask, req, None).await
+            }
+            Route::Queue => self.queue(&ask, req).await,
+        }
+    }
+
+    /// What the request is about, or why it cannot be served: framing and limits first, then
+    /// the host, the path's one normal form (written into `req`: every decision below, and the
+    /// origin, see it), and the room with the operator's overrides over the file.
+    fn resolve<'a>(
+        &self,
+        config: &'a Config,
+        peer: Peer,
+        req: &mut Request<Incoming>,
+        html: bool,
+    ) -> Result<Ask<'a>, GatewayError> {
+        route::check_request(req, &config.limits)?;
+        let trusted = route::is_trusted(&config.trusted_proxies, peer.addr.ip());
         // Behind a trusted TLS-terminating proxy the visitor is on HTTPS: cookies get `Secure`.
-        let peer = Peer {
-            secure: peer.secure
-                || route::forwarded_https(&config.trusted_proxies, peer.addr.ip(), req.headers()),
-            ..peer
-        };
-        let host = route::host_of(&req)?;
-        // Every decision below, and the origin, see the one normal form of the path.
-        let mut req = req;
-        route::normalise_target(&mut req)?;
+        let secure = peer.secure || route::forwarded_https(trusted, req.headers());
+        let host = route::host_of(req)?;
+        route::normalise_target(req)?;
         let Some(file_room) = config.room_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
         };
         let room = self
             .room(&file_room.name)
             .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
-        // The operator's overrides over the file, for the whole request.
-        let room_cfg = &room.effective(file_room);
-        let name = room_cfg.name.clone();
-        if !room_cfg.enabled {
-            count_request(&room, &name, "disabled");
-            return self
-                .pass(config, room_cfg, &room, peer, &host, req, None)
-                .await;
-        }
-        if req.uri().path().starts_with(RESERVED_PREFIX) {
-            count_request(&room, &name, "endpoint");
-            return self.endpoint(room_cfg, &room, peer, req);
-        }
-        if room_cfg.bypass.iter().any(|b| b.matches(req.uri().path())) {
-            count_request(&room, &name, "bypass");
-            return self
-                .pass(config, room_cfg, &room, peer, &host, req, None)
-                .await;
-        }
-        let (visitor, sent_token) = self.visitor(room_cfg, req.headers(), peer.secure);
-        let client = route::client_ip(&config.trusted_proxies, peer.addr.ip(), req.headers());
-        // A request that is not a navigation is an app's or a script's: a poll, with its floor.
-        let poll = !html;
-        let decision = match self.decide_request(room_cfg, &room, visitor, client, poll) {
-            Outcome::Decided(d) => d,
+        Ok(Ask {
+            config,
+            rc: room.effective(file_room),
+            room,
+            peer: Peer { secure, ..peer },
+            trusted,
+            host,
+            html,
+        })
+    }
+
+    /// A request the room decides on: its token, then the poll floor, the join budget and the
+    /// decision.
+    async fn queue(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (visitor, sent_token) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        let client = ask.client_ip(req.headers());
+        match self.decide_request(ask, visitor, client) {
+            Outcome::Decided(decision) => self.answer(ask, req, decision, sent_token).await,
             Outcome::OverBudget(view) => {
-                count_request(&room, &name, "queue");
-                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => name.clone()).increment(1);
-                return waiting(config, room_cfg, &req, html, &view, None);
+                ask.count("queue");
+                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => ask.rc.name.clone()).increment(1);
+                waiting(ask, &req, &view, None)
             }
             Outcome::TooSoon(wait_ms) => {
-                count_request(&room, &name, "queue");
-                return Ok(answer::too_fast(room_cfg, wait_ms));
+                ask.count("queue");
+                Ok(answer::too_fast(&ask.rc, wait_ms))
             }
-        };
+        }
+    }
+
+    /// Acts on the room's decision: admit (forward, with a cookie for a new session), wait,
+    /// closed, or a place that expired.
+    async fn answer(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        decision: Decision,
+        sent_token: Option<String>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let name = &ask.rc.name;
         match decision {
             Decision::Admit {
                 visitor,
                 joined,
                 how,
             } => {
-                count_request(&room, &name, "admit");
+                ask.count("admit");
                 if let Some(how) = how {
                     metrics::counter!(m::ADMITTED, "room" => name.clone(), "how" => how.label())
                         .increment(1);
                 }
-                let token = joined.then(|| self.token(room_cfg, visitor));
-                // A new session keeps its place even when the origin fails this once.
-                let mut resp = match self
-                    .pass(config, room_cfg, &room, peer, &host, req, Some(visitor))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => fail(config, e, html),
-                };
-                if let Some(t) = token {
-                    let cookie = room_cfg.cookie_name_for(peer.secure);
-                    respond::set_cookie(&mut resp, &cookie, &t, peer.secure);
-                }
-                Ok(resp)
+                Ok(self.admit(ask, req, visitor, joined).await)
             }
             Decision::Wait {
                 visitor,
@@ -303,55 +323,69 @@ impl Gateway {
                 duplicate,
                 view,
             } => {
-                count_request(&room, &name, "queue");
+                ask.count("queue");
                 if duplicate {
                     metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name.clone()).increment(1);
                 }
                 let token = match sent_token {
                     Some(t) if !joined => t,
-                    _ => self.token(room_cfg, visitor),
+                    _ => self.token(&ask.rc, visitor),
                 };
-                let mut resp = waiting(config, room_cfg, &req, html, &view, Some(&token))?;
+                let mut resp = waiting(ask, &req, &view, Some(&token))?;
                 if joined {
-                    let cookie = room_cfg.cookie_name_for(peer.secure);
-                    respond::set_cookie(&mut resp, &cookie, &token, peer.secure);
+                    ask.set_cookie(&mut resp, &token);
                 }
                 Ok(resp)
             }
             Decision::Closed => {
-                count_request(&room, &name, "closed");
-                closed(config, room_cfg, !poll)
+                ask.count("closed");
+                closed(ask)
             }
             Decision::Expired { view } => {
-                count_request(&room, &name, "queue");
+                ask.count("queue");
                 metrics::counter!(m::PLACES_EXPIRED, "room" => name.clone()).increment(1);
-                let mut resp = waiting(config, room_cfg, &req, html, &view, None)?;
+                let mut resp = waiting(ask, &req, &view, None)?;
                 // The next request without the stale token is a new visitor: joining again.
-                respond::clear_cookie(&mut resp, &room_cfg.cookie_name_for(peer.secure));
+                ask.clear_cookie(&mut resp);
                 Ok(resp)
             }
         }
     }
 
-    /// The room's answer to one request, under its lock: the poll floor and the join budget
-    /// first, then the decision. `poll`: the request is an app's or a script's, not a page view.
-    fn decide_request(
+    /// Forwards an admitted visitor's request. A new session (`joined`) gets its cookie and
+    /// keeps its place even when the origin fails this once.
+    async fn admit(
         &self,
-        rc: &RoomConfig,
-        room: &Room,
-        visitor: Option<Visitor>,
-        client: std::net::IpAddr,
-        poll: bool,
-    ) -> Outcome {
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        visitor: Visitor,
+        joined: bool,
+    ) -> Response<Body> {
+        let token = joined.then(|| self.token(&ask.rc, visitor));
+        let mut resp = match self.pass(ask, req, Some(visitor)).await {
+            Ok(r) => r,
+            Err(e) => fail(ask.config, e, ask.html),
+        };
+        if let Some(t) = token {
+            ask.set_cookie(&mut resp, &t);
+        }
+        resp
+    }
+
+    /// The room's answer to one request, under its lock: the poll floor and the join budget
+    /// first, then the decision. A request that is not a navigation is an app's or a script's:
+    /// a poll, with its floor.
+    fn decide_request(&self, ask: &Ask<'_>, visitor: Option<Visitor>, client: IpAddr) -> Outcome {
+        let poll = !ask.html;
         let now = self.now_ms();
-        let mut state = room.state.lock();
+        let mut state = ask.room.state.lock();
         if poll && let Some(wait_ms) = visitor.and_then(|v| poll_too_soon(&mut state, &v.id, now)) {
             return Outcome::TooSoon(wait_ms);
         }
-        if let Some(view) = over_budget(rc, room, &state, visitor, client, now) {
+        if let Some(view) = over_budget(ask, &state, visitor, client, now) {
             return Outcome::OverBudget(view);
         }
-        let decision = decide(&rc.settings, &mut state, visitor, now, &mut rand::rng());
+        let decision = decide(&ask.rc.settings, &mut state, visitor, now, &mut rand::rng());
         if poll
             && let Decision::Wait {
                 visitor,
@@ -407,73 +441,41 @@ impl Gateway {
     }
 
     /// Forwards to the room's origin; acts on `Anteroom-Command: revoke` and hides it.
-    #[allow(clippy::too_many_arguments)]
     async fn pass(
         &self,
-        config: &Config,
-        room_cfg: &Arc<RoomConfig>,
-        room: &Arc<Room>,
-        peer: Peer,
-        host: &str,
+        ask: &Ask<'_>,
         req: Request<Incoming>,
         visitor: Option<Visitor>,
     ) -> Result<Response<Body>, GatewayError> {
+        let (config, rc) = (ask.config, &ask.rc);
         let started = Instant::now();
         let forward = Forward {
-            origin: &room_cfg.origin,
-            peer: peer.addr.ip(),
-            trusted_peer: config
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&peer.addr.ip())),
-            proto: if peer.secure { "https" } else { "http" },
-            host,
-            cookie_name: &room_cfg.cookie_name,
+            origin: &rc.origin,
+            peer: ask.peer.addr.ip(),
+            trusted_peer: ask.trusted,
+            proto: if ask.peer.secure { "https" } else { "http" },
+            host: &ask.host,
+            cookie_name: &rc.cookie_name,
             response_timeout: config.limits.origin_response_timeout,
             max_body: config.limits.max_body,
             body_timeout: config.limits.body_timeout,
             upgrades: &self.upgrades,
         };
-        let client = room_cfg.origin.client.as_ref().unwrap_or(&self.client);
+        let client = rc.origin.client.as_ref().unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;
-        let name = room_cfg.name.clone();
-        metrics::histogram!(m::UPSTREAM_DURATION, "room" => name.clone())
+        metrics::histogram!(m::UPSTREAM_DURATION, "room" => rc.name.clone())
             .record(started.elapsed().as_secs_f64());
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                // The origin's failures only; a client's bad or slow body is not the origin's.
-                let kind = match e {
-                    GatewayError::OriginTimeout => Some("timeout"),
-                    GatewayError::OriginDown(_) => Some("connect"),
-                    GatewayError::OriginInvalid(_) => Some("invalid_response"),
-                    _ => None,
-                };
-                if let Some(kind) = kind {
-                    room.figures.count_upstream_error(kind);
-                    metrics::counter!(m::UPSTREAM_ERRORS, "room" => name, "kind" => kind)
-                        .increment(1);
-                }
-                return Err(e);
-            }
-        };
+        let resp = result.inspect_err(|e| count_origin_failure(ask, e))?;
         let (mut parts, body) = resp.into_parts();
         let command = parts.headers.remove(headers::COMMAND_HEADER);
         if let (Some(cmd), Some(v)) = (command, visitor)
             && cmd.as_bytes().eq_ignore_ascii_case(b"revoke")
         {
-            let ended = {
-                let mut state = room.state.lock();
-                crate::room::revoke(&mut state, &v.id)
-            };
-            if let Some(reason) = ended {
-                metrics::counter!(m::SESSIONS_ENDED, "room" => name, "reason" => reason.label())
-                    .increment(1);
-            }
+            revoke(ask, &v);
         }
         // The head is on its way: a failure of the body from here can only be cut off, and
         // is counted as the origin's.
-        let (watched, rc) = (room.clone(), room_cfg.clone());
+        let (watched, rc) = (ask.room.clone(), rc.clone());
         let body = body.map_err(move |e| {
             tracing::warn!(room = %rc.name, error = %e, "origin response body failed");
             watched.figures.count_upstream_error("body");
@@ -482,6 +484,104 @@ impl Gateway {
             crate::proxy::BoxError::from(e)
         });
         Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// Counts a failed forward against the origin: its own failures only; a client's bad or slow
+/// body is not the origin's.
+fn count_origin_failure(ask: &Ask<'_>, e: &GatewayError) {
+    let kind = match e {
+        GatewayError::OriginTimeout => "timeout",
+        GatewayError::OriginDown(_) => "connect",
+        GatewayError::OriginInvalid(_) => "invalid_response",
+        _ => return,
+    };
+    ask.room.figures.count_upstream_error(kind);
+    metrics::counter!(m::UPSTREAM_ERRORS, "room" => ask.rc.name.clone(), "kind" => kind)
+        .increment(1);
+}
+
+/// The origin ended the visitor's session (`Anteroom-Command: revoke`).
+fn revoke(ask: &Ask<'_>, v: &Visitor) {
+    let ended = {
+        let mut state = ask.room.state.lock();
+        crate::room::revoke(&mut state, &v.id)
+    };
+    if let Some(reason) = ended {
+        metrics::counter!(m::SESSIONS_ENDED, "room" => ask.rc.name.clone(), "reason" => reason.label())
+            .increment(1);
+    }
+}
+
+/// What one request is about, resolved once by `Gateway::resolve`: the config snapshot, the
+/// room as the operator's overrides make it, its live state, the client, the host, and whether
+/// the answer is a page.
+struct Ask<'a> {
+    /// The configuration snapshot the whole request runs on.
+    config: &'a Config,
+    /// The room's configuration with the operator's overrides.
+    rc: Arc<RoomConfig>,
+    /// The room's live state.
+    room: Arc<Room>,
+    /// The TCP peer; `secure` also when a trusted proxy says the client came over HTTPS.
+    peer: Peer,
+    /// Whether the peer is one of `trusted_proxies` (the list is scanned once per request).
+    trusted: bool,
+    /// The request's host, normal form.
+    host: String,
+    /// Whether anteroom's own answers are pages (browser navigations) rather than JSON.
+    html: bool,
+}
+
+impl Ask<'_> {
+    /// Counts the request under `decision` (`anteroom_requests_total` and the room's figures).
+    fn count(&self, decision: &'static str) {
+        self.room.figures.count_request(decision);
+        metrics::counter!(m::REQUESTS, "room" => self.rc.name.clone(), "decision" => decision)
+            .increment(1);
+    }
+
+    /// The client's address (see [`route::client_ip`]).
+    fn client_ip(&self, headers: &HeaderMap) -> IpAddr {
+        let trusted = &self.config.trusted_proxies;
+        route::client_ip(trusted, self.peer.addr.ip(), self.trusted, headers)
+    }
+
+    /// Sets the session cookie of this connection's name.
+    fn set_cookie(&self, resp: &mut Response<Body>, token: &str) {
+        let secure = self.peer.secure;
+        respond::set_cookie(resp, &self.rc.cookie_name_for(secure), token, secure);
+    }
+
+    /// Drops the session cookie of this connection's name.
+    fn clear_cookie(&self, resp: &mut Response<Body>) {
+        respond::clear_cookie(resp, &self.rc.cookie_name_for(self.peer.secure));
+    }
+}
+
+/// The one way a resolved request goes.
+enum Route {
+    /// The room is switched off: straight to the origin.
+    Disabled,
+    /// Under `/__anteroom/`: answered by anteroom, never forwarded.
+    Endpoint,
+    /// A path the room lets through without a place.
+    Bypass,
+    /// Everything else: the room decides.
+    Queue,
+}
+
+impl Route {
+    fn of(ask: &Ask<'_>, path: &str) -> Self {
+        if !ask.rc.enabled {
+            Route::Disabled
+        } else if path.starts_with(RESERVED_PREFIX) {
+            Route::Endpoint
+        } else if ask.rc.bypass.iter().any(|b| b.matches(path)) {
+            Route::Bypass
+        } else {
+            Route::Queue
+        }
     }
 }
 
@@ -494,30 +594,26 @@ enum Outcome {
     TooSoon(u64),
 }
 
-fn count_request(room: &Room, name: &str, decision: &'static str) {
-    room.figures.count_request(decision);
-    metrics::counter!(m::REQUESTS, "room" => name.to_string(), "decision" => decision).increment(1);
-}
-
 /// A new session from a client prefix past its join budget (`max_joins_per_prefix_per_minute`):
 /// the view of a visitor with no place, polling again when the budget has a join. Returning
 /// visitors (known sessions, tokens coming back after a restart) are never budgeted. `None`:
 /// go on and decide.
 fn over_budget(
-    rc: &RoomConfig,
-    room: &Room,
+    ask: &Ask<'_>,
     state: &RoomState,
     visitor: Option<Visitor>,
-    client: std::net::IpAddr,
+    client: IpAddr,
     now: u64,
 ) -> Option<View> {
-    let limit = rc.settings.max_joins_per_prefix_per_minute?;
+    let settings = &ask.rc.settings;
+    let limit = settings.max_joins_per_prefix_per_minute?;
     let joining =
         visitor.is_none_or(|v| !state.sessions.contains_key(&v.id) && !recoverable(state, v, now));
-    if !joining || rc.settings.mode != Mode::Queue {
+    if !joining || settings.mode != Mode::Queue {
         return None;
     }
-    let wait_ms = room
+    let wait_ms = ask
+        .room
         .joins
         .lock()
         .take(Prefix::of(client), limit, now)

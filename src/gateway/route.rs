@@ -97,12 +97,23 @@ pub fn normalise_target<B>(req: &mut Request<B>) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
-/// `X-Forwarded-For` that is not itself a trusted proxy (reading the chain from the right, so a
-/// client cannot choose its own address by sending the header).
-pub fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
+/// Whether `ip` is one of the trusted proxies. Computed once per request for the peer, then
+/// handed to [`client_ip`] and [`forwarded_https`].
+pub fn is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy (`peer_trusted`, see
+/// [`is_trusted`]), the nearest address in `X-Forwarded-For` that is not itself a trusted proxy
+/// (reading the chain from the right, so a client cannot choose its own address by sending the
+/// header).
+pub fn client_ip(
+    trusted: &[ipnet::IpNet],
+    peer: IpAddr,
+    peer_trusted: bool,
+    headers: &http::HeaderMap,
+) -> IpAddr {
+    if !peer_trusted {
         return peer;
     }
     let chain: Vec<&str> = headers
@@ -116,7 +127,7 @@ pub fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderM
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
                 client = ip;
-                if !is_trusted(&ip) {
+                if !is_trusted(trusted, ip) {
                     break;
                 }
             }
@@ -127,9 +138,10 @@ pub fn client_ip(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderM
     client
 }
 
-/// Whether a trusted proxy says the client came over HTTPS (`X-Forwarded-Proto: https`).
-pub fn forwarded_https(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &http::HeaderMap) -> bool {
-    trusted.iter().any(|n| n.contains(&peer))
+/// Whether a trusted proxy (`peer_trusted`, see [`is_trusted`]) says the client came over
+/// HTTPS (`X-Forwarded-Proto: https`).
+pub fn forwarded_https(peer_trusted: bool, headers: &http::HeaderMap) -> bool {
+    peer_trusted
         && headers
             .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
@@ -171,17 +183,29 @@ mod tests {
         h.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
         let lb: IpAddr = "10.0.0.2".parse().unwrap();
         let outsider: IpAddr = "198.51.100.4".parse().unwrap();
+        let client = |trusted: &[ipnet::IpNet], peer: IpAddr, h: &http::HeaderMap| {
+            client_ip(trusted, peer, is_trusted(trusted, peer), h)
+        };
         // From the load balancer: the first address not ours, from the right.
         assert_eq!(
-            client_ip(&trusted, lb, &h),
+            client(&trusted, lb, &h),
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
         // From anyone else the header is ignored.
-        assert_eq!(client_ip(&trusted, outsider, &h), outsider);
-        assert_eq!(client_ip(&[], lb, &h), lb);
+        assert_eq!(client(&trusted, outsider, &h), outsider);
+        assert_eq!(client(&[], lb, &h), lb);
         let mut bad = http::HeaderMap::new();
         bad.append("x-forwarded-for", "6.6.6.6, junk".parse().unwrap());
-        assert_eq!(client_ip(&trusted, lb, &bad), lb);
+        assert_eq!(client(&trusted, lb, &bad), lb);
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_https() {
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-proto", "HTTPS".parse().unwrap());
+        assert!(forwarded_https(true, &h));
+        assert!(!forwarded_https(false, &h));
+        assert!(!forwarded_https(true, &http::HeaderMap::new()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! run on a blocking thread).
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use serde::Serialize;
 

@@ -16,11 +16,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
 /// The template variable a templated block's nonce attribute reads.
-pub const NONCE_VAR: &str = "csp_nonce";
+pub(super) const NONCE_VAR: &str = "csp_nonce";
 
 /// What the policy must allow for one template.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Inline {
+pub(super) struct Inline {
     scripts: BTreeSet<String>,
     styles: BTreeSet<String>,
     /// Some block uses template values (or the template reads `csp_nonce` itself).
@@ -29,7 +29,7 @@ pub struct Inline {
 
 /// Finds the inline blocks of `source` (a template or a fixed page): the source to compile, with
 /// a nonce attribute added to each templated block, and what the policy must allow.
-pub fn scan(source: &str) -> (String, Inline) {
+pub(super) fn scan(source: &str) -> (String, Inline) {
     let lower = source.to_ascii_lowercase();
     let mut out = String::with_capacity(source.len() + 64);
     let mut inline = Inline {
@@ -77,7 +77,7 @@ pub fn scan(source: &str) -> (String, Inline) {
 
 impl Inline {
     /// The header value, with `nonce` allowing this response's templated blocks.
-    pub fn policy(&self, nonce: Option<&str>) -> String {
+    pub(super) fn policy(&self, nonce: Option<&str>) -> String {
         let sources = |hashes: &BTreeSet<String>| {
             let mut s: Vec<String> = hashes.iter().cloned().collect();
             if let Some(n) = nonce.filter(|_| self.nonce) {
@@ -102,7 +102,7 @@ impl Inline {
 
 /// A fresh nonce: 128 random bits, base64url (CSP allows its alphabet, and HTML escaping of the
 /// attribute leaves it as it is).
-pub fn nonce() -> String {
+pub(super) fn nonce() -> String {
     let mut bytes = [0u8; 16];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)

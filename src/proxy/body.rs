@@ -54,7 +54,7 @@ impl BodyError {
 }
 
 /// A body with nothing in it.
-pub fn empty() -> Body {
+pub(super) fn empty() -> Body {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
@@ -64,13 +64,13 @@ pub fn empty() -> Body {
 /// upload that keeps moving is never taken for a slow origin. A request without a body (most
 /// of them) needs no shared clock: its time is fixed.
 #[derive(Clone)]
-pub enum Progress {
+pub(super) enum Progress {
     Fixed(Instant),
     Moving(Arc<Moving>),
 }
 
 /// A streaming body's clock, and whether it is the client that keeps it waiting.
-pub struct Moving {
+pub(super) struct Moving {
     last: Mutex<Instant>,
     /// The body was asked for its next piece and the client has not sent it.
     waiting_on_client: AtomicBool,
@@ -90,7 +90,7 @@ impl Progress {
         }
     }
 
-    pub fn last(&self) -> Instant {
+    pub(super) fn last(&self) -> Instant {
         match self {
             Progress::Fixed(at) => *at,
             Progress::Moving(m) => *m.last.lock(),
@@ -99,7 +99,7 @@ impl Progress {
 
     /// Whether the request is held up by its own body: a stalled body is the client's fault
     /// (408 after `body_timeout`), never the origin's, whatever the two timeouts are.
-    pub fn waiting_on_client(&self) -> bool {
+    pub(super) fn waiting_on_client(&self) -> bool {
         match self {
             Progress::Fixed(_) => false,
             Progress::Moving(m) => m.waiting_on_client.load(Ordering::Relaxed),
@@ -108,7 +108,7 @@ impl Progress {
 }
 
 /// A request body with its first frame already read.
-pub struct Capped {
+pub(super) struct Capped {
     first: Option<Frame<Bytes>>,
     inner: Incoming,
     left: u64,
@@ -119,7 +119,7 @@ pub struct Capped {
 
 /// Reads the first frame of `body` (waiting at most `idle`), then streams the rest under the
 /// same limits. An empty body costs nothing.
-pub async fn prepare(
+pub(super) async fn prepare(
     body: Incoming,
     max: u64,
     idle: Duration,

@@ -14,7 +14,7 @@ const WINDOW_MS: u64 = 60_000;
 /// operator's cut or raise is in every estimate at once); otherwise the rate measured over the
 /// last minute (or `active_users / session_ttl` before anything was measured), never above the
 /// budget.
-pub fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
+pub(super) fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
     match settings.admit_per_minute {
         Some(budget) if state.budget_bound => f64::from(budget) / 60.0,
         Some(budget) => measured_rate(settings, state, now_ms).min(f64::from(budget) / 60.0),
@@ -25,7 +25,7 @@ pub fn release_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 
 /// How fast places in line are used up: the release rate less the visitors who came back to
 /// the front over the last minute (each takes a release without moving anyone behind them up).
 /// Never below half the release rate.
-pub fn line_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
+pub(super) fn line_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
     let rate = release_rate(settings, state, now_ms);
     let returns = state
         .returns
@@ -37,7 +37,7 @@ pub fn line_rate(settings: &Settings, state: &RoomState, now_ms: u64) -> f64 {
 
 /// Whether releases are stopped, so that no time can honestly be promised: a paused room, a
 /// closed one.
-pub fn no_releases(settings: &Settings) -> bool {
+pub(super) fn no_releases(settings: &Settings) -> bool {
     settings.paused || settings.mode == super::Mode::Reject
 }
 
@@ -69,7 +69,7 @@ fn fallback_rate(settings: &Settings) -> f64 {
 }
 
 /// Estimated seconds until `position` is released, rounded up.
-pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
+pub(super) fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
     if rate_per_sec <= 0.0 || !rate_per_sec.is_finite() {
         return None;
     }
@@ -78,7 +78,7 @@ pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
 
 /// Estimated seconds for a lottery visitor before their draw: the draw comes (or those already
 /// drawn go through, whichever is later), then on average half the pool goes first.
-pub fn lottery_wait_seconds(
+pub(super) fn lottery_wait_seconds(
     q: &LotteryQueue,
     until_draw_ms: u64,
     rate_per_sec: f64,

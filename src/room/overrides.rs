@@ -52,14 +52,14 @@ mod policy_name {
 
     use super::Policy;
 
-    pub fn serialize<S: Serializer>(p: &Option<Policy>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(p: &Option<Policy>, s: S) -> Result<S::Ok, S::Error> {
         match p {
             Some(p) => s.serialize_str(p.as_str()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Policy>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Policy>, D::Error> {
         let name: Option<String> = Option::deserialize(d)?;
         name.map(|n| {
             Policy::parse(&n)

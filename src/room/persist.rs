@@ -24,7 +24,7 @@ pub const TICKETS_PER_MS: u64 = 1024;
 
 /// No room hands out tickets beyond this (the wall-clock numbering reaches it in about 140,000
 /// years).
-pub const MAX_TICKET: u64 = 1 << 62;
+pub(super) const MAX_TICKET: u64 = 1 << 62;
 
 /// The fewest tickets reserved ahead of the last snapshot.
 pub const MIN_RESERVE: u64 = 100_000;

@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 /// Requests of one connection whose handler has not returned yet, and when the last one did.
 #[derive(Clone)]
-pub struct InFlight(Arc<Shared>);
+pub(super) struct InFlight(Arc<Shared>);
 
 struct Shared {
     count: AtomicUsize,
@@ -43,7 +43,7 @@ impl Default for InFlight {
 
 impl InFlight {
     /// Counts a request until the guard drops (also when its handler is cancelled).
-    pub fn enter(&self) -> InFlightGuard {
+    pub(super) fn enter(&self) -> InFlightGuard {
         self.0.count.fetch_add(1, Ordering::Relaxed);
         self.0.started.store(true, Ordering::Relaxed);
         InFlightGuard(self.0.clone())
@@ -62,7 +62,7 @@ impl InFlight {
     }
 }
 
-pub struct InFlightGuard(Arc<Shared>);
+pub(super) struct InFlightGuard(Arc<Shared>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -72,7 +72,7 @@ impl Drop for InFlightGuard {
     }
 }
 
-pub struct Watchdog<T> {
+pub(super) struct Watchdog<T> {
     inner: T,
     limit: Duration,
     /// Armed while a write waits; disarmed by any progress.
@@ -87,14 +87,14 @@ pub struct Watchdog<T> {
 
 /// The limits a watched connection lives by.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(super) struct Deadlines {
     pub header: Duration,
     pub idle: Duration,
     pub write: Duration,
 }
 
 impl Deadlines {
-    pub fn of(limits: &crate::config::Limits) -> Self {
+    pub(super) fn of(limits: &crate::config::Limits) -> Self {
         Deadlines {
             header: limits.header_timeout,
             idle: limits.idle_timeout,
@@ -104,7 +104,7 @@ impl Deadlines {
 }
 
 impl<T> Watchdog<T> {
-    pub fn new(inner: T, limits: Deadlines, in_flight: InFlight) -> Self {
+    pub(super) fn new(inner: T, limits: Deadlines, in_flight: InFlight) -> Self {
         let now = Instant::now();
         let head_deadline = now + limits.header;
         Watchdog {

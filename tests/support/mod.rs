@@ -135,10 +135,18 @@ pub fn room(name: &str, host: &str, origin: &str, extra: &str) -> String {
 
 impl Gateway {
     pub async fn start(config: &str) -> Gateway {
+        Gateway::start_with_env(config, &[]).await
+    }
+
+    /// A gateway that sees exactly `env` as its environment (the process's is left alone: other
+    /// tests run at the same time).
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let running = anteroom::start(&path).await.unwrap();
+        let running = anteroom::start_with(&path, anteroom::env::Env::of(env))
+            .await
+            .unwrap();
         Gateway {
             addr: running.http_addr,
             dir,

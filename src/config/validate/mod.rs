@@ -231,6 +231,7 @@ impl Validator<'_> {
                 admin,
             },
             admin_token_env: f.admin.token_env.clone(),
+            admin_token: None,
             admin_max_connections,
             token: TokenSettings {
                 secret_env: f.token.secret_env.clone(),

@@ -81,19 +81,23 @@ impl Validator<'_> {
             .collect();
         let page = self.template(
             i,
-            "page",
-            r.page.as_deref(),
-            pages::BUILTIN_WAITING,
-            pages,
             &name,
+            Template {
+                key: "page",
+                path: r.page.as_deref(),
+                builtin: pages::BUILTIN_WAITING,
+            },
+            pages,
         );
         let closed_page = self.template(
             i,
-            "closed_page",
-            r.closed_page.as_deref(),
-            pages::BUILTIN_CLOSED,
-            pages,
             &name,
+            Template {
+                key: "closed_page",
+                path: r.closed_page.as_deref(),
+                builtin: pages::BUILTIN_CLOSED,
+            },
+            pages,
         );
         let page_status = self.status(i, "page_status", r.page_status, 200);
         let json_status = self.status(i, "json_status", r.json_status, 429);
@@ -305,15 +309,12 @@ impl Validator<'_> {
 
     /// Loads and compiles a room's template, renders it once with sample values, and returns the
     /// name it is registered under.
-    fn template(
-        &mut self,
-        i: usize,
-        k: &str,
-        path: Option<&str>,
-        builtin: &str,
-        pages: &mut Pages,
-        room: &str,
-    ) -> String {
+    fn template(&mut self, i: usize, room: &str, t: Template<'_>, pages: &mut Pages) -> String {
+        let Template {
+            key: k,
+            path,
+            builtin,
+        } = t;
         let Some(p) = path else {
             return builtin.to_string();
         };
@@ -353,4 +354,11 @@ impl Validator<'_> {
         }
         name
     }
+}
+
+/// A room's page template as the file names it: its key, the file, the built-in default.
+struct Template<'a> {
+    key: &'a str,
+    path: Option<&'a str>,
+    builtin: &'a str,
 }
