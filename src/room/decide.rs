@@ -221,7 +221,10 @@ fn came_back(state: &mut RoomState, id: &SessionId, now_ms: u64) {
             state.front.insert(ticket, *id);
             state.returns.push_back(now_ms);
         }
-        SessionState::Released | SessionState::Active => {}
+        // A released visitor's poll shows it is here too (its turn may still be missed).
+        SessionState::Released => s.seen_ms = now_ms,
+        // An admitted session's idle clock runs from its requests only.
+        SessionState::Active => {}
     }
 }
 

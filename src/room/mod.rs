@@ -9,6 +9,8 @@ mod estimate;
 mod joins;
 mod line;
 mod lottery;
+#[cfg(test)]
+mod model_tests;
 mod overrides;
 mod persist;
 #[cfg(test)]

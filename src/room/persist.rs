@@ -343,6 +343,8 @@ impl RoomState {
             });
         }
         s.recovered = image.recovered.into_iter().collect();
+        // Every timer was just armed with `settings`.
+        s.timer_settings = Some(super::tick::timer_key(settings));
         Ok(s)
     }
 }

@@ -168,8 +168,9 @@ pub struct RoomState {
     pub snapshot_ticket: u64,
     /// The reserve the last snapshot wrote: tickets below it are never handed out again.
     pub ticket_ceiling: u64,
-    /// The durations the session timers were armed with (ms: session_ttl, max_session,
-    /// release_window, abandon_after); a change re-arms every session at the next tick.
+    /// The durations every session timer was armed with (ms: session_ttl, max_session,
+    /// release_window, abandon_after); `None` when unknown or mixed (a change between ticks):
+    /// the next tick re-arms every session.
     pub timer_settings: Option<[Option<u64>; 4]>,
     /// The admission limits last seen (`active_users`, `admit_per_minute`), to notice when an
     /// operator lowers one.

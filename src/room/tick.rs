@@ -102,6 +102,11 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
 /// abandonment): the one place a session's timer is set, so no cap lands late because another
 /// deadline was asked first.
 pub(super) fn arm(settings: &Settings, state: &mut RoomState, id: SessionId) {
+    // Armed with settings other than those every timer agrees with (a change between two
+    // ticks, or before the first): the next tick re-arms everyone with the settings it has.
+    if state.timer_settings != Some(timer_key(settings)) {
+        state.timer_settings = None;
+    }
     let Some(s) = state.sessions.get_mut(&id) else {
         return;
     };
@@ -114,23 +119,26 @@ pub(super) fn arm(settings: &Settings, state: &mut RoomState, id: SessionId) {
 /// admin API): a lowered `max_session`, `session_ttl`, `release_window` or `abandon_after`
 /// applies to live sessions at this tick, not when their old timers fire.
 fn rearm_on_change(settings: &Settings, state: &mut RoomState) {
-    let key = [
+    let key = timer_key(settings);
+    if state.timer_settings == Some(key) {
+        return;
+    }
+    state.timer_settings = Some(key);
+    let ids: Vec<SessionId> = state.sessions.iter().map(|(id, _)| *id).collect();
+    for id in ids {
+        arm(settings, state, id);
+    }
+}
+
+/// The durations session timers are armed with (ms: session_ttl, max_session, release_window,
+/// abandon_after).
+pub(super) fn timer_key(settings: &Settings) -> [Option<u64>; 4] {
+    [
         Some(ms(settings.session_ttl)),
         settings.max_session.map(ms),
         Some(ms(settings.release_window)),
         Some(ms(settings.abandon_after)),
-    ];
-    if state.timer_settings == Some(key) {
-        return;
-    }
-    let changed = state.timer_settings.is_some();
-    state.timer_settings = Some(key);
-    if changed {
-        let ids: Vec<SessionId> = state.sessions.iter().map(|(id, _)| *id).collect();
-        for id in ids {
-            arm(settings, state, id);
-        }
-    }
+    ]
 }
 
 /// When `s` must be looked at next, and why it ends then (`None`: a queued visitor abandons).
@@ -495,6 +503,45 @@ mod tests {
             decide(&s, &mut st, Some(b), 7_000, &mut rng),
             Decision::Admit { joined: true, .. }
         ));
+    }
+
+    /// Timers armed between two ticks with settings the next tick does not have (here: before
+    /// the first tick, then changed) are re-armed by that tick: a cap set in between lands.
+    #[test]
+    fn a_cap_set_before_the_first_tick_lands_at_it() {
+        let mut s = Settings {
+            session_ttl: Duration::from_secs(271),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        arrive(&s, &mut st, 0, &mut rng);
+        s.max_session = Some(Duration::from_millis(200));
+        let r = tick(&s, &mut st, 200, &mut rng);
+        assert_eq!(r.ended, vec![(EndReason::MaxSession, 200)]);
+    }
+
+    /// A released visitor who polls (and sees it was released) is there: if it then misses the
+    /// window, it keeps its ticket for `abandon_after` from that poll, not from its last poll in
+    /// line.
+    #[test]
+    fn a_released_visitors_poll_counts_as_being_there() {
+        let s = Settings {
+            abandon_after: Duration::from_secs(5),
+            release_window: Duration::from_millis(200),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let c = arrive(&s, &mut st, 0, &mut rng);
+        crate::room::leave(&mut st, &a.id);
+        tick(&s, &mut st, 100, &mut rng);
+        let v = status(&s, &mut st, &c.id, 4_900, &mut rng).unwrap();
+        assert_eq!(v.state, ViewState::Released);
+        // Window missed; at 5.1 s C was seen 0.2 s ago: missed, not gone.
+        tick(&s, &mut st, 5_100, &mut rng);
+        assert_eq!(st.sessions[&c.id].state, SessionState::Missed);
     }
 
     #[test]
