@@ -41,7 +41,18 @@ pub fn inspect(dir: &Path) -> Result<String, String> {
 }
 
 fn room(out: &mut String, name: &str, image: &Image, now: u64) {
-    let count = |state: u8| image.sessions.iter().filter(|s| s.state == state).count();
+    // Session states as stored (see `SessionImage::state`).
+    const QUEUED: &[u8] = &[0, 4, 5, 7];
+    const RELEASED: &[u8] = &[1, 8];
+    const ACTIVE: &[u8] = &[2];
+    const MISSED: &[u8] = &[3, 6];
+    let count = |states: &[u8]| {
+        image
+            .sessions
+            .iter()
+            .filter(|s| states.contains(&s.state))
+            .count()
+    };
     let policy = match &image.line {
         LineImage::Fifo => "fifo".to_string(),
         LineImage::Random => "random".to_string(),
@@ -49,23 +60,24 @@ fn room(out: &mut String, name: &str, image: &Image, now: u64) {
     };
     let _ = writeln!(
         out,
-        "room {name}: {policy}, queued {}, active {}, released {}",
-        count(0),
-        count(2),
-        count(1)
+        "room {name}: {policy}, queued {}, active {}, released {}, away after their turn {}",
+        count(QUEUED),
+        count(ACTIVE),
+        count(RELEASED),
+        count(MISSED)
     );
-    let oldest = |state: u8| {
+    let oldest = |states: &[u8]| {
         image
             .sessions
             .iter()
-            .filter(|s| s.state == state)
+            .filter(|s| states.contains(&s.state))
             .map(|s| s.since_ms)
             .min()
     };
-    if let Some(t) = oldest(0) {
+    if let Some(t) = oldest(QUEUED) {
         let _ = writeln!(out, "  longest wait {}", age(now, t));
     }
-    if let Some(t) = oldest(2) {
+    if let Some(t) = oldest(ACTIVE) {
         let _ = writeln!(out, "  longest admitted {}", age(now, t));
     }
     let c = &image.counters;

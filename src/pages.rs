@@ -133,15 +133,18 @@ pub fn rfc3339_ago(ms: u64) -> String {
 }
 
 /// The template context of the waiting page.
-/// `form_not_sent`: the page answers a form post, whose body was never forwarded.
+/// `form_not_sent`: the page answers a form post, whose body was never forwarded. `has_place`:
+/// the visitor holds a place (no place: a join over budget, an expired one).
 pub fn waiting_context(
     room: &str,
     view: &View,
     message: Option<&str>,
     form_not_sent: bool,
+    has_place: bool,
 ) -> Value {
     context! {
         form_not_sent => form_not_sent,
+        has_place => has_place,
         room => room,
         state => view.state.as_str(),
         position => view.position,

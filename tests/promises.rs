@@ -152,7 +152,7 @@ async fn a_lost_place_is_said_and_joining_again_is_one_request() {
         .await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.body);
     assert!(
-        r.body.contains("Your place in line has expired"),
+        r.body.contains("<title>Your place has expired</title>"),
         "{}",
         r.body
     );
@@ -181,7 +181,11 @@ async fn a_lost_place_is_said_and_joining_again_is_one_request() {
     let r = page
         .send("GET", "/tickets?id=7", &[("accept", BROWSER)], "")
         .await;
-    assert!(r.body.contains("You're in line"), "{}", r.body);
+    assert!(
+        r.body.contains("<title>You're in line</title>"),
+        "{}",
+        r.body
+    );
     let again = answered(&page).await;
     assert_eq!(
         (again["state"].as_str(), again["position"].as_u64()),

@@ -171,7 +171,8 @@ fn reload_file(
 }
 
 /// Validates `bytes` as the file at `path` and swaps it in, or keeps the old configuration.
-/// The environment's variables are read again: a rotated admin token applies from this reload.
+/// The variables the file names are looked up again (a renamed `token_env` applies now; a new
+/// value in the process's environment needs a restart, which is the only way to change it).
 pub fn reload(gw: &Gateway, env: &Env, path: &Path, bytes: &[u8], trigger: &str) -> ReloadStatus {
     let text = String::from_utf8_lossy(bytes);
     match super::parse(path, &text) {

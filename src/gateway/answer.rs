@@ -23,7 +23,8 @@ pub(super) fn waiting<B>(
     let message = room.message.as_deref();
     let mut resp = if ask.html {
         let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
-        let ctx = pages::waiting_context(&room.name, view, message, form_not_sent);
+        let has_place = token.is_some();
+        let ctx = pages::waiting_context(&room.name, view, message, form_not_sent, has_place);
         let page = ask
             .config
             .pages

@@ -181,10 +181,12 @@ impl Gateway {
         let rc = &ask.rc;
         let ended = v.and_then(|v| {
             let mut st = ask.room.state.lock();
-            let was_admitted = st
-                .sessions
-                .get(&v.id)
-                .is_some_and(|s| s.state != room::SessionState::Queued);
+            let was_admitted = st.sessions.get(&v.id).is_some_and(|s| {
+                matches!(
+                    s.state,
+                    room::SessionState::Released | room::SessionState::Active
+                )
+            });
             room::leave(&mut st, &v.id).map(|r| (r, was_admitted))
         });
         if let Some((reason, true)) = ended {

@@ -34,7 +34,7 @@ use crate::pages::{self, RESERVED_PREFIX};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
 use crate::room::{
     Decision, Mode, Overrides, Prefix, RoomState, View, ViewState, Visitor, decide, poll_too_soon,
-    recoverable, set_poll_floor,
+    set_poll_floor,
 };
 use crate::token::{Claims, Keys};
 
@@ -607,8 +607,9 @@ fn over_budget(
 ) -> Option<View> {
     let settings = &ask.rc.settings;
     let limit = settings.max_joins_per_prefix_per_minute?;
-    let joining =
-        visitor.is_none_or(|v| !state.sessions.contains_key(&v.id) && !recoverable(state, v, now));
+    // Only a visitor without a token joins the line: a stale token is told its place expired
+    // (or, with a free slot and nobody waiting, admitted), and a returning one is no new place.
+    let joining = visitor.is_none();
     if !joining || settings.mode != Mode::Queue {
         return None;
     }

@@ -262,6 +262,7 @@ fn join(
         next_poll_ms: 0,
         due_ms: 0,
         returned: false,
+        no_showed: false,
         wait_shown_s: 0,
         slowdowns_seen: 0,
     };

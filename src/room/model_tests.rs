@@ -230,6 +230,8 @@ struct Rec {
     seen: u64,
     /// Came back (a poll or a request while waiting or missed) since joining.
     returned: bool,
+    /// Was released once and did not come in: a second no-show ends the session.
+    no_showed: bool,
 }
 
 impl Rec {
@@ -627,6 +629,7 @@ impl Model {
             state,
             seen: self.now,
             returned: false,
+            no_showed: false,
         });
         let i = self.recs.len() - 1;
         if let Decision::Wait { view, .. } = d {
@@ -958,7 +961,7 @@ impl Model {
                 }
                 M::Released { at } if now >= at + ms(s.release_window) => {
                     e.ended.push((EndReason::NoShow, now - at));
-                    if r.seen + abandon > now {
+                    if r.seen + abandon > now && !r.no_showed {
                         M::Missed
                     } else {
                         M::Gone(Why::NoShow)
@@ -1042,6 +1045,9 @@ impl Model {
             }
             if r.alive() && !matches!(next, M::Gone(_)) && self.now - r.seen > abandon / 2 {
                 self.seen.kept_after_long_absence += 1;
+            }
+            if matches!(r.state, M::Released { .. }) && next == M::Missed {
+                r.no_showed = true;
             }
             r.state = next;
         }

@@ -47,7 +47,8 @@ pub struct SessionImage {
     pub since_ms: u64,
     pub released_before: u32,
     /// 0 queued (came back since joining), 1 released, 2 active, 3 missed, 4 queued (not yet
-    /// back since joining), 5 queued at the front.
+    /// back since joining), 5 queued at the front; after a first no-show: 6 missed, 7 at the
+    /// front, 8 released.
     pub state: u8,
 }
 
@@ -59,13 +60,16 @@ impl SessionImage {
             seen_ms: s.seen_ms,
             since_ms: s.since_ms,
             released_before: s.released_before,
-            state: match s.state {
-                SessionState::Queued if front.contains(&s.ticket) => 5,
-                SessionState::Queued if !s.returned => 4,
-                SessionState::Queued => 0,
-                SessionState::Released => 1,
-                SessionState::Active => 2,
-                SessionState::Missed => 3,
+            state: match (s.state, s.no_showed) {
+                (SessionState::Queued, false) if front.contains(&s.ticket) => 5,
+                (SessionState::Queued, true) if front.contains(&s.ticket) => 7,
+                (SessionState::Queued, _) if !s.returned => 4,
+                (SessionState::Queued, _) => 0,
+                (SessionState::Released, false) => 1,
+                (SessionState::Released, true) => 8,
+                (SessionState::Active, _) => 2,
+                (SessionState::Missed, false) => 3,
+                (SessionState::Missed, true) => 6,
             },
         }
     }
@@ -230,13 +234,14 @@ impl RoomState {
         for si in &image.sessions {
             let id = SessionId::from_bytes(si.id);
             let (state, returned) = match si.state {
-                0 | 5 => (SessionState::Queued, true),
+                0 | 5 | 7 => (SessionState::Queued, true),
                 4 => (SessionState::Queued, false),
-                1 => (SessionState::Released, true),
+                1 | 8 => (SessionState::Released, true),
                 2 => (SessionState::Active, true),
-                3 => (SessionState::Missed, false),
+                3 | 6 => (SessionState::Missed, false),
                 n => return Err(format!("session state {n} is unknown")),
             };
+            let no_showed = matches!(si.state, 6..=8);
             if si.ticket >= image.next_ticket {
                 return Err(format!("ticket {} was never issued", si.ticket));
             }
@@ -261,12 +266,13 @@ impl RoomState {
                 due_ms: 0,
                 state,
                 returned,
+                no_showed,
                 wait_shown_s: 0,
                 slowdowns_seen: 0,
             };
             session.due_ms = deadline(settings, &session).0;
             match state {
-                SessionState::Queued if si.state == 5 => s.front.insert(si.ticket, id),
+                SessionState::Queued if matches!(si.state, 5 | 7) => s.front.insert(si.ticket, id),
                 SessionState::Queued => queued.push((si.ticket, id)),
                 SessionState::Released => s.released += 1,
                 SessionState::Active => s.active += 1,
@@ -406,6 +412,7 @@ pub fn scratch(sessions: usize) -> Vec<(SessionId, Session)> {
             due_ms: 0,
             state: SessionState::Queued,
             returned: false,
+            no_showed: false,
             wait_shown_s: 0,
             slowdowns_seen: 0,
         },
@@ -452,6 +459,7 @@ pub fn recover(
         state: SessionState::Queued,
         // The token came back: the visitor is here.
         returned: true,
+        no_showed: false,
         wait_shown_s: 0,
         slowdowns_seen: 0,
     };

@@ -110,6 +110,7 @@ mod tests {
             due_ms: 0,
             state: SessionState::Queued,
             returned: false,
+            no_showed: false,
             wait_shown_s: 0,
             slowdowns_seen: 0,
         }

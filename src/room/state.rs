@@ -68,6 +68,10 @@ pub struct Session {
     /// Came back (a poll, a reload, any request) since it joined: only such a session is
     /// released; one that takes a ticket and never returns is skipped and never holds a slot.
     pub returned: bool,
+    /// Was released once and did not come in within `release_window`: it keeps its ticket that
+    /// once; a second no-show ends it (so a client that polls but never comes cannot hold a slot
+    /// again and again).
+    pub no_showed: bool,
     /// The estimated wait (s) this queued visitor was last shown, 0 for none: the next one shown
     /// is not longer unless the operator slowed admissions since (see `RoomState::slowdowns`).
     /// Not kept in snapshots.

@@ -76,11 +76,15 @@ fn expire(settings: &Settings, state: &mut RoomState, now_ms: u64, report: &mut 
             continue;
         }
         let admitted_for = now_ms.saturating_sub(s.since_ms);
-        if reason == Some(EndReason::NoShow) && s.seen_ms + ms(settings.abandon_after) > now_ms {
-            // A no-show frees the slot but keeps the ticket: back within `abandon_after`, the
-            // visitor goes to the front.
+        if reason == Some(EndReason::NoShow)
+            && !s.no_showed
+            && s.seen_ms + ms(settings.abandon_after) > now_ms
+        {
+            // A first no-show frees the slot but keeps the ticket: back within `abandon_after`,
+            // the visitor goes to the front.
             if let Some(s) = state.sessions.get_mut(&id) {
                 s.state = SessionState::Missed;
+                s.no_showed = true;
             }
             state.released -= 1;
             report.ended.push((EndReason::NoShow, admitted_for));
@@ -542,6 +546,50 @@ mod tests {
         // Window missed; at 5.1 s C was seen 0.2 s ago: missed, not gone.
         tick(&s, &mut st, 5_100, &mut rng);
         assert_eq!(st.sessions[&c.id].state, SessionState::Missed);
+    }
+
+    /// A client that keeps polling but never comes in gets one missed turn back, not more: its
+    /// second no-show ends the session, so it cannot hold a slot again and again.
+    #[test]
+    fn a_second_missed_turn_ends_the_session() {
+        let s = Settings {
+            abandon_after: Duration::from_secs(600),
+            release_window: Duration::from_secs(1),
+            ..settings(1)
+        };
+        let mut st = RoomState::new(0, None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let a = arrive(&s, &mut st, 0, &mut rng);
+        let lurker = arrive(&s, &mut st, 0, &mut rng);
+        let next = arrive(&s, &mut st, 0, &mut rng);
+        crate::room::leave(&mut st, &a.id);
+        let mut ended = Vec::new();
+        let mut admitted = false;
+        for t in (1_000..=8_000).step_by(500) {
+            status(&s, &mut st, &lurker.id, t, &mut rng);
+            // The next visitor comes in as soon as it is released, and is soon done.
+            let v = status(&s, &mut st, &next.id, t, &mut rng);
+            if v.is_some_and(|v| v.state == ViewState::Released) {
+                let d = decide(&s, &mut st, Some(next), t, &mut rng);
+                assert!(matches!(d, Decision::Admit { how: Some(_), .. }));
+                crate::room::leave(&mut st, &next.id);
+                admitted = true;
+            }
+            ended.extend(tick(&s, &mut st, t, &mut rng).ended);
+            st.check_invariants(s.active_users).unwrap();
+        }
+        assert_eq!(
+            ended
+                .iter()
+                .filter(|(r, _)| *r == EndReason::NoShow)
+                .count(),
+            2
+        );
+        assert!(!st.sessions.contains_key(&lurker.id));
+        assert!(
+            admitted,
+            "the visitor behind got in between the lurker's turns"
+        );
     }
 
     #[test]

@@ -342,7 +342,7 @@ impl Validator<'_> {
             ..View::without_place(ViewState::Queued, 40, 5)
         };
         let ctx = if k == "page" {
-            pages::waiting_context(room, &sample, Some("sample"), false)
+            pages::waiting_context(room, &sample, Some("sample"), false, true)
         } else {
             pages::closed_context(room, Some("sample"), 30)
         };
