@@ -284,11 +284,11 @@ impl RoomState {
             }
         }
         queued.sort_unstable();
-        let tickets = queued.iter().map(|(t, _)| *t);
-        let mut all: Vec<u64> = s.front.iter().map(|(t, _)| t).chain(tickets).collect();
+        // Every session holds its own ticket (a place is found by ticket).
+        let mut all: Vec<u64> = image.sessions.iter().map(|si| si.ticket).collect();
         all.sort_unstable();
         if all.windows(2).any(|w| w[0] == w[1]) {
-            return Err("two queued sessions share a ticket".into());
+            return Err("two sessions share a ticket".into());
         }
         s.queue = match image.line {
             LineImage::Fifo => {

@@ -216,7 +216,8 @@ fn release(
     let slot_free = settings
         .active_users
         .is_none_or(|cap| state.active + state.released < cap);
-    state.budget_bound = !emptied && slot_free && settings.admit_per_minute.is_some();
+    state.budget_bound =
+        !emptied && slot_free && settings.admit_per_minute.is_some() && state.waiting() > 0;
     if count > 0 {
         state.counters.released += u64::from(count);
         state.releases.push_back((now_ms, count));
