@@ -84,35 +84,15 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     metrics::install();
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let demo_addr = match config.demo {
-        Some(addr) => {
-            let l = bind("demo origin", addr).await?;
-            let bound = l.local_addr().ok();
-            tasks.push(tokio::spawn(demo::serve(
-                l,
-                config.limits.clone(),
-                rx.clone(),
-            )));
-            bound
-        }
-        None => None,
-    };
-    let public = bind("http", config.listen.http).await?;
-    let http_addr = public.local_addr().unwrap_or(config.listen.http);
-    let secure = match config.listen.https {
-        Some(addr) => Some(bind("https", addr).await?),
-        None => None,
-    };
-    let https_addr = secure.as_ref().and_then(|l| l.local_addr().ok());
-    let admin_listener = match config.listen.admin {
-        Some(addr) => Some(bind("admin", addr).await?),
-        None => None,
-    };
+    let demo_addr = start_demo(&config, &rx, &mut tasks).await?;
+    let listeners = Listeners::bind(&config.listen).await?;
+    let http_addr = listeners.public.local_addr().unwrap_or(config.listen.http);
+    let https_addr = listeners.secure.as_ref().and_then(|l| l.local_addr().ok());
+    let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
     let gw = Gateway::new(config, keys)?;
     let (reload, reload_task) = config::reload::spawn(gw.clone(), env, rx.clone());
     tasks.push(reload_task);
-    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(l) = admin_listener {
+    if let Some(l) = listeners.admin {
         let admin = Arc::new(admin::Admin {
             gw: gw.clone(),
             reload,
@@ -121,6 +101,73 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     }
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
+    spawn_public(&gw, listeners.public, listeners.secure, rx, &mut tasks)?;
+    tracing::info!(%http_addr, ?https_addr, ?admin_addr, ?demo_addr, "anteroom listening");
+    Ok(Running {
+        http_addr,
+        https_addr,
+        admin_addr,
+        demo_addr,
+        gateway: gw,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// Binds and starts the demo origin if the configuration asks for one; its bound address.
+async fn start_demo(
+    config: &config::Config,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(addr) = config.demo else {
+        return Ok(None);
+    };
+    let l = bind("demo origin", addr).await?;
+    let bound = l.local_addr().ok();
+    tasks.push(tokio::spawn(demo::serve(
+        l,
+        config.limits.clone(),
+        shutdown.clone(),
+    )));
+    Ok(bound)
+}
+
+/// The gateway's listeners, bound before the gateway is built.
+struct Listeners {
+    public: TcpListener,
+    secure: Option<TcpListener>,
+    admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(listen: &config::Listen) -> Result<Self, StartError> {
+        let public = bind("http", listen.http).await?;
+        let secure = match listen.https {
+            Some(addr) => Some(bind("https", addr).await?),
+            None => None,
+        };
+        let admin = match listen.admin {
+            Some(addr) => Some(bind("admin", addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            public,
+            secure,
+            admin,
+        })
+    }
+}
+
+/// Starts serving the public listeners (`secure` with TLS), under one connection cap that the
+/// descriptor limit can hold.
+fn spawn_public(
+    gw: &Arc<Gateway>,
+    public: TcpListener,
+    secure: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<(), StartError> {
     let boot = gw.boot_config();
     let cap =
         server::public_connection_cap(boot.limits.max_connections, boot.admin_max_connections);
@@ -137,23 +184,14 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
             l,
             serving(Some(acceptor)),
             gw.clone(),
-            rx.clone(),
+            shutdown.clone(),
         )));
     }
     tasks.push(tokio::spawn(server::serve_public(
         public,
         serving(None),
         gw.clone(),
-        rx,
+        shutdown,
     )));
-    tracing::info!(%http_addr, ?https_addr, ?admin_addr, ?demo_addr, "anteroom listening");
-    Ok(Running {
-        http_addr,
-        https_addr,
-        admin_addr,
-        demo_addr,
-        gateway: gw,
-        shutdown: tx,
-        tasks,
-    })
+    Ok(())
 }

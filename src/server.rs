@@ -3,6 +3,7 @@
 //! answers lives in `admin`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 mod watchdog;
@@ -78,7 +79,7 @@ fn cap_within(nofile: u64, configured: usize, admin: usize) -> usize {
 pub async fn accept(
     listener: &TcpListener,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -137,10 +138,13 @@ pub async fn serve<H, F>(
         limits,
         drain,
     } = serving;
-    let builder = builder(&limits);
-    let graceful = GracefulShutdown::new();
+    let connections = Connections {
+        builder: builder(&limits),
+        graceful: GracefulShutdown::new(),
+        deadlines: Deadlines::of(&limits),
+        tls,
+    };
     let mut conns = tokio::task::JoinSet::new();
-    let deadlines = Deadlines::of(&limits);
     loop {
         // Finished connections leave the set as new ones come.
         while conns.try_join_next().is_some() {}
@@ -148,17 +152,44 @@ pub async fn serve<H, F>(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let Some((stream, addr)) = accept(&listener, &mut shutdown).await else {
+        let Some(accepted) = accept(&listener, &mut shutdown).await else {
             break;
         };
+        conns.spawn(connections.connection(accepted, permit, handle.clone()));
+    }
+    drop(listener);
+    drain_connections(connections.graceful, conns, drain).await;
+}
+
+/// What every connection of one listener is served with.
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    deadlines: Deadlines,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Connections {
+    /// Readies one accepted connection (no delay, watched for its deadlines, its requests in
+    /// flight counted) and returns the task that serves it with `handle`: a TLS handshake first
+    /// on a TLS listener, then HTTP/1.1 or HTTP/2. `permit` is held until the connection ends.
+    fn connection<H, F>(
+        &self,
+        (stream, addr): (TcpStream, SocketAddr),
+        permit: OwnedSemaphorePermit,
+        handle: H,
+    ) -> impl Future<Output = ()> + Send + use<H, F>
+    where
+        H: Fn(Peer, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
+    {
         let _ = stream.set_nodelay(true);
         let in_flight = InFlight::default();
-        let stream = Watchdog::new(stream, deadlines, in_flight.clone());
+        let stream = Watchdog::new(stream, self.deadlines, in_flight.clone());
         let peer = Peer {
             addr,
-            secure: tls.is_some(),
+            secure: self.tls.is_some(),
         };
-        let handle = handle.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let busy = in_flight.enter();
             let answer = handle(peer, req);
@@ -168,10 +199,10 @@ pub async fn serve<H, F>(
                 Ok::<_, Infallible>(resp)
             }
         });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        conns.spawn(async move {
+        let builder = self.builder.clone();
+        let watcher = self.graceful.watcher();
+        let tls = self.tls.clone();
+        async move {
             match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
@@ -188,10 +219,8 @@ pub async fn serve<H, F>(
                 },
             }
             drop(permit);
-        });
+        }
     }
-    drop(listener);
-    drain_connections(graceful, conns, drain).await;
 }
 
 /// Lets the open connections finish their requests, up to `drain`, then cuts the rest.

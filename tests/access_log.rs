@@ -1,8 +1,14 @@
 //! The per-request access log of the real binary: one line per request by default, none with
 //! `[log] access = false`.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

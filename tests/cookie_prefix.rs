@@ -2,8 +2,14 @@
 //! `Path=/`, no `Domain`, and that name (only) carries the session back; over plain HTTP the room
 //! keeps its usual name.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

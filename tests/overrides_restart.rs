@@ -1,7 +1,13 @@
 //! Admin overrides are written to the state folder and come back after a restart.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -3,8 +3,14 @@
 //! it comes back, a ticket that never comes back never holds a slot, and a place that is really
 //! gone is said so (page and JSON), never silently replaced by one at the back.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -13,8 +13,14 @@
 //! The tests of this file run one at a time (`SERIAL`): the leak test counts the descriptors of
 //! the whole test process.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -5,8 +5,14 @@
 //! snapshot is set aside without stopping the start; a second SIGTERM exits at once; and
 //! `anteroom state inspect` summarises a snapshot or says clearly that there is none.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -4,8 +4,14 @@
 //! origins trusting only their own CA; bad certificate files are configuration errors. Every
 //! certificate is made here by a test CA, and the gateway is the real one on 127.0.0.1 port 0.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

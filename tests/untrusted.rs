@@ -3,8 +3,14 @@
 //! oversized head gets 502 and is counted; a body that fails mid-way is counted; a queued
 //! visitor polling faster than it was told gets 429 and costs nothing.
 
-// Tests unwrap, measure real time, and share `pub` helpers through `mod support`.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::disallowed_types)]
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
 
 mod support;
 

@@ -189,66 +189,73 @@ fn apply_patch(current: &Overrides, body: &[u8]) -> Result<Overrides, Refused> {
     };
     let mut next = current.clone();
     for (k, v) in &fields {
-        let bad = |message: &str| Refused {
+        set_override(&mut next, k, v).map_err(|message| Refused {
             field: Some(k.clone()),
             message: format!("`{k}` {message}"),
-        };
-        match k.as_str() {
-            "enabled" | "paused" => {
-                let b = match v {
-                    Value::Null => None,
-                    Value::Bool(b) => Some(*b),
-                    _ => return Err(bad("must be true, false or null")),
-                };
-                if k == "enabled" {
-                    next.enabled = b;
-                } else {
-                    next.paused = b;
-                }
-            }
-            "active_users" | "admit_per_minute" => {
-                let n = match v {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .filter(|n| *n >= 1)
-                            .and_then(|n| u32::try_from(n).ok())
-                            .ok_or_else(|| bad("must be a whole number of at least 1, or null"))?,
-                    ),
-                };
-                if k == "active_users" {
-                    next.active_users = n;
-                } else {
-                    next.admit_per_minute = n;
-                }
-            }
-            "queue" => {
-                next.queue = match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(
-                        Policy::parse(s)
-                            .ok_or_else(|| bad("must be \"fifo\", \"random\" or \"lottery\""))?,
-                    ),
-                    _ => return Err(bad("must be \"fifo\", \"random\" or \"lottery\"")),
-                }
-            }
-            "message" => {
-                next.message = match v {
-                    Value::Null => None,
-                    Value::String(s) if s.chars().count() <= 1_000 => Some(s.clone()),
-                    Value::String(_) => return Err(bad("must be at most 1000 characters")),
-                    _ => return Err(bad("must be a string or null")),
-                }
-            }
-            _ => {
-                return Err(bad(
-                    "is not a field that can be overridden (enabled, paused, active_users, \
-                     admit_per_minute, queue, message)",
-                ));
-            }
-        }
+        })?;
     }
     Ok(next)
+}
+
+/// Sets the override a PATCH field names; the error says what is wrong with the field.
+fn set_override(next: &mut Overrides, field: &str, v: &Value) -> Result<(), &'static str> {
+    match field {
+        "enabled" => next.enabled = flag(v)?,
+        "paused" => next.paused = flag(v)?,
+        "active_users" => next.active_users = count(v)?,
+        "admit_per_minute" => next.admit_per_minute = count(v)?,
+        "queue" => next.queue = policy(v)?,
+        "message" => next.message = message(v)?,
+        _ => {
+            return Err(
+                "is not a field that can be overridden (enabled, paused, active_users, \
+                 admit_per_minute, queue, message)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A true/false override, or `null`.
+fn flag(v: &Value) -> Result<Option<bool>, &'static str> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        _ => Err("must be true, false or null"),
+    }
+}
+
+/// A whole-number override of at least 1 that fits 32 bits, or `null`.
+fn count(v: &Value) -> Result<Option<u32>, &'static str> {
+    match v {
+        Value::Null => Ok(None),
+        v => v
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or("must be a whole number of at least 1, or null"),
+    }
+}
+
+/// A queue policy by name, or `null`.
+fn policy(v: &Value) -> Result<Option<Policy>, &'static str> {
+    const POLICIES: &str = "must be \"fifo\", \"random\" or \"lottery\"";
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Policy::parse(s).map(Some).ok_or(POLICIES),
+        _ => Err(POLICIES),
+    }
+}
+
+/// A message of at most 1000 characters, or `null`.
+fn message(v: &Value) -> Result<Option<String>, &'static str> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.chars().count() <= 1_000 => Ok(Some(s.clone())),
+        Value::String(_) => Err("must be at most 1000 characters"),
+        _ => Err("must be a string or null"),
+    }
 }
 
 fn log_change(name: &str, who: &Who, file: &RoomConfig, before: &Overrides, after: &Overrides) {

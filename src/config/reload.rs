@@ -77,14 +77,20 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let path = gw.config().file.clone();
-    let mut watch = Watch::new(std::fs::read(&path).ok());
+    let mut watch = Watch::new(tokio::fs::read(&path).await.ok());
     let mut poll = tokio::time::interval(WATCH_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         tokio::select! {
             _ = poll.tick() => {
-                let Some(seen) = file_watch::read(&path) else {
+                // File reads run on the blocking pool, never on a thread serving visitors.
+                let p = path.clone();
+                let seen = tokio::task::spawn_blocking(move || file_watch::read(&p))
+                    .await
+                    .ok()
+                    .flatten();
+                let Some(seen) = seen else {
                     watch.unsteady();
                     continue;
                 };
@@ -94,12 +100,12 @@ async fn run(
                 }
             }
             Some(()) = recv_hangup(&mut hangup) => {
-                if let (_, Some(read)) = reload_file(&gw, &env, &path, "SIGHUP") {
+                if let (_, Some(read)) = reload_file(&gw, &env, &path, "SIGHUP").await {
                     watch.settle(read);
                 }
             }
             Some(reply) = requests.recv() => {
-                let (status, read) = reload_file(&gw, &env, &path, "admin API");
+                let (status, read) = reload_file(&gw, &env, &path, "admin API").await;
                 if let Some(read) = read {
                     watch.settle(read);
                 }
@@ -150,13 +156,13 @@ fn reload_watched(gw: &Gateway, env: &Env, path: &Path, watch: &mut Watch, ready
 }
 
 /// Reloads from the file on disk; returns the status and the bytes read.
-fn reload_file(
+async fn reload_file(
     gw: &Gateway,
     env: &Env,
     path: &Path,
     trigger: &str,
 ) -> (ReloadStatus, Option<Vec<u8>>) {
-    match std::fs::read(path) {
+    match tokio::fs::read(path).await {
         Ok(bytes) => (reload(gw, env, path, &bytes, trigger), Some(bytes)),
         Err(e) => {
             let errors = ConfigErrors(vec![ConfigError {

@@ -73,54 +73,70 @@ pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
 /// How long an app is told to wait after the origin failed.
 const ERROR_RETRY_SECONDS: u64 = 5;
 
+/// What an error's answer says besides its status.
+enum Wording {
+    /// The client's own fault: one plain line, whatever the client asked for.
+    Plain(&'static str),
+    /// The origin's or anteroom's: the error page's title and detail (JSON for apps).
+    Page(&'static str, &'static str),
+}
+
+/// Each error's status and wording.
+fn wording(e: &GatewayError) -> (StatusCode, Wording) {
+    use GatewayError as E;
+    use Wording::{Page, Plain};
+    match e {
+        E::UnknownHost(_) => (
+            StatusCode::MISDIRECTED_REQUEST,
+            Plain("no site is served at this host\n"),
+        ),
+        E::BadRequest(_) => (StatusCode::BAD_REQUEST, Plain("bad request\n")),
+        E::BodyTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Plain("request body too large\n"),
+        ),
+        E::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Plain("method not allowed\n"),
+        ),
+        E::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            Plain("request body too slow\n"),
+        ),
+        E::UriTooLong => (StatusCode::URI_TOO_LONG, Plain("request target too long\n")),
+        E::HeadersTooLarge => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Plain("request headers too large\n"),
+        ),
+        E::OriginDown(_) | E::OriginInvalid(_) => (
+            StatusCode::BAD_GATEWAY,
+            Page(
+                "The site is not answering",
+                "We could not reach the site just now. Please try again in a moment.",
+            ),
+        ),
+        E::OriginTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Page(
+                "The site is taking too long",
+                "The site did not answer in time. Please try again in a moment.",
+            ),
+        ),
+        E::Render(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Page("Something went wrong", "Please try again in a moment."),
+        ),
+    }
+}
+
 /// The one place where an error becomes a response.
 pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
-    let (status, title, detail) = match &e {
-        GatewayError::UnknownHost(_) => {
-            return respond::plain(
-                StatusCode::MISDIRECTED_REQUEST,
-                "no site is served at this host\n",
-            );
-        }
-        GatewayError::BadRequest(_) => {
-            return respond::plain(StatusCode::BAD_REQUEST, "bad request\n");
-        }
-        GatewayError::BodyTooLarge => {
-            return respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-        }
-        GatewayError::MethodNotAllowed => {
-            return respond::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        }
-        GatewayError::BodyTimeout => {
-            return respond::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
-        }
-        GatewayError::UriTooLong => {
-            return respond::plain(StatusCode::URI_TOO_LONG, "request target too long\n");
-        }
-        GatewayError::HeadersTooLarge => {
-            return respond::plain(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "request headers too large\n",
-            );
-        }
-        GatewayError::OriginDown(_) | GatewayError::OriginInvalid(_) => (
-            StatusCode::BAD_GATEWAY,
-            "The site is not answering",
-            "We could not reach the site just now. Please try again in a moment.",
-        ),
-        GatewayError::OriginTimeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "The site is taking too long",
-            "The site did not answer in time. Please try again in a moment.",
-        ),
-        GatewayError::Render(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Please try again in a moment.",
-        ),
+    let (status, title, detail) = match wording(&e) {
+        (status, Wording::Plain(line)) => return respond::plain(status, line),
+        (status, Wording::Page(title, detail)) => (status, title, detail),
     };
     tracing::warn!(error = %e, status = status.as_u16(), "request failed");
     if !html {

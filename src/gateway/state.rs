@@ -2,6 +2,7 @@
 //! request path (each room's lock is held only for a flat copy; the encoding and the disk work
 //! run on a blocking thread).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -10,7 +11,7 @@ use serde::Serialize;
 use super::{Gateway, Room};
 use crate::config::Config;
 use crate::metrics as m;
-use crate::room::{RoomState, Settings};
+use crate::room::{Capture, RoomState, Settings};
 use crate::snapshot::{self, Snapshot};
 
 /// What one snapshot write did.
@@ -67,6 +68,39 @@ impl Gateway {
     pub async fn write_snapshot(&self) -> std::io::Result<SnapshotReport> {
         let _one = self.snapshot_write.lock().await;
         let started = Instant::now();
+        let copies = self.copy_rooms();
+        let dir = self.boot.state.dir.clone();
+        let path = snapshot::path(&dir).display().to_string();
+        let written = encode_and_write(dir, copies.captures).await;
+        let total = started.elapsed().as_secs_f64();
+        match written {
+            Ok((rooms, sessions, bytes)) => {
+                for (room, reserve) in copies.reserves {
+                    room.state.lock().reserve_written(reserve);
+                }
+                metrics::counter!(m::SNAPSHOTS, "result" => "ok").increment(1);
+                metrics::histogram!(m::SNAPSHOT_DURATION).record(total);
+                metrics::gauge!(m::SNAPSHOT_BYTES).set(bytes as f64);
+                metrics::gauge!(m::SNAPSHOT_LAST_SUCCESS).set(snapshot::unix_ms() as f64 / 1e3);
+                Ok(SnapshotReport {
+                    rooms,
+                    sessions,
+                    bytes,
+                    longest_lock_ms: copies.longest_lock * 1e3,
+                    total_ms: total * 1e3,
+                    path,
+                })
+            }
+            Err(e) => {
+                metrics::counter!(m::SNAPSHOTS, "result" => "error").increment(1);
+                tracing::error!(file = %path, error = %e, "snapshot write failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies every room under its lock, one room at a time.
+    fn copy_rooms(&self) -> Copies {
         let rooms: Vec<(String, Arc<Room>)> = self
             .rooms
             .read()
@@ -86,45 +120,40 @@ impl Gateway {
             reserves.push((room, capture.reserve()));
             captures.push((name, capture));
         }
-        let dir = self.boot.state.dir.clone();
-        let path = snapshot::path(&dir).display().to_string();
-        let written = tokio::task::spawn_blocking(move || {
-            let snap = Snapshot {
-                written_unix_ms: snapshot::unix_ms(),
-                rooms: captures.into_iter().map(|(n, c)| (n, c.image())).collect(),
-            };
-            let sessions = snap.rooms.iter().map(|(_, i)| i.sessions.len()).sum();
-            snapshot::write(&dir, &snap).map(|bytes| (snap.rooms.len(), sessions, bytes))
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-        let total = started.elapsed().as_secs_f64();
-        match written {
-            Ok((rooms, sessions, bytes)) => {
-                for (room, reserve) in reserves {
-                    room.state.lock().reserve_written(reserve);
-                }
-                metrics::counter!(m::SNAPSHOTS, "result" => "ok").increment(1);
-                metrics::histogram!(m::SNAPSHOT_DURATION).record(total);
-                metrics::gauge!(m::SNAPSHOT_BYTES).set(bytes as f64);
-                metrics::gauge!(m::SNAPSHOT_LAST_SUCCESS).set(snapshot::unix_ms() as f64 / 1e3);
-                Ok(SnapshotReport {
-                    rooms,
-                    sessions,
-                    bytes,
-                    longest_lock_ms: longest_lock * 1e3,
-                    total_ms: total * 1e3,
-                    path,
-                })
-            }
-            Err(e) => {
-                metrics::counter!(m::SNAPSHOTS, "result" => "error").increment(1);
-                tracing::error!(file = %path, error = %e, "snapshot write failed");
-                Err(e)
-            }
+        Copies {
+            captures,
+            reserves,
+            longest_lock,
         }
     }
+}
+
+/// The rooms' flat copies for one snapshot.
+struct Copies {
+    captures: Vec<(String, Capture)>,
+    /// Each room's ticket reserve as copied, recorded in the room once the file is written.
+    reserves: Vec<(Arc<Room>, (u64, u64))>,
+    /// Longest time a room's lock was held for its copy, in seconds.
+    longest_lock: f64,
+}
+
+/// Encodes the copies and writes them to `dir` on a blocking thread: how many rooms and
+/// sessions, and the bytes written.
+async fn encode_and_write(
+    dir: PathBuf,
+    captures: Vec<(String, Capture)>,
+) -> std::io::Result<(usize, usize, u64)> {
+    tokio::task::spawn_blocking(move || {
+        let snap = Snapshot {
+            written_unix_ms: snapshot::unix_ms(),
+            rooms: captures.into_iter().map(|(n, c)| (n, c.image())).collect(),
+        };
+        let sessions = snap.rooms.iter().map(|(_, i)| i.sessions.len()).sum();
+        snapshot::write(&dir, &snap).map(|bytes| (snap.rooms.len(), sessions, bytes))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
 }
 
 impl Gateway {

@@ -119,6 +119,35 @@ pub async fn forward(
         (proto, client_side)
     });
     let (mut parts, body) = req.into_parts();
+    to_origin(&mut parts, &f, upgrade.as_ref().map(|(proto, _)| proto))?;
+    // The body's first piece arrives before the origin is contacted: a body malformed from the
+    // start, or already over the limit, never reaches it.
+    let (body, progress) = body::prepare(body, f.max_body, f.body_timeout).await?;
+    // What a retry needs: only requests that are safe to send twice and carry no body.
+    let replay =
+        (upgrade.is_none() && idempotent(&parts.method) && http_body::Body::is_end_stream(&body))
+            .then(|| Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+            });
+    let req = Request::from_parts(parts, body);
+    let resp = match send(client, req, replay, &progress, f.response_timeout).await {
+        None => return Err(GatewayError::OriginTimeout),
+        Some(Err(e)) => return Err(origin_error(&e)),
+        Some(Ok(resp)) => resp,
+    };
+    relay(resp, upgrade, f.upgrades)
+}
+
+/// Rewrites the request head for the origin: the origin's scheme and authority with the
+/// client's path, HTTP/1.1, no hop-by-hop headers nor anteroom's own, the Host the origin
+/// expects, the forwarding headers, and the protocol `upgrade` asked for.
+fn to_origin(
+    parts: &mut http::request::Parts,
+    f: &Forward<'_>,
+    upgrade: Option<&http::HeaderValue>,
+) -> Result<(), GatewayError> {
     // An absolute-form target (or HTTP/2's :authority) is what the request was routed by: the
     // origin must see that host, never a different Host header riding along (RFC 9112 3.2.2).
     let routed_authority = parts.uri.authority().cloned();
@@ -152,56 +181,75 @@ pub async fn forward(
         parts.headers.insert(http::header::HOST, v);
     }
     headers::set_forwarded(&mut parts.headers, f.peer, f.trusted_peer, f.proto, f.host);
-    if let Some((proto, _)) = &upgrade {
+    if let Some(proto) = upgrade {
         headers::keep_upgrade(&mut parts.headers, proto.clone());
     }
-    // The body's first piece arrives before the origin is contacted: a body malformed from the
-    // start, or already over the limit, never reaches it.
-    let (body, progress) = body::prepare(body, f.max_body, f.body_timeout).await?;
-    // What a retry needs: only requests that are safe to send twice and carry no body.
-    let replay =
-        (upgrade.is_none() && idempotent(&parts.method) && http_body::Body::is_end_stream(&body))
-            .then(|| {
-                (
-                    parts.method.clone(),
-                    parts.uri.clone(),
-                    parts.headers.clone(),
-                )
-            });
-    let mut attempt = client.request(Request::from_parts(parts, body));
+    Ok(())
+}
+
+/// The head of a request that may go out a second time (idempotent, no body).
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn request(&self) -> Request<Body> {
+        let mut again = Request::new(body::empty());
+        *again.method_mut() = self.method.clone();
+        *again.uri_mut() = self.uri.clone();
+        *again.headers_mut() = self.headers.clone();
+        again
+    }
+}
+
+/// Sends `req` and waits for the answer within `limit` (see `answer_within`); `None`: the origin
+/// took too long. With a `replay`, a pooled connection the origin closed as the request went out
+/// (the origin saw no complete request) is tried once more on another connection.
+async fn send(
+    client: &OriginClient,
+    req: Request<Body>,
+    replay: Option<Replay>,
+    progress: &body::Progress,
+    limit: Duration,
+) -> Option<Result<Response<Incoming>, hyper_util::client::legacy::Error>> {
+    let mut attempt = client.request(req);
     let mut retries = 0;
-    let answer = loop {
-        let answer = answer_within(attempt, &progress, f.response_timeout).await;
-        // A pooled connection the origin closed as this request went out: the origin saw no
-        // complete request, and an idempotent one goes out again on another connection.
+    loop {
+        let answer = answer_within(attempt, progress, limit).await;
         match (&answer, &replay) {
-            (Some(Err(e)), Some((method, uri, headers))) if retries < 1 && closed_early(e) => {
+            (Some(Err(e)), Some(replay)) if retries < 1 && closed_early(e) => {
                 retries += 1;
                 tracing::debug!(error = %error_chain(e), retries, "origin closed a pooled connection; retrying");
-                let mut again = Request::new(body::empty());
-                *again.method_mut() = method.clone();
-                *again.uri_mut() = uri.clone();
-                *again.headers_mut() = headers.clone();
-                attempt = client.request(again);
+                attempt = client.request(replay.request());
             }
-            _ => break answer,
+            _ => return answer,
         }
-    };
-    let mut resp = match answer {
-        None => return Err(GatewayError::OriginTimeout),
-        Some(Err(e)) => {
-            return Err(if let Some(b) = BodyError::find(&e) {
-                b.to_gateway()
-            } else if let Some(bad) = InvalidResponse::find(&e) {
-                GatewayError::OriginInvalid(bad.to_string())
-            } else if parse_error(&e) {
-                GatewayError::OriginInvalid(error_chain(&e))
-            } else {
-                GatewayError::OriginDown(error_chain(&e))
-            });
-        }
-        Some(Ok(resp)) => resp,
-    };
+    }
+}
+
+/// The gateway error for a request the origin did not answer: the client's body at fault, an
+/// answer that cannot be relayed, or an origin out of reach.
+fn origin_error(e: &hyper_util::client::legacy::Error) -> GatewayError {
+    if let Some(b) = BodyError::find(e) {
+        b.to_gateway()
+    } else if let Some(bad) = InvalidResponse::find(e) {
+        GatewayError::OriginInvalid(bad.to_string())
+    } else if parse_error(e) {
+        GatewayError::OriginInvalid(error_chain(e))
+    } else {
+        GatewayError::OriginDown(error_chain(e))
+    }
+}
+
+/// Readies the origin's response for the client: framing checked, hop-by-hop headers dropped,
+/// and a 101 that grants the client's `upgrade` spliced (any other 101 is refused).
+fn relay(
+    mut resp: Response<Incoming>,
+    upgrade: Option<(http::HeaderValue, hyper::upgrade::OnUpgrade)>,
+    upgrades: &Upgrades,
+) -> Result<Response<Incoming>, GatewayError> {
     headers::check_response_framing(resp.headers()).map_err(GatewayError::OriginInvalid)?;
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let granted = switching
@@ -212,7 +260,7 @@ pub async fn forward(
         (Some((_, client_side)), true, Some(proto)) => {
             headers::keep_upgrade(resp.headers_mut(), proto);
             let origin_side = hyper::upgrade::on(&mut resp);
-            f.upgrades.spawn(splice(client_side, origin_side));
+            upgrades.spawn(splice(client_side, origin_side));
             Ok(resp)
         }
         // A switch nobody asked for, or one that names no protocol, cannot be passed on.

@@ -143,63 +143,78 @@ pub fn decide(
     state
         .queue
         .switch_to(settings.policy, now_ms, ms(settings.draw_every));
-    // A token from before a restart whose session the room does not know may take its place
-    // again (a new visitor admitted at once, or back in line at its ticket).
-    let recovered = visitor.is_some_and(|v| {
-        !state.sessions.contains_key(&v.id) && recover(settings, state, v, now_ms, true)
-    });
-    if let Some(v) = visitor {
-        came_back(state, &v.id, now_ms);
-    }
     if let Some(v) = visitor
-        && let Some(s) = state.sessions.get_mut(&v.id)
+        && let Some(decision) = returning(settings, state, v, now_ms, rng)
     {
-        let visitor = Visitor {
-            id: v.id,
-            ticket: s.ticket,
-        };
-        match s.state {
-            SessionState::Active => {
-                s.seen_ms = now_ms;
-                return Decision::Admit {
-                    visitor,
-                    joined: false,
-                    how: recovered.then_some(AdmitHow::Immediate),
-                };
-            }
-            SessionState::Released => {
-                s.state = SessionState::Active;
-                s.seen_ms = now_ms;
-                s.since_ms = now_ms;
-                state.released -= 1;
-                state.active += 1;
-                state.counters.admitted_released += 1;
-                super::tick::arm(settings, state, v.id);
-                return Decision::Admit {
-                    visitor,
-                    joined: false,
-                    how: Some(AdmitHow::Released),
-                };
-            }
-            // `came_back` made a missed session queued again.
-            SessionState::Queued | SessionState::Missed => {
-                if !recovered {
-                    state.counters.duplicates += 1;
-                }
-                let view = shown_view(settings, state, &v.id, now_ms, rng);
-                return Decision::Wait {
-                    visitor,
-                    joined: false,
-                    duplicate: !recovered,
-                    view,
-                };
-            }
-        }
+        return decision;
     }
     if settings.mode == Mode::Reject {
         return Decision::Closed;
     }
     join(settings, state, visitor.is_some(), now_ms, rng)
+}
+
+/// A visitor with a valid token: admitted or held in line by the session it names, which may
+/// have come back from before a restart. `None` if the room does not know that session.
+fn returning(
+    settings: &Settings,
+    state: &mut RoomState,
+    v: Visitor,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Option<Decision> {
+    // A token from before a restart whose session the room does not know may take its place
+    // again (a new visitor admitted at once, or back in line at its ticket).
+    let recovered =
+        !state.sessions.contains_key(&v.id) && recover(settings, state, v, now_ms, true);
+    came_back(state, &v.id, now_ms);
+    let s = state.sessions.get_mut(&v.id)?;
+    let visitor = Visitor {
+        id: v.id,
+        ticket: s.ticket,
+    };
+    match s.state {
+        SessionState::Active => {
+            s.seen_ms = now_ms;
+            Some(Decision::Admit {
+                visitor,
+                joined: false,
+                how: recovered.then_some(AdmitHow::Immediate),
+            })
+        }
+        SessionState::Released => {
+            s.state = SessionState::Active;
+            s.seen_ms = now_ms;
+            s.since_ms = now_ms;
+            Some(came_in(settings, state, visitor))
+        }
+        // `came_back` made a missed session queued again.
+        SessionState::Queued | SessionState::Missed => {
+            if !recovered {
+                state.counters.duplicates += 1;
+            }
+            let view = shown_view(settings, state, &v.id, now_ms, rng);
+            Some(Decision::Wait {
+                visitor,
+                joined: false,
+                duplicate: !recovered,
+                view,
+            })
+        }
+    }
+}
+
+/// A released visitor came in (its session is now active): its slot counts as admitted.
+fn came_in(settings: &Settings, state: &mut RoomState, visitor: Visitor) -> Decision {
+    state.released -= 1;
+    state.active += 1;
+    state.counters.admitted_released += 1;
+    super::tick::arm(settings, state, visitor.id);
+    Decision::Admit {
+        visitor,
+        joined: false,
+        how: Some(AdmitHow::Released),
+    }
 }
 
 /// A known session makes a request or polls: it is present. A missed one (its turn came while it
@@ -398,6 +413,14 @@ pub fn revoke(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
     Some(EndReason::Revoke)
 }
 
+/// Where a session stands: in line (queued, or missed until it is back) and at which place.
+#[derive(Debug, Clone, Copy)]
+struct Standing {
+    queued: bool,
+    position: Option<u64>,
+}
+
+/// What session `id` is shown at `now_ms` (a closed room's view when it is unknown).
 fn view_of(
     settings: &Settings,
     state: &RoomState,
@@ -423,39 +446,12 @@ fn view_of(
         SessionState::Released => (ViewState::Released, None),
         SessionState::Active => (ViewState::Admitted, None),
     };
-    let queued = matches!(s.state, SessionState::Queued | SessionState::Missed);
-    let next_draw_in_ms = match &state.queue {
-        Line::Lottery(q) if queued && position.is_none() => {
-            q.next_draw_ms().map(|at| at.saturating_sub(now_ms))
-        }
-        _ => None,
+    let at = Standing {
+        queued: matches!(s.state, SessionState::Queued | SessionState::Missed),
+        position,
     };
-    let estimated_wait_seconds = match (queued, position, &state.queue) {
-        // Paused or closed: nobody is released, so no time is promised (the state says why).
-        (true, _, _) if super::estimate::no_releases(settings) => None,
-        (true, Some(p), _) => wait_seconds(p, rate),
-        (true, None, Line::Lottery(q)) => {
-            lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)
-        }
-        // Without a stable place, the wait shown is the time to release everyone now in line.
-        (true, None, _) => wait_seconds(queue_depth, rate),
-        (false, _, _) => Some(0),
-    };
-    let chance_next_minute = (queued && matches!(state.queue, Line::Random(_)))
-        .then(|| ((rate * 60.0) / queue_depth.max(1) as f64).min(1.0))
-        .map(|c| (c * 1000.0).round() / 1000.0);
-    let progress_percent = match (queued, position) {
-        (true, Some(p)) => {
-            let moved = u64::from((state.counters.released as u32).wrapping_sub(s.released_before));
-            ((moved * 100) / (moved + p).max(1)).min(99) as u8
-        }
-        (true, None) => 0,
-        (false, _) => 100,
-    };
-    let slowed_ms_ago = state
-        .slowed_at_ms
-        .filter(|at| queued && *at >= s.since_ms)
-        .map(|at| now_ms.saturating_sub(at));
+    let next_draw_in_ms = next_draw_in(state, at, now_ms);
+    let estimated_wait_seconds = estimated_wait(settings, state, at, next_draw_in_ms, rate);
     View {
         state: view_state,
         position,
@@ -466,11 +462,66 @@ fn view_of(
         // in time to come in.
         poll_after_seconds: poll_after(estimated_wait_seconds, rng)
             .min((ms(settings.release_window) / 3_000).max(2)),
-        progress_percent,
-        chance_next_minute,
+        progress_percent: progress_percent(state, s, at),
+        chance_next_minute: chance_next_minute(state, at, rate),
         next_draw_in_ms,
         deadlines: Deadlines::of(settings, s, now_ms),
-        slowed_ms_ago,
+        slowed_ms_ago: state
+            .slowed_at_ms
+            .filter(|t| at.queued && *t >= s.since_ms)
+            .map(|t| now_ms.saturating_sub(t)),
+    }
+}
+
+/// Lottery queues, for a visitor in line before their draw: milliseconds until the next draw.
+fn next_draw_in(state: &RoomState, at: Standing, now_ms: u64) -> Option<u64> {
+    match &state.queue {
+        Line::Lottery(q) if at.queued && at.position.is_none() => {
+            q.next_draw_ms().map(|t| t.saturating_sub(now_ms))
+        }
+        _ => None,
+    }
+}
+
+/// The wait (s) to promise a visitor standing `at`, with the line moving at `rate` a second.
+fn estimated_wait(
+    settings: &Settings,
+    state: &RoomState,
+    at: Standing,
+    next_draw_in_ms: Option<u64>,
+    rate: f64,
+) -> Option<u64> {
+    match (at.queued, at.position, &state.queue) {
+        // Paused or closed: nobody is released, so no time is promised (the state says why).
+        (true, _, _) if super::estimate::no_releases(settings) => None,
+        (true, Some(p), _) => wait_seconds(p, rate),
+        (true, None, Line::Lottery(q)) => {
+            lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)
+        }
+        // Without a stable place, the wait shown is the time to release everyone now in line.
+        (true, None, _) => wait_seconds(state.waiting(), rate),
+        (false, _, _) => Some(0),
+    }
+}
+
+/// Random queues: the chance (0..=1, to a thousandth) of a visitor in line being released
+/// within the next minute, with the line moving at `rate` a second.
+fn chance_next_minute(state: &RoomState, at: Standing, rate: f64) -> Option<f64> {
+    (at.queued && matches!(state.queue, Line::Random(_)))
+        .then(|| ((rate * 60.0) / state.waiting().max(1) as f64).min(1.0))
+        .map(|c| (c * 1000.0).round() / 1000.0)
+}
+
+/// How far along the line a visitor standing `at` has come: releases since they joined against
+/// the places still ahead; 100 once out of line.
+fn progress_percent(state: &RoomState, s: &Session, at: Standing) -> u8 {
+    match (at.queued, at.position) {
+        (true, Some(p)) => {
+            let moved = u64::from((state.counters.released as u32).wrapping_sub(s.released_before));
+            ((moved * 100) / (moved + p).max(1)).min(99) as u8
+        }
+        (true, None) => 0,
+        (false, _) => 100,
     }
 }
 

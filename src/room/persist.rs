@@ -203,128 +203,11 @@ impl RoomState {
     /// counts (expiries happen on the first tick), tickets resume above everything an earlier run
     /// may have issued, and tickets issued after the snapshot may come back once.
     pub fn restore(image: Image, settings: &Settings, now_ms: u64) -> Result<RoomState, String> {
-        // Far beyond any clock-based numbering: a damaged file, which would overflow later.
-        if image.next_ticket.max(image.ticket_ceiling) > MAX_TICKET {
-            return Err(format!(
-                "ticket numbers up to {} are out of range",
-                image.next_ticket.max(image.ticket_ceiling)
-            ));
-        }
-        let c = &image.counters;
-        let counters = [
-            c.joined,
-            c.admitted_immediate,
-            c.admitted_released,
-            c.released,
-            c.abandoned,
-            c.left_queue,
-            c.duplicates,
-            c.recovered,
-        ];
-        if counters.iter().any(|&n| n > MAX_TICKET) {
-            return Err("a counter is out of range".into());
-        }
+        check_ranges(&image)?;
         let mut s = RoomState::new(now_ms, settings.admit_per_minute);
-        s.sessions.reserve(image.sessions.len());
-        // Nobody could poll or come in while the gateway was down: the downtime is not held
-        // against anyone. What was already due when the snapshot was taken (a visitor who had
-        // stopped polling) still happens on the first tick.
-        let down = now_ms.saturating_sub(image.taken_ms);
-        let mut queued: Vec<(u64, SessionId)> = Vec::new();
-        for si in &image.sessions {
-            let id = SessionId::from_bytes(si.id);
-            let (state, returned) = match si.state {
-                0 | 5 | 7 => (SessionState::Queued, true),
-                4 => (SessionState::Queued, false),
-                1 | 8 => (SessionState::Released, true),
-                2 => (SessionState::Active, true),
-                3 | 6 => (SessionState::Missed, false),
-                n => return Err(format!("session state {n} is unknown")),
-            };
-            let no_showed = matches!(si.state, 6..=8);
-            if si.ticket >= image.next_ticket {
-                return Err(format!("ticket {} was never issued", si.ticket));
-            }
-            let (seen, since) = match state {
-                // The wait itself (since joining) keeps counting: it is what the visitor lived.
-                SessionState::Queued | SessionState::Missed => {
-                    (si.seen_ms.saturating_add(down), si.since_ms)
-                }
-                // The release window and `max_session` count from release and admission.
-                SessionState::Released | SessionState::Active => (
-                    si.seen_ms.saturating_add(down),
-                    si.since_ms.saturating_add(down),
-                ),
-            };
-            let mut session = Session {
-                ticket: si.ticket,
-                // A clock that went back while the gateway was down does not move anyone ahead.
-                seen_ms: seen.min(now_ms),
-                since_ms: since.min(now_ms),
-                released_before: si.released_before,
-                next_poll_ms: 0,
-                due_ms: 0,
-                state,
-                returned,
-                no_showed,
-                wait_shown_s: 0,
-                slowdowns_seen: 0,
-            };
-            session.due_ms = deadline(settings, &session).0;
-            match state {
-                SessionState::Queued if matches!(si.state, 5 | 7) => s.front.insert(si.ticket, id),
-                SessionState::Queued => queued.push((si.ticket, id)),
-                SessionState::Released => s.released += 1,
-                SessionState::Active => s.active += 1,
-                SessionState::Missed => {}
-            }
-            s.schedule(session.due_ms, id);
-            if s.sessions.insert(id, session).is_some() {
-                return Err("a session appears twice".into());
-            }
-        }
-        queued.sort_unstable();
-        // Every session holds its own ticket (a place is found by ticket).
-        let mut all: Vec<u64> = image.sessions.iter().map(|si| si.ticket).collect();
-        all.sort_unstable();
-        if all.windows(2).any(|w| w[0] == w[1]) {
-            return Err("two sessions share a ticket".into());
-        }
-        s.queue = match image.line {
-            LineImage::Fifo => {
-                let mut q = FifoQueue::new();
-                for (t, id) in queued {
-                    q.insert(t, id);
-                }
-                Line::Fifo(q)
-            }
-            LineImage::Random => {
-                let mut q = RandomQueue::default();
-                for (t, id) in queued {
-                    q.insert(t, id);
-                }
-                Line::Random(q)
-            }
-            LineImage::Lottery {
-                drawn,
-                next_draw_ms,
-            } => {
-                let by_ticket: HashMap<u64, SessionId> = queued.iter().copied().collect();
-                let mut order = Vec::with_capacity(drawn.len());
-                let mut in_draw = HashSet::with_capacity(drawn.len());
-                for t in drawn {
-                    let id = by_ticket
-                        .get(&t)
-                        .ok_or_else(|| format!("drawn ticket {t} is not queued"))?;
-                    if !in_draw.insert(t) {
-                        return Err(format!("ticket {t} drawn twice"));
-                    }
-                    order.push((t, *id));
-                }
-                let pool = queued.into_iter().filter(|(t, _)| !in_draw.contains(t));
-                Line::Lottery(LotteryQueue::restore(next_draw_ms, order, pool))
-            }
-        };
+        let queued = s.restore_sessions(&image, settings, now_ms)?;
+        check_own_tickets(&image.sessions)?;
+        s.queue = restore_line(image.line, queued)?;
         s.bucket = Bucket::restore(
             image.bucket.tokens,
             image.bucket.last_refill_ms.min(now_ms),
@@ -333,26 +216,227 @@ impl RoomState {
         s.releases = image.releases.into_iter().collect();
         s.first_release_ms = image.first_release_ms;
         s.counters = image.counters;
-        s.next_ticket = image
-            .ticket_ceiling
-            .max(image.next_ticket)
-            .max(now_ms.saturating_mul(TICKETS_PER_MS));
-        s.snapshot_ticket = s.next_ticket;
-        s.ticket_ceiling = s.next_ticket.saturating_add(MIN_RESERVE);
         s.recovery = image.recovery;
-        s.recovery.retain(|r| r.until_ms > now_ms);
-        if s.next_ticket > image.next_ticket {
-            s.recovery.push(Recovery {
-                from: image.next_ticket,
-                to: s.next_ticket,
-                until_ms: now_ms + recovery_window(settings),
-            });
-        }
+        s.resume_tickets(image.next_ticket, image.ticket_ceiling, settings, now_ms);
         s.recovered = image.recovered.into_iter().collect();
         // Every timer was just armed with `settings`.
         s.timer_settings = Some(super::tick::timer_key(settings));
         Ok(s)
     }
+
+    /// Puts every session of `image` back, its timer armed with `settings`, those at the front
+    /// at the front. Returns the other queued sessions in ticket order: the line is rebuilt
+    /// from them.
+    fn restore_sessions(
+        &mut self,
+        image: &Image,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, SessionId)>, String> {
+        self.sessions.reserve(image.sessions.len());
+        // Nobody could poll or come in while the gateway was down: the downtime is not held
+        // against anyone. What was already due when the snapshot was taken (a visitor who had
+        // stopped polling) still happens on the first tick.
+        let clock = Downtime {
+            down: now_ms.saturating_sub(image.taken_ms),
+            now_ms,
+        };
+        let mut queued: Vec<(u64, SessionId)> = Vec::new();
+        for si in &image.sessions {
+            let id = SessionId::from_bytes(si.id);
+            let session = restore_session(si, image.next_ticket, settings, clock)?;
+            match session.state {
+                SessionState::Queued if matches!(si.state, 5 | 7) => {
+                    self.front.insert(si.ticket, id)
+                }
+                SessionState::Queued => queued.push((si.ticket, id)),
+                SessionState::Released => self.released += 1,
+                SessionState::Active => self.active += 1,
+                SessionState::Missed => {}
+            }
+            self.schedule(session.due_ms, id);
+            if self.sessions.insert(id, session).is_some() {
+                return Err("a session appears twice".into());
+            }
+        }
+        queued.sort_unstable();
+        Ok(queued)
+    }
+
+    /// Resumes ticket numbers above everything an earlier run may have issued (`next_ticket`
+    /// and `ticket_ceiling` of its snapshot), drops recovery ranges whose time is up, and opens
+    /// one for the tickets the earlier run may have issued after its snapshot.
+    fn resume_tickets(
+        &mut self,
+        next_ticket: u64,
+        ticket_ceiling: u64,
+        settings: &Settings,
+        now_ms: u64,
+    ) {
+        self.next_ticket = ticket_ceiling
+            .max(next_ticket)
+            .max(now_ms.saturating_mul(TICKETS_PER_MS));
+        self.snapshot_ticket = self.next_ticket;
+        self.ticket_ceiling = self.next_ticket.saturating_add(MIN_RESERVE);
+        self.recovery.retain(|r| r.until_ms > now_ms);
+        if self.next_ticket > next_ticket {
+            self.recovery.push(Recovery {
+                from: next_ticket,
+                to: self.next_ticket,
+                until_ms: now_ms + recovery_window(settings),
+            });
+        }
+    }
+}
+
+/// How long the gateway was down (`down`, ms) before it restored at `now_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Downtime {
+    down: u64,
+    now_ms: u64,
+}
+
+/// Refuses an image whose ticket numbers or counters are far beyond any clock-based numbering:
+/// a damaged file, which would overflow later.
+fn check_ranges(image: &Image) -> Result<(), String> {
+    if image.next_ticket.max(image.ticket_ceiling) > MAX_TICKET {
+        return Err(format!(
+            "ticket numbers up to {} are out of range",
+            image.next_ticket.max(image.ticket_ceiling)
+        ));
+    }
+    let c = &image.counters;
+    let counters = [
+        c.joined,
+        c.admitted_immediate,
+        c.admitted_released,
+        c.released,
+        c.abandoned,
+        c.left_queue,
+        c.duplicates,
+        c.recovered,
+    ];
+    if counters.iter().any(|&n| n > MAX_TICKET) {
+        return Err("a counter is out of range".into());
+    }
+    Ok(())
+}
+
+/// The session state and `returned` flag a stored state code stands for (see
+/// [`SessionImage::state`]).
+fn session_state(code: u8) -> Result<(SessionState, bool), String> {
+    match code {
+        0 | 5 | 7 => Ok((SessionState::Queued, true)),
+        4 => Ok((SessionState::Queued, false)),
+        1 | 8 => Ok((SessionState::Released, true)),
+        2 => Ok((SessionState::Active, true)),
+        3 | 6 => Ok((SessionState::Missed, false)),
+        n => Err(format!("session state {n} is unknown")),
+    }
+}
+
+/// One stored session as it lives again, its timer due time computed with `settings`. Its
+/// ticket must be below the image's `next_ticket`.
+fn restore_session(
+    si: &SessionImage,
+    next_ticket: u64,
+    settings: &Settings,
+    clock: Downtime,
+) -> Result<Session, String> {
+    let (state, returned) = session_state(si.state)?;
+    let no_showed = matches!(si.state, 6..=8);
+    if si.ticket >= next_ticket {
+        return Err(format!("ticket {} was never issued", si.ticket));
+    }
+    let Downtime { down, now_ms } = clock;
+    let (seen, since) = match state {
+        // The wait itself (since joining) keeps counting: it is what the visitor lived.
+        SessionState::Queued | SessionState::Missed => {
+            (si.seen_ms.saturating_add(down), si.since_ms)
+        }
+        // The release window and `max_session` count from release and admission.
+        SessionState::Released | SessionState::Active => (
+            si.seen_ms.saturating_add(down),
+            si.since_ms.saturating_add(down),
+        ),
+    };
+    let mut session = Session {
+        ticket: si.ticket,
+        // A clock that went back while the gateway was down does not move anyone ahead.
+        seen_ms: seen.min(now_ms),
+        since_ms: since.min(now_ms),
+        released_before: si.released_before,
+        next_poll_ms: 0,
+        due_ms: 0,
+        state,
+        returned,
+        no_showed,
+        wait_shown_s: 0,
+        slowdowns_seen: 0,
+    };
+    session.due_ms = deadline(settings, &session).0;
+    Ok(session)
+}
+
+/// Every session holds its own ticket (a place is found by ticket).
+fn check_own_tickets(sessions: &[SessionImage]) -> Result<(), String> {
+    let mut all: Vec<u64> = sessions.iter().map(|si| si.ticket).collect();
+    all.sort_unstable();
+    if all.windows(2).any(|w| w[0] == w[1]) {
+        return Err("two sessions share a ticket".into());
+    }
+    Ok(())
+}
+
+/// The line of `image`, from the queued sessions (not at the front) in ticket order.
+fn restore_line(line: LineImage, queued: Vec<(u64, SessionId)>) -> Result<Line, String> {
+    Ok(match line {
+        LineImage::Fifo => {
+            let mut q = FifoQueue::new();
+            for (t, id) in queued {
+                q.insert(t, id);
+            }
+            Line::Fifo(q)
+        }
+        LineImage::Random => {
+            let mut q = RandomQueue::default();
+            for (t, id) in queued {
+                q.insert(t, id);
+            }
+            Line::Random(q)
+        }
+        LineImage::Lottery {
+            drawn,
+            next_draw_ms,
+        } => restore_lottery(drawn, next_draw_ms, queued)?,
+    })
+}
+
+/// A lottery line: the `drawn` tickets in release order (each queued, none twice), the other
+/// queued sessions in the pool.
+fn restore_lottery(
+    drawn: Vec<u64>,
+    next_draw_ms: Option<u64>,
+    queued: Vec<(u64, SessionId)>,
+) -> Result<Line, String> {
+    let by_ticket: HashMap<u64, SessionId> = queued.iter().copied().collect();
+    let mut order = Vec::with_capacity(drawn.len());
+    let mut in_draw = HashSet::with_capacity(drawn.len());
+    for t in drawn {
+        let id = by_ticket
+            .get(&t)
+            .ok_or_else(|| format!("drawn ticket {t} is not queued"))?;
+        if !in_draw.insert(t) {
+            return Err(format!("ticket {t} drawn twice"));
+        }
+        order.push((t, *id));
+    }
+    let pool = queued.into_iter().filter(|(t, _)| !in_draw.contains(t));
+    Ok(Line::Lottery(LotteryQueue::restore(
+        next_draw_ms,
+        order,
+        pool,
+    )))
 }
 
 impl Capture {

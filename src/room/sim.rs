@@ -287,123 +287,154 @@ impl Sim {
         self.agents = agents;
     }
 
+    /// One visitor acts if their moment has come. Returns whether they stay.
     fn act_one(&mut self, a: &mut Agent, b: Behaviour) -> bool {
         let now = self.now;
-        let id = a.visitor.id;
         match a.plan {
             Plan::Poll { quit: Some(q), .. } if q <= now => false,
-            Plan::Poll { next, quit, polls } if next <= now => {
-                let was_missed = self
-                    .st
-                    .sessions
-                    .get(&id)
-                    .is_some_and(|s| s.state == SessionState::Missed);
-                // Away for less than `abandon_after` (8 minutes at most, against 10): the place
-                // is still there, unless the visitor missed its turn a second time.
-                let Some(view) = status(&self.s, &mut self.st, &id, now, &mut self.engine_rng)
-                else {
-                    assert!(
-                        self.missed_once.contains(&id),
-                        "a polling visitor lost their place at {now} ms"
-                    );
-                    self.missed_twice += 1;
-                    return false;
-                };
-                self.check();
-                if was_missed {
-                    self.check_return(&a.visitor, &view);
-                }
-                if polls % 10 == 9
-                    && let Some(eta) = view.estimated_wait_seconds
-                    && view.state == ViewState::Queued
-                {
-                    self.given.entry(id).or_default().push((eta, now, false));
-                }
-                a.plan = match view.state {
-                    // Comes in within 3 s, and within the release window (a phone back just
-                    // before it closes comes at once).
-                    ViewState::Released => {
-                        let left = view.deadlines.release_expires_in_ms.unwrap_or(0);
-                        Plan::Come {
-                            at: now
-                                + self
-                                    .world
-                                    .random_range(0..3_000)
-                                    .min(left.saturating_sub(1)),
-                            never: self.world.random_bool(b.no_show),
-                            by: now + left,
-                        }
-                    }
-                    ViewState::Queued | ViewState::Paused => {
-                        let mut next = now + view.poll_after_seconds * 1_000;
-                        if self.world.random_bool(b.away) {
-                            self.absences += 1;
-                            next = now + self.world.random_range(30_000..=480_000);
-                        }
-                        Plan::Poll {
-                            next,
-                            quit,
-                            polls: polls + 1,
-                        }
-                    }
-                    other => panic!("a queued visitor polled and saw {other:?}"),
-                };
-                true
-            }
+            Plan::Poll { next, quit, polls } if next <= now => self.poll(a, b, quit, polls),
             Plan::Come { never: true, .. } => false,
-            Plan::Come { at, by, .. } if at <= now => {
-                let d = self.request(Some(a.visitor));
-                if let Decision::Wait { view, .. } = &d
-                    && now >= by
-                {
-                    // Too late (the step is 250 ms): a no-show back in time is at the front.
-                    let front = self.st.front.len() as u64;
-                    assert!(
-                        view.position.is_some_and(|p| p <= front),
-                        "a late visitor is at the front: {view:?}"
-                    );
-                    a.plan = Plan::Poll {
-                        next: now + view.poll_after_seconds * 1_000,
-                        quit: None,
-                        polls: 0,
-                    };
-                    return true;
-                }
-                assert!(
-                    matches!(d, Decision::Admit { how: Some(_), .. }),
-                    "a released visitor who came in time was not admitted: {d:?}"
-                );
-                a.plan = self.browse_plan();
-                true
-            }
+            Plan::Come { at, by, .. } if at <= now => self.come(a, by),
             Plan::Browse { until, end, .. } if until <= now => {
-                match end {
-                    End::Leave => {
-                        leave(&mut self.st, &id);
-                    }
-                    End::Revoke => {
-                        revoke(&mut self.st, &id);
-                    }
-                    End::Idle => {}
-                }
-                self.check();
+                self.end_visit(&a.visitor.id, end);
                 false
             }
-            Plan::Browse { next, until, end } if next <= now => {
-                let d = self.request(Some(a.visitor));
-                // A session can end under a visitor (max_session); they would start over.
-                if !matches!(d, Decision::Admit { how: None, .. }) {
-                    return false;
-                }
-                a.plan = Plan::Browse {
-                    next: now + self.world.random_range(500..5_000),
-                    until,
-                    end,
-                };
-                true
-            }
+            Plan::Browse { next, until, end } if next <= now => self.browse(a, until, end),
             _ => true,
         }
+    }
+
+    /// A visitor in line polls (`polls` answered so far; abandoning at `quit`) and plans what
+    /// comes next. Returns whether they stay.
+    fn poll(&mut self, a: &mut Agent, b: Behaviour, quit: Option<u64>, polls: u32) -> bool {
+        let now = self.now;
+        let id = a.visitor.id;
+        let was_missed = self
+            .st
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.state == SessionState::Missed);
+        // Away for less than `abandon_after` (8 minutes at most, against 10): the place
+        // is still there, unless the visitor missed its turn a second time.
+        let Some(view) = status(&self.s, &mut self.st, &id, now, &mut self.engine_rng) else {
+            assert!(
+                self.missed_once.contains(&id),
+                "a polling visitor lost their place at {now} ms"
+            );
+            self.missed_twice += 1;
+            return false;
+        };
+        self.check();
+        if was_missed {
+            self.check_return(&a.visitor, &view);
+        }
+        if polls % 10 == 9
+            && let Some(eta) = view.estimated_wait_seconds
+            && view.state == ViewState::Queued
+        {
+            self.given.entry(id).or_default().push((eta, now, false));
+        }
+        a.plan = self.after_poll(&view, b, quit, polls);
+        true
+    }
+
+    /// What a visitor in line does after a poll answered with `view`.
+    fn after_poll(
+        &mut self,
+        view: &super::View,
+        b: Behaviour,
+        quit: Option<u64>,
+        polls: u32,
+    ) -> Plan {
+        let now = self.now;
+        match view.state {
+            // Comes in within 3 s, and within the release window (a phone back just
+            // before it closes comes at once).
+            ViewState::Released => {
+                let left = view.deadlines.release_expires_in_ms.unwrap_or(0);
+                Plan::Come {
+                    at: now
+                        + self
+                            .world
+                            .random_range(0..3_000)
+                            .min(left.saturating_sub(1)),
+                    never: self.world.random_bool(b.no_show),
+                    by: now + left,
+                }
+            }
+            ViewState::Queued | ViewState::Paused => {
+                let mut next = now + view.poll_after_seconds * 1_000;
+                if self.world.random_bool(b.away) {
+                    self.absences += 1;
+                    next = now + self.world.random_range(30_000..=480_000);
+                }
+                Plan::Poll {
+                    next,
+                    quit,
+                    polls: polls + 1,
+                }
+            }
+            other => panic!("a queued visitor polled and saw {other:?}"),
+        }
+    }
+
+    /// A released visitor comes in (the release window closed at `by`): admitted, or back at
+    /// the front when too late. Returns whether they stay.
+    fn come(&mut self, a: &mut Agent, by: u64) -> bool {
+        let now = self.now;
+        let d = self.request(Some(a.visitor));
+        if let Decision::Wait { view, .. } = &d
+            && now >= by
+        {
+            // Too late (the step is 250 ms): a no-show back in time is at the front.
+            let front = self.st.front.len() as u64;
+            assert!(
+                view.position.is_some_and(|p| p <= front),
+                "a late visitor is at the front: {view:?}"
+            );
+            a.plan = Plan::Poll {
+                next: now + view.poll_after_seconds * 1_000,
+                quit: None,
+                polls: 0,
+            };
+            return true;
+        }
+        assert!(
+            matches!(d, Decision::Admit { how: Some(_), .. }),
+            "a released visitor who came in time was not admitted: {d:?}"
+        );
+        a.plan = self.browse_plan();
+        true
+    }
+
+    /// An admitted visitor is done browsing and ends as `end`.
+    fn end_visit(&mut self, id: &SessionId, end: End) {
+        match end {
+            End::Leave => {
+                leave(&mut self.st, id);
+            }
+            End::Revoke => {
+                revoke(&mut self.st, id);
+            }
+            End::Idle => {}
+        }
+        self.check();
+    }
+
+    /// An admitted visitor makes a request and plans the next (browsing until `until`, then
+    /// ending as `end`). Returns whether they stay.
+    fn browse(&mut self, a: &mut Agent, until: u64, end: End) -> bool {
+        let d = self.request(Some(a.visitor));
+        // A session can end under a visitor (max_session); they would start over.
+        if !matches!(d, Decision::Admit { how: None, .. }) {
+            return false;
+        }
+        a.plan = Plan::Browse {
+            next: self.now + self.world.random_range(500..5_000),
+            until,
+            end,
+        };
+        true
     }
 
     /// A visitor whose turn came while away is back: nobody who joined after them is ahead.
@@ -687,26 +718,7 @@ fn honesty<'a>(etas: impl Iterator<Item = &'a Estimate>) -> (usize, f64, f64) {
 /// own doing). Prints the rows of the README's table; checks the honesty target: median within
 /// ±10%, 90% within ±25%.
 fn honest_under(seed: u64, rate: u32, override_rate: u32) {
-    const OVERRIDE: u64 = 6 * 60_000;
-    let s = Settings {
-        active_users: Some(500),
-        admit_per_minute: Some(rate),
-        session_ttl: Duration::from_secs(30),
-        ..busy(Policy::Fifo)
-    };
-    let mut sim = Sim::new(s, seed);
-    let overrides: &'static [(u64, Option<u32>)] =
-        Box::leak(vec![(OVERRIDE, Some(override_rate))].into_boxed_slice());
-    sim.run(Behaviour {
-        arrival: 0.4,
-        arriving_steps: 4 * 60 * 14,
-        abandon: 0.05,
-        no_show: 0.02,
-        away: 0.005,
-        operator: false,
-        switch_policy: false,
-        overrides,
-    });
+    let sim = crowd_under(seed, rate, override_rate);
     // (phase, estimates given from, and before, ms; released before, ms)
     let phases = [
         (format!("{rate}/min, binding"), 60_000, OVERRIDE, OVERRIDE),
@@ -747,6 +759,34 @@ fn honest_under(seed: u64, rate: u32, override_rate: u32) {
         sim.missed.len(),
         sim.returns
     );
+}
+
+/// When the operator overrides the rate in [`honest_under`] (ms).
+const OVERRIDE: u64 = 6 * 60_000;
+
+/// The run of [`honest_under`]: 14 minutes of arrivals against a cap of `rate` a minute,
+/// overridden to `override_rate` at [`OVERRIDE`].
+fn crowd_under(seed: u64, rate: u32, override_rate: u32) -> Sim {
+    let s = Settings {
+        active_users: Some(500),
+        admit_per_minute: Some(rate),
+        session_ttl: Duration::from_secs(30),
+        ..busy(Policy::Fifo)
+    };
+    let mut sim = Sim::new(s, seed);
+    let overrides: &'static [(u64, Option<u32>)] =
+        Box::leak(vec![(OVERRIDE, Some(override_rate))].into_boxed_slice());
+    sim.run(Behaviour {
+        arrival: 0.4,
+        arriving_steps: 4 * 60 * 14,
+        abandon: 0.05,
+        no_show: 0.02,
+        away: 0.005,
+        operator: false,
+        switch_policy: false,
+        overrides,
+    });
+    sim
 }
 
 #[test]

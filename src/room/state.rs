@@ -299,6 +299,34 @@ impl RoomState {
 
     /// Checks that counts, the queue and the sessions agree. Used by tests and simulations.
     pub fn check_invariants(&self, active_users: Option<u32>) -> Result<(), String> {
+        let (queued, active, released) = self.check_sessions()?;
+        if queued as u64 != self.waiting() {
+            return Err(format!(
+                "{queued} queued sessions, {} waiting",
+                self.waiting()
+            ));
+        }
+        if active != self.active || released != self.released {
+            return Err(format!(
+                "counted active {} released {}, found {active} {released}",
+                self.active, self.released
+            ));
+        }
+        if let Some(cap) = active_users
+            && active + released > cap
+        {
+            return Err(format!(
+                "{} admitted over capacity {cap}",
+                active + released
+            ));
+        }
+        self.check_line()?;
+        self.check_front()
+    }
+
+    /// Checks that every session's ticket was issued and that queued sessions, and only they,
+    /// wait. Returns how many sessions are queued, active and released.
+    fn check_sessions(&self) -> Result<(usize, u32, u32), String> {
         let mut queued = 0usize;
         let mut active = 0u32;
         let mut released = 0u32;
@@ -322,26 +350,12 @@ impl RoomState {
                 return Err(format!("ticket {} not yet issued", s.ticket));
             }
         }
-        if queued as u64 != self.waiting() {
-            return Err(format!(
-                "{queued} queued sessions, {} waiting",
-                self.waiting()
-            ));
-        }
-        if active != self.active || released != self.released {
-            return Err(format!(
-                "counted active {} released {}, found {active} {released}",
-                self.active, self.released
-            ));
-        }
-        if let Some(cap) = active_users
-            && active + released > cap
-        {
-            return Err(format!(
-                "{} admitted over capacity {cap}",
-                active + released
-            ));
-        }
+        Ok((queued, active, released))
+    }
+
+    /// Checks that the line is in ticket order (fifo), its stable places are numbered from 1,
+    /// and each ticket in it belongs to a queued session.
+    fn check_line(&self) -> Result<(), String> {
         let mut last = 0;
         let ordered = matches!(self.queue, Line::Fifo(_));
         for (i, (ticket, id)) in self.queue.iter().enumerate() {
@@ -360,6 +374,11 @@ impl RoomState {
                 _ => return Err(format!("ticket {ticket} in line has no queued session")),
             }
         }
+        Ok(())
+    }
+
+    /// Checks that each ticket at the front belongs to a queued session that came back.
+    fn check_front(&self) -> Result<(), String> {
         for (ticket, id) in self.front.iter() {
             match self.sessions.get(&id) {
                 Some(s) if s.ticket == ticket && s.state == SessionState::Queued && s.returned => {}

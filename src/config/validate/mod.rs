@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::FileConfig;
+use super::file::{DemoFile, FileConfig, RoomFile, StateFile};
 use super::locate::{Locator, Seg, render};
-use super::{Config, Listen, StateSettings, TokenSettings};
+use super::{Config, Limits, Listen, RoomConfig, StateSettings, TokenSettings};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::pages::Pages;
 
@@ -136,6 +136,7 @@ impl Validator<'_> {
         }
     }
 
+    /// The whole file, section by section, then the rooms.
     fn config(&mut self, f: FileConfig) -> Config {
         let tick = self.duration(&key(&["tick"]), f.tick.as_ref(), Duration::from_secs(1));
         let http = self.addr(
@@ -143,85 +144,17 @@ impl Validator<'_> {
             f.listen.http.as_ref(),
             "127.0.0.1:8080",
         );
-        let https = match &f.listen.https {
-            Some(a) => self.addr(&key(&["listen", "https"]), Some(a), ""),
-            None => None,
-        };
-        let tls = self.certs(&f.tls);
-        if f.listen.https.is_some() && f.tls.cert.is_empty() {
-            self.error(
-                &key(&["listen", "https"]),
-                "needs at least one [[tls.cert]] to serve",
-            );
-        }
+        let https = self.optional_addr(&key(&["listen", "https"]), f.listen.https.as_ref());
+        let tls = self.tls(&f);
         let trusted_proxies = self.trusted_proxies(&f.trusted_proxies);
-        let admin = match &f.listen.admin {
-            Some(a) => self.addr(&key(&["listen", "admin"]), Some(a), ""),
-            None => None,
-        };
-        let demo = match &f.demo {
-            Some(d) => self.addr(
-                &key(&["demo", "listen"]),
-                d.listen.as_ref(),
-                "127.0.0.1:9001",
-            ),
-            None => None,
-        };
-        let state = StateSettings {
-            dir: self.resolve(f.state.dir.as_deref().unwrap_or("state")),
-            snapshot_every: self.duration(
-                &key(&["state", "snapshot_every"]),
-                f.state.snapshot_every.as_ref(),
-                Duration::from_secs(2),
-            ),
-        };
+        let admin = self.optional_addr(&key(&["listen", "admin"]), f.listen.admin.as_ref());
+        let demo = self.demo(f.demo.as_ref());
+        let state = self.state(&f.state);
         let limits = self.limits(&f.limits);
-        let admin_max_connections = match f.admin.max_connections {
-            None => 64,
-            Some(n @ 1..=65_536) => n as usize,
-            Some(_) => {
-                self.error(
-                    &key(&["admin", "max_connections"]),
-                    "must be between 1 and 65536",
-                );
-                64
-            }
-        };
+        let admin_max_connections = self.admin_max_connections(f.admin.max_connections);
         let mut pages = Pages::new();
-        let mut rooms = Vec::new();
-        let mut hosts = HashMap::new();
-        let mut names = HashSet::new();
-        if f.room.is_empty() {
-            self.error(&key(&["room"]), "at least one [[room]] is needed");
-        }
-        for (i, r) in f.room.iter().enumerate() {
-            if let Some(room) = self.room(i, r, &limits, &mut pages) {
-                if !names.insert(room.name.clone()) {
-                    self.error(
-                        &room_key(i, "name"),
-                        format!("room {:?} is named twice", room.name),
-                    );
-                }
-                for (j, h) in room.hosts.iter().enumerate() {
-                    if hosts.insert(h.clone(), rooms.len()).is_some() {
-                        let mut p = room_key(i, "hosts");
-                        p.push(Seg::Index(j));
-                        self.error(&p, format!("host {h:?} belongs to two rooms"));
-                    }
-                }
-                rooms.push(Arc::new(room));
-            }
-        }
-        let default_room = f.default_room.as_ref().and_then(|name| {
-            let found = rooms.iter().position(|r| &r.name == name);
-            if found.is_none() {
-                self.error(
-                    &key(&["default_room"]),
-                    format!("no room is named {name:?}"),
-                );
-            }
-            found
-        });
+        let (rooms, hosts) = self.rooms(&f.room, &limits, &mut pages);
+        let default_room = self.default_room(f.default_room.as_ref(), &rooms);
         Config {
             file: self.file.clone(),
             tick,
@@ -248,5 +181,108 @@ impl Validator<'_> {
             tls,
             trusted_proxies,
         }
+    }
+
+    /// An address key with no default: `None` when the file leaves it out or it is refused.
+    fn optional_addr(&mut self, path: &[Seg], value: Option<&String>) -> Option<SocketAddr> {
+        value.and_then(|a| self.addr(path, Some(a), ""))
+    }
+
+    /// `[[tls.cert]]`, which `listen.https` needs at least one of.
+    fn tls(&mut self, f: &FileConfig) -> crate::tls::Certs {
+        let tls = self.certs(&f.tls);
+        if f.listen.https.is_some() && f.tls.cert.is_empty() {
+            self.error(
+                &key(&["listen", "https"]),
+                "needs at least one [[tls.cert]] to serve",
+            );
+        }
+        tls
+    }
+
+    /// `[demo]`: the built-in origin's address, when the section is there.
+    fn demo(&mut self, demo: Option<&DemoFile>) -> Option<SocketAddr> {
+        demo.and_then(|d| {
+            self.addr(
+                &key(&["demo", "listen"]),
+                d.listen.as_ref(),
+                "127.0.0.1:9001",
+            )
+        })
+    }
+
+    /// `[state]`: the folder (relative to the file's) and how often it is written.
+    fn state(&mut self, s: &StateFile) -> StateSettings {
+        StateSettings {
+            dir: self.resolve(s.dir.as_deref().unwrap_or("state")),
+            snapshot_every: self.duration(
+                &key(&["state", "snapshot_every"]),
+                s.snapshot_every.as_ref(),
+                Duration::from_secs(2),
+            ),
+        }
+    }
+
+    /// `admin.max_connections`: 1 to 65536, 64 unless set.
+    fn admin_max_connections(&mut self, value: Option<u64>) -> usize {
+        match value {
+            None => 64,
+            Some(n @ 1..=65_536) => n as usize,
+            Some(_) => {
+                self.error(
+                    &key(&["admin", "max_connections"]),
+                    "must be between 1 and 65536",
+                );
+                64
+            }
+        }
+    }
+
+    /// Every valid `[[room]]`, and which of them each host belongs to. At least one room is
+    /// needed, and no name or host may be used twice.
+    fn rooms(
+        &mut self,
+        files: &[RoomFile],
+        limits: &Limits,
+        pages: &mut Pages,
+    ) -> (Vec<Arc<RoomConfig>>, HashMap<String, usize>) {
+        let mut rooms = Vec::new();
+        let mut hosts = HashMap::new();
+        let mut names = HashSet::new();
+        if files.is_empty() {
+            self.error(&key(&["room"]), "at least one [[room]] is needed");
+        }
+        for (i, r) in files.iter().enumerate() {
+            if let Some(room) = self.room(i, r, limits, pages) {
+                if !names.insert(room.name.clone()) {
+                    self.error(
+                        &room_key(i, "name"),
+                        format!("room {:?} is named twice", room.name),
+                    );
+                }
+                for (j, h) in room.hosts.iter().enumerate() {
+                    if hosts.insert(h.clone(), rooms.len()).is_some() {
+                        let mut p = room_key(i, "hosts");
+                        p.push(Seg::Index(j));
+                        self.error(&p, format!("host {h:?} belongs to two rooms"));
+                    }
+                }
+                rooms.push(Arc::new(room));
+            }
+        }
+        (rooms, hosts)
+    }
+
+    /// `default_room`: the index of the room it names.
+    fn default_room(&mut self, name: Option<&String>, rooms: &[Arc<RoomConfig>]) -> Option<usize> {
+        let name = name?;
+        let found = rooms.iter().position(|r| &r.name == name);
+        if found.is_none() {
+            self.error(
+                &key(&["default_room"]),
+                format!("no room is named {name:?}"),
+            );
+        }
+        found
     }
 }

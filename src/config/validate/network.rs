@@ -76,89 +76,98 @@ impl Validator<'_> {
         nets
     }
 
+    /// `[limits]`: the timeouts, then the sizes and counts; each the default unless set.
     pub(super) fn limits(&mut self, l: &LimitsFile) -> Limits {
-        let d = Limits::default();
-        let dur = |v: &mut Self, k: &str, val: &Option<String>, def: Duration| {
-            v.duration(&key(&["limits", k]), val.as_ref(), def)
-        };
-        let header_timeout = dur(self, "header_timeout", &l.header_timeout, d.header_timeout);
-        let idle_timeout = dur(self, "idle_timeout", &l.idle_timeout, d.idle_timeout);
-        let body_timeout = dur(self, "body_timeout", &l.body_timeout, d.body_timeout);
-        let write_timeout = dur(self, "write_timeout", &l.write_timeout, d.write_timeout);
-        let origin_connect_timeout = dur(
-            self,
-            "origin_connect_timeout",
-            &l.origin_connect_timeout,
-            d.origin_connect_timeout,
-        );
-        let origin_response_timeout = dur(
-            self,
-            "origin_response_timeout",
-            &l.origin_response_timeout,
-            d.origin_response_timeout,
-        );
-        let drain_timeout = dur(self, "drain_timeout", &l.drain_timeout, d.drain_timeout);
-        // A count within `range`, or the default with an error naming the key.
-        let within =
-            |v: &mut Self, k: &str, val: Option<u64>, range: RangeInclusive<u64>, def| match val {
-                None => def,
-                Some(n) if range.contains(&n) => n as usize,
-                Some(_) => {
-                    let msg = if *range.end() == u64::MAX {
-                        format!("must be at least {}", range.start())
-                    } else {
-                        format!("must be between {} and {}", range.start(), range.end())
-                    };
-                    v.error(&key(&["limits", k]), msg);
-                    def
-                }
-            };
-        let max_header_bytes = within(
-            self,
-            "max_header_bytes",
-            l.max_header_bytes,
-            8192..=1 << 24,
-            d.max_header_bytes,
-        );
-        let max_uri_bytes = within(
-            self,
-            "max_uri_bytes",
-            l.max_uri_bytes,
-            256..=1 << 20,
-            d.max_uri_bytes,
-        );
-        let max_connections = within(
-            self,
-            "max_connections",
-            l.max_connections,
-            1..=u64::MAX,
-            d.max_connections,
-        );
-        let max_body = match &l.max_body {
-            None => d.max_body,
-            Some(s) => match s.parse::<bytesize::ByteSize>() {
-                Ok(b) => b.as_u64(),
-                Err(e) => {
-                    self.error(
-                        &key(&["limits", "max_body"]),
-                        format!("{s:?} is not a size ({e}); write e.g. \"10MB\""),
-                    );
-                    d.max_body
-                }
-            },
+        let with_timeouts = self.limit_timeouts(l, Limits::default());
+        self.limit_sizes(l, with_timeouts)
+    }
+
+    /// The `[limits]` timeouts, over `d`.
+    fn limit_timeouts(&mut self, l: &LimitsFile, d: Limits) -> Limits {
+        let mut dur = |k: &str, val: &Option<String>, def: Duration| {
+            self.duration(&key(&["limits", k]), val.as_ref(), def)
         };
         Limits {
-            header_timeout,
-            idle_timeout,
-            body_timeout,
-            write_timeout,
-            max_header_bytes,
-            max_uri_bytes,
-            max_body,
-            max_connections,
-            origin_connect_timeout,
-            origin_response_timeout,
-            drain_timeout,
+            header_timeout: dur("header_timeout", &l.header_timeout, d.header_timeout),
+            idle_timeout: dur("idle_timeout", &l.idle_timeout, d.idle_timeout),
+            body_timeout: dur("body_timeout", &l.body_timeout, d.body_timeout),
+            write_timeout: dur("write_timeout", &l.write_timeout, d.write_timeout),
+            origin_connect_timeout: dur(
+                "origin_connect_timeout",
+                &l.origin_connect_timeout,
+                d.origin_connect_timeout,
+            ),
+            origin_response_timeout: dur(
+                "origin_response_timeout",
+                &l.origin_response_timeout,
+                d.origin_response_timeout,
+            ),
+            drain_timeout: dur("drain_timeout", &l.drain_timeout, d.drain_timeout),
+            ..d
+        }
+    }
+
+    /// The `[limits]` sizes and counts, over `d`.
+    fn limit_sizes(&mut self, l: &LimitsFile, d: Limits) -> Limits {
+        Limits {
+            max_header_bytes: self.limit_count(
+                "max_header_bytes",
+                l.max_header_bytes,
+                8192..=1 << 24,
+                d.max_header_bytes,
+            ),
+            max_uri_bytes: self.limit_count(
+                "max_uri_bytes",
+                l.max_uri_bytes,
+                256..=1 << 20,
+                d.max_uri_bytes,
+            ),
+            max_connections: self.limit_count(
+                "max_connections",
+                l.max_connections,
+                1..=u64::MAX,
+                d.max_connections,
+            ),
+            max_body: self.max_body(l.max_body.as_ref(), d.max_body),
+            ..d
+        }
+    }
+
+    /// A `[limits]` count within `range`, or the default with an error naming the key.
+    fn limit_count(
+        &mut self,
+        k: &str,
+        val: Option<u64>,
+        range: RangeInclusive<u64>,
+        def: usize,
+    ) -> usize {
+        match val {
+            None => def,
+            Some(n) if range.contains(&n) => n as usize,
+            Some(_) => {
+                let msg = if *range.end() == u64::MAX {
+                    format!("must be at least {}", range.start())
+                } else {
+                    format!("must be between {} and {}", range.start(), range.end())
+                };
+                self.error(&key(&["limits", k]), msg);
+                def
+            }
+        }
+    }
+
+    /// `limits.max_body`: a size such as "10MB".
+    fn max_body(&mut self, val: Option<&String>, def: u64) -> u64 {
+        let Some(s) = val else { return def };
+        match s.parse::<bytesize::ByteSize>() {
+            Ok(b) => b.as_u64(),
+            Err(e) => {
+                self.error(
+                    &key(&["limits", "max_body"]),
+                    format!("{s:?} is not a size ({e}); write e.g. \"10MB\""),
+                );
+                def
+            }
         }
     }
 }

@@ -1,13 +1,14 @@
 //! One `[[room]]`: names, hosts, origin, engine settings, pages and statuses.
 
-use http::StatusCode;
 use http::uri::{Scheme, Uri};
+use http::{HeaderValue, StatusCode};
 
 use super::super::file::RoomFile;
 use super::super::locate::Seg;
 use super::super::{Bypass, Limits, Origin, RoomConfig};
 use super::{Validator, room_key};
 use crate::pages::{self, Pages};
+use crate::proxy::OriginClient;
 use crate::room::{Mode, Policy, Settings, View, ViewState};
 
 impl Validator<'_> {
@@ -19,102 +20,15 @@ impl Validator<'_> {
         pages: &mut Pages,
     ) -> Option<RoomConfig> {
         let errors_before = self.errors.len();
-        let name = r.name.clone().unwrap_or_default();
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if r.name.is_none() {
-            self.error(
-                &[Seg::Key("room".into()), Seg::Index(i)],
-                "missing key `name`",
-            );
-        } else if !valid_name {
-            self.error(&room_key(i, "name"), "use 1 to 64 of a-z, 0-9, - and _");
-        }
-        if r.hosts.is_empty() {
-            self.error(&room_key(i, "hosts"), "list at least one host");
-        }
-        let mut hosts = Vec::new();
-        for (j, h) in r.hosts.iter().enumerate() {
-            let lower = h.trim().to_ascii_lowercase();
-            if lower.is_empty() || lower.contains(['/', ' ', ':']) && !lower.starts_with('[') {
-                let mut p = room_key(i, "hosts");
-                p.push(Seg::Index(j));
-                self.error(
-                    &p,
-                    format!("{h:?} is not a host name (no scheme, port or path)"),
-                );
-            }
-            hosts.push(lower);
-        }
+        let name = self.room_name(i, r);
+        let hosts = self.hosts(i, r);
         let origin = self.origin(i, r, limits);
         let settings = self.settings(i, r);
-        let bypass = r
-            .bypass
-            .iter()
-            .enumerate()
-            .filter_map(|(j, b)| {
-                let pattern = b.strip_suffix('*').unwrap_or(b);
-                // Requests are matched in their normal form: a pattern must be one too.
-                let problem = match crate::target::normalise_path(pattern) {
-                    _ if !b.starts_with('/') => Some(format!("{b:?} must start with /")),
-                    Ok(n) if n != pattern => Some(format!(
-                        "{b:?} is matched against normalised paths; write it as {:?}",
-                        format!("{n}{}", &b[pattern.len()..])
-                    )),
-                    Ok(_) => None,
-                    Err(e) => Some(format!("{b:?} has {}", e.reason())),
-                };
-                if let Some(problem) = problem {
-                    let mut p = room_key(i, "bypass");
-                    p.push(Seg::Index(j));
-                    self.error(&p, problem);
-                    return None;
-                }
-                Some(match b.strip_suffix('*') {
-                    Some(prefix) => Bypass::Prefix(prefix.to_string()),
-                    None => Bypass::Exact(b.clone()),
-                })
-            })
-            .collect();
-        let page = self.template(
-            i,
-            &name,
-            Template {
-                key: "page",
-                path: r.page.as_deref(),
-                builtin: pages::BUILTIN_WAITING,
-            },
-            pages,
-        );
-        let closed_page = self.template(
-            i,
-            &name,
-            Template {
-                key: "closed_page",
-                path: r.closed_page.as_deref(),
-                builtin: pages::BUILTIN_CLOSED,
-            },
-            pages,
-        );
+        let bypass = self.bypass(i, r);
+        let (page, closed_page) = self.pages(i, &name, r, pages);
         let page_status = self.status(i, "page_status", r.page_status, 200);
         let json_status = self.status(i, "json_status", r.json_status, 429);
-        let cookie_name = r
-            .cookie_name
-            .clone()
-            .unwrap_or_else(|| format!("anteroom_{name}"));
-        let cookie_ok = !cookie_name.is_empty()
-            && cookie_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !cookie_ok {
-            self.error(
-                &room_key(i, "cookie_name"),
-                "use letters, digits, _ - and . only",
-            );
-        }
+        let cookie_name = self.cookie_name(i, &name, r);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -136,6 +50,111 @@ impl Validator<'_> {
         })
     }
 
+    /// `name`: required, 1 to 64 of a-z, 0-9, - and _.
+    fn room_name(&mut self, i: usize, r: &RoomFile) -> String {
+        let name = r.name.clone().unwrap_or_default();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if r.name.is_none() {
+            self.error(
+                &[Seg::Key("room".into()), Seg::Index(i)],
+                "missing key `name`",
+            );
+        } else if !valid_name {
+            self.error(&room_key(i, "name"), "use 1 to 64 of a-z, 0-9, - and _");
+        }
+        name
+    }
+
+    /// `hosts`: at least one, each a bare host name, kept in lower case.
+    fn hosts(&mut self, i: usize, r: &RoomFile) -> Vec<String> {
+        if r.hosts.is_empty() {
+            self.error(&room_key(i, "hosts"), "list at least one host");
+        }
+        let mut hosts = Vec::new();
+        for (j, h) in r.hosts.iter().enumerate() {
+            let lower = h.trim().to_ascii_lowercase();
+            if lower.is_empty() || lower.contains(['/', ' ', ':']) && !lower.starts_with('[') {
+                let mut p = room_key(i, "hosts");
+                p.push(Seg::Index(j));
+                self.error(
+                    &p,
+                    format!("{h:?} is not a host name (no scheme, port or path)"),
+                );
+            }
+            hosts.push(lower);
+        }
+        hosts
+    }
+
+    /// `bypass`: the paths (or path prefixes, ending in `*`) that skip the room.
+    fn bypass(&mut self, i: usize, r: &RoomFile) -> Vec<Bypass> {
+        r.bypass
+            .iter()
+            .enumerate()
+            .filter_map(|(j, b)| {
+                if let Some(problem) = bypass_problem(b) {
+                    let mut p = room_key(i, "bypass");
+                    p.push(Seg::Index(j));
+                    self.error(&p, problem);
+                    return None;
+                }
+                Some(match b.strip_suffix('*') {
+                    Some(prefix) => Bypass::Prefix(prefix.to_string()),
+                    None => Bypass::Exact(b.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// `page` and `closed_page`: the names of the waiting and closed templates.
+    fn pages(&mut self, i: usize, name: &str, r: &RoomFile, pages: &mut Pages) -> (String, String) {
+        let page = self.template(
+            i,
+            name,
+            Template {
+                key: "page",
+                path: r.page.as_deref(),
+                builtin: pages::BUILTIN_WAITING,
+            },
+            pages,
+        );
+        let closed_page = self.template(
+            i,
+            name,
+            Template {
+                key: "closed_page",
+                path: r.closed_page.as_deref(),
+                builtin: pages::BUILTIN_CLOSED,
+            },
+            pages,
+        );
+        (page, closed_page)
+    }
+
+    /// `cookie_name`: letters, digits, _ - and . only; `anteroom_<name>` unless set.
+    fn cookie_name(&mut self, i: usize, name: &str, r: &RoomFile) -> String {
+        let cookie_name = r
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| format!("anteroom_{name}"));
+        let cookie_ok = !cookie_name.is_empty()
+            && cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !cookie_ok {
+            self.error(
+                &room_key(i, "cookie_name"),
+                "use letters, digits, _ - and . only",
+            );
+        }
+        cookie_name
+    }
+
+    /// `origin`, with `origin_ca` and `origin_host`; `None` after an error.
     fn origin(&mut self, i: usize, r: &RoomFile, limits: &Limits) -> Option<Origin> {
         let Some(s) = r.origin.as_deref() else {
             self.error(
@@ -144,90 +163,84 @@ impl Validator<'_> {
             );
             return None;
         };
-        let parsed = s.parse::<Uri>().ok().and_then(|u| {
-            let path_ok = u
-                .path_and_query()
-                .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
-            match (u.scheme().cloned(), u.authority().cloned()) {
-                (Some(scheme), Some(authority)) if path_ok => Some(Origin {
-                    scheme,
-                    authority,
-                    client: None,
-                    host: None,
-                }),
-                _ => None,
-            }
-        });
-        let mut origin = match parsed {
-            Some(o) if o.scheme == Scheme::HTTP || o.scheme == Scheme::HTTPS => o,
+        let mut origin = self.origin_uri(i, s)?;
+        if let Some(ca) = &r.origin_ca {
+            origin.client = Some(self.origin_client(i, &origin.scheme, ca, limits)?);
+        }
+        if let Some(h) = &r.origin_host {
+            origin.host = Some(self.origin_host(i, h)?);
+        }
+        Some(origin)
+    }
+
+    /// `origin`: an http:// or https:// scheme and authority, no path.
+    fn origin_uri(&mut self, i: usize, s: &str) -> Option<Origin> {
+        match parse_origin(s) {
+            Some(o) if o.scheme == Scheme::HTTP || o.scheme == Scheme::HTTPS => Some(o),
             Some(_) => {
                 self.error(
                     &room_key(i, "origin"),
                     "only http:// and https:// origins are supported",
                 );
-                return None;
+                None
             }
             None => {
                 self.error(
                     &room_key(i, "origin"),
                     format!("{s:?} is not an origin; write e.g. \"http://127.0.0.1:9001\""),
                 );
-                return None;
-            }
-        };
-        if let Some(ca) = &r.origin_ca {
-            if origin.scheme != Scheme::HTTPS {
-                self.error(
-                    &room_key(i, "origin_ca"),
-                    "only an https:// origin has a CA to trust",
-                );
-                return None;
-            }
-            let path = self.resolve(ca);
-            let tls = crate::tls::load_roots(&path).and_then(|roots| {
-                crate::tls::client_config(Some(roots)).map_err(|e| e.to_string())
-            });
-            match tls {
-                Ok(tls) => origin.client = Some(crate::proxy::client(limits, tls)),
-                Err(e) => {
-                    self.error(&room_key(i, "origin_ca"), e);
-                    return None;
-                }
+                None
             }
         }
-        if let Some(h) = &r.origin_host {
-            match http::HeaderValue::from_str(h) {
-                Ok(v) if !h.is_empty() && crate::target::normalise_host(h).is_some() => {
-                    origin.host = Some(v)
-                }
-                _ => {
-                    self.error(
-                        &room_key(i, "origin_host"),
-                        format!("{h:?} is not a host name"),
-                    );
-                    return None;
-                }
-            }
-        }
-        Some(origin)
     }
 
-    fn settings(&mut self, i: usize, r: &RoomFile) -> Settings {
-        let d = Settings::default();
-        let count = |v: &mut Self, k: &str, n: Option<i64>| -> Option<u32> {
-            let n = n?;
-            match u32::try_from(n) {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
-                    v.error(&room_key(i, k), "must be a whole number of at least 1");
-                    None
-                }
+    /// `origin_ca`: the client of an https:// origin that trusts the CA in that PEM file.
+    fn origin_client(
+        &mut self,
+        i: usize,
+        scheme: &Scheme,
+        ca: &str,
+        limits: &Limits,
+    ) -> Option<OriginClient> {
+        if *scheme != Scheme::HTTPS {
+            self.error(
+                &room_key(i, "origin_ca"),
+                "only an https:// origin has a CA to trust",
+            );
+            return None;
+        }
+        let path = self.resolve(ca);
+        let tls = crate::tls::load_roots(&path)
+            .and_then(|roots| crate::tls::client_config(Some(roots)).map_err(|e| e.to_string()));
+        match tls {
+            Ok(tls) => Some(crate::proxy::client(limits, tls)),
+            Err(e) => {
+                self.error(&room_key(i, "origin_ca"), e);
+                None
             }
-        };
-        let active_users = count(self, "active_users", r.active_users);
-        let admit_per_minute = count(self, "admit_per_minute", r.admit_per_minute);
-        let max_joins_per_prefix_per_minute = count(
-            self,
+        }
+    }
+
+    /// `origin_host`: the Host header the origin receives.
+    fn origin_host(&mut self, i: usize, h: &str) -> Option<HeaderValue> {
+        match HeaderValue::from_str(h) {
+            Ok(v) if !h.is_empty() && crate::target::normalise_host(h).is_some() => Some(v),
+            _ => {
+                self.error(
+                    &room_key(i, "origin_host"),
+                    format!("{h:?} is not a host name"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The engine's settings: capacity, queue policy and mode, then the timers.
+    fn settings(&mut self, i: usize, r: &RoomFile) -> Settings {
+        let active_users = self.at_least_one(i, "active_users", r.active_users);
+        let admit_per_minute = self.at_least_one(i, "admit_per_minute", r.admit_per_minute);
+        let max_joins_per_prefix_per_minute = self.at_least_one(
+            i,
             "max_joins_per_prefix_per_minute",
             r.max_joins_per_prefix_per_minute,
         );
@@ -237,7 +250,49 @@ impl Validator<'_> {
                 "set `active_users`, `admit_per_minute` or both",
             );
         }
-        let policy = match r.queue.as_deref() {
+        let policy = self.policy(i, r.queue.as_deref());
+        let mode = self.mode(i, r.mode.as_deref());
+        let d = Settings::default();
+        let mut timer = |k: &str, value: Option<&String>, default| {
+            self.duration(&room_key(i, k), value, default)
+        };
+        Settings {
+            active_users,
+            admit_per_minute,
+            max_joins_per_prefix_per_minute,
+            session_ttl: timer("session_ttl", r.session_ttl.as_ref(), d.session_ttl),
+            abandon_after: timer("abandon_after", r.abandon_after.as_ref(), d.abandon_after),
+            release_window: timer(
+                "release_window",
+                r.release_window.as_ref(),
+                d.release_window,
+            ),
+            max_session: r
+                .max_session
+                .as_ref()
+                .map(|m| timer("max_session", Some(m), d.session_ttl)),
+            policy,
+            draw_every: timer("draw_every", r.draw_every.as_ref(), d.draw_every),
+            paused: r.paused.unwrap_or(false),
+            mode,
+        }
+    }
+
+    /// A count key (`active_users` and the like): a whole number of at least 1.
+    fn at_least_one(&mut self, i: usize, k: &str, n: Option<i64>) -> Option<u32> {
+        let n = n?;
+        match u32::try_from(n) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                self.error(&room_key(i, k), "must be a whole number of at least 1");
+                None
+            }
+        }
+    }
+
+    /// `queue`: fifo (the default), random or lottery.
+    fn policy(&mut self, i: usize, queue: Option<&str>) -> Policy {
+        match queue {
             None | Some("fifo") => Policy::Fifo,
             Some("random") => Policy::Random,
             Some("lottery") => Policy::Lottery,
@@ -250,8 +305,12 @@ impl Validator<'_> {
                 );
                 Policy::Fifo
             }
-        };
-        let mode = match r.mode.as_deref() {
+        }
+    }
+
+    /// `mode`: queue (the default) or reject.
+    fn mode(&mut self, i: usize, mode: Option<&str>) -> Mode {
+        match mode {
             None | Some("queue") => Mode::Queue,
             Some("reject") => Mode::Reject,
             Some(other) => {
@@ -261,38 +320,6 @@ impl Validator<'_> {
                 );
                 Mode::Queue
             }
-        };
-        Settings {
-            active_users,
-            admit_per_minute,
-            max_joins_per_prefix_per_minute,
-            session_ttl: self.duration(
-                &room_key(i, "session_ttl"),
-                r.session_ttl.as_ref(),
-                d.session_ttl,
-            ),
-            abandon_after: self.duration(
-                &room_key(i, "abandon_after"),
-                r.abandon_after.as_ref(),
-                d.abandon_after,
-            ),
-            release_window: self.duration(
-                &room_key(i, "release_window"),
-                r.release_window.as_ref(),
-                d.release_window,
-            ),
-            max_session: r
-                .max_session
-                .as_ref()
-                .map(|m| self.duration(&room_key(i, "max_session"), Some(m), d.session_ttl)),
-            policy,
-            draw_every: self.duration(
-                &room_key(i, "draw_every"),
-                r.draw_every.as_ref(),
-                d.draw_every,
-            ),
-            paused: r.paused.unwrap_or(false),
-            mode,
         }
     }
 
@@ -361,4 +388,36 @@ struct Template<'a> {
     key: &'a str,
     path: Option<&'a str>,
     builtin: &'a str,
+}
+
+/// Why a `bypass` pattern is refused, if it is. Requests are matched in their normal form, so a
+/// pattern must be one too.
+fn bypass_problem(b: &str) -> Option<String> {
+    let pattern = b.strip_suffix('*').unwrap_or(b);
+    match crate::target::normalise_path(pattern) {
+        _ if !b.starts_with('/') => Some(format!("{b:?} must start with /")),
+        Ok(n) if n != pattern => Some(format!(
+            "{b:?} is matched against normalised paths; write it as {:?}",
+            format!("{n}{}", &b[pattern.len()..])
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("{b:?} has {}", e.reason())),
+    }
+}
+
+/// An origin URI's scheme and authority, if it has both and no path beyond `/`.
+fn parse_origin(s: &str) -> Option<Origin> {
+    let u = s.parse::<Uri>().ok()?;
+    let path_ok = u
+        .path_and_query()
+        .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
+    match (u.scheme().cloned(), u.authority().cloned()) {
+        (Some(scheme), Some(authority)) if path_ok => Some(Origin {
+            scheme,
+            authority,
+            client: None,
+            host: None,
+        }),
+        _ => None,
+    }
 }
