@@ -25,6 +25,7 @@ use crate::proxy::Body;
 const MAX_BODY: usize = 64 * 1024;
 
 /// What the admin handlers share.
+#[derive(Clone)]
 pub struct Admin {
     pub gw: Arc<Gateway>,
     pub reload: ReloadHandle,
@@ -86,9 +87,13 @@ impl Admin {
         match (method, segments.as_slice()) {
             (Method::GET, ["api", "v1", "rooms"]) => self.list_rooms(),
             (Method::GET, ["api", "v1", "rooms", name]) => self.room_json(name),
-            (Method::PATCH, ["api", "v1", "rooms", name]) => self.patch(name, &body, &who),
+            (Method::PATCH, ["api", "v1", "rooms", name]) => {
+                let name = name.to_string();
+                self.blocking(move |a| a.patch(&name, &body, &who)).await
+            }
             (Method::DELETE, ["api", "v1", "rooms", name, "overrides"]) => {
-                self.drop_overrides(name, &who)
+                let name = name.to_string();
+                self.blocking(move |a| a.drop_overrides(&name, &who)).await
             }
             (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
             (Method::GET, ["api", "v1", "config"]) => self.config_json(),
@@ -123,6 +128,24 @@ impl Admin {
             return None;
         }
         Some(Who(format!("token {}", token_id(token))))
+    }
+
+    /// Runs a handler that writes and fsyncs the overrides file on the blocking pool, so that a
+    /// slow disk never stalls a thread serving visitors (on one core, every visitor).
+    async fn blocking(
+        &self,
+        f: impl FnOnce(&Admin) -> Response<Body> + Send + 'static,
+    ) -> Response<Body> {
+        let admin = self.clone();
+        tokio::task::spawn_blocking(move || f(&admin))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "admin change did not finish");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the change did not finish",
+                )
+            })
     }
 
     async fn reload(&self, who: &Who) -> Response<Body> {
