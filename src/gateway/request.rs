@@ -1,0 +1,455 @@
+//! One public request through the steps of DESIGN section 2: resolve the request's context
+//! once, pick its route, decide under the room lock, answer or forward.
+
+use super::*;
+
+impl Gateway {
+    /// Answers one public request. Never fails: errors become pages here.
+    pub async fn handle(&self, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+        let config = self.config();
+        // The path only: a query string may carry what visitors would not want logged.
+        let access = config.access_log.then(|| {
+            (
+                Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_string(),
+            )
+        });
+        // Every answer anteroom makes itself follows what the client asked for.
+        let html = pages::wants_html(req.method(), req.headers());
+        let resp = match self.inner(&config, peer, req, html).await {
+            Ok(resp) => resp,
+            Err(e) => fail(&config, e, html),
+        };
+        if let Some((started, method, path)) = access {
+            tracing::info!(
+                target: "anteroom::access",
+                peer = %peer.addr,
+                %method,
+                path,
+                status = resp.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "request"
+            );
+        }
+        resp
+    }
+
+    /// Resolves the request once, then takes the one way its room sends it.
+    pub(super) async fn inner(
+        &self,
+        config: &Config,
+        peer: Peer,
+        mut req: Request<Incoming>,
+        html: bool,
+    ) -> Result<Response<Body>, GatewayError> {
+        let ask = self.resolve(config, peer, &mut req, html)?;
+        match Route::of(&ask, req.uri().path()) {
+            Route::Disabled => {
+                ask.count("disabled");
+                self.pass(&ask, req, None).await
+            }
+            Route::Endpoint => {
+                ask.count("endpoint");
+                self.endpoint(&ask, req)
+            }
+            Route::Bypass => {
+                ask.count("bypass");
+                self.pass(&ask, req, None).await
+            }
+            Route::Queue => self.queue(&ask, req).await,
+        }
+    }
+
+    /// What the request is about, or why it cannot be served: framing and limits first, then
+    /// the host, the path's one normal form (written into `req`: every decision below, and the
+    /// origin, see it), and the room with the operator's overrides over the file.
+    pub(super) fn resolve<'a>(
+        &self,
+        config: &'a Config,
+        peer: Peer,
+        req: &mut Request<Incoming>,
+        html: bool,
+    ) -> Result<Ask<'a>, GatewayError> {
+        route::check_request(req, &config.limits)?;
+        let trusted = route::is_trusted(&config.trusted_proxies, peer.addr.ip());
+        // Behind a trusted TLS-terminating proxy the visitor is on HTTPS: cookies get `Secure`.
+        let secure = peer.secure || route::forwarded_https(trusted, req.headers());
+        let host = route::host_of(req)?;
+        route::normalise_target(req)?;
+        let Some(file_room) = config.room_for_host(&host) else {
+            return Err(GatewayError::UnknownHost(host));
+        };
+        let room = self
+            .room(&file_room.name)
+            .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
+        Ok(Ask {
+            config,
+            rc: room.effective(file_room),
+            room,
+            peer: Peer { secure, ..peer },
+            trusted,
+            host,
+            html,
+        })
+    }
+
+    /// A request the room decides on: its token, then the poll floor, the join budget and the
+    /// decision.
+    pub(super) async fn queue(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (visitor, sent_token) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        let client = ask.client_ip(req.headers());
+        match self.decide_request(ask, visitor, client) {
+            Outcome::Decided(decision) => self.answer(ask, req, decision, sent_token).await,
+            Outcome::OverBudget(view) => {
+                ask.count("queue");
+                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => ask.rc.name.clone()).increment(1);
+                waiting(ask, &req, &view, None)
+            }
+            Outcome::TooSoon(wait_ms) => {
+                ask.count("queue");
+                Ok(answer::too_fast(&ask.rc, wait_ms))
+            }
+        }
+    }
+
+    /// Acts on the room's decision: admit (forward, with a cookie for a new session), wait,
+    /// closed, or a place that expired.
+    pub(super) async fn answer(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        decision: Decision,
+        sent_token: Option<String>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let name = &ask.rc.name;
+        match decision {
+            Decision::Admit {
+                visitor,
+                joined,
+                how,
+            } => {
+                ask.count("admit");
+                if let Some(how) = how {
+                    metrics::counter!(m::ADMITTED, "room" => name.clone(), "how" => how.label())
+                        .increment(1);
+                }
+                Ok(self.admit(ask, req, visitor, joined).await)
+            }
+            Decision::Wait {
+                visitor,
+                joined,
+                duplicate,
+                view,
+            } => {
+                ask.count("queue");
+                if duplicate {
+                    metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name.clone()).increment(1);
+                }
+                let token = match sent_token {
+                    Some(t) if !joined => t,
+                    _ => self.token(&ask.rc, visitor),
+                };
+                let mut resp = waiting(ask, &req, &view, Some(&token))?;
+                if joined {
+                    ask.set_cookie(&mut resp, &token);
+                }
+                Ok(resp)
+            }
+            Decision::Closed => {
+                ask.count("closed");
+                closed(ask)
+            }
+            Decision::Expired { view } => {
+                ask.count("queue");
+                metrics::counter!(m::PLACES_EXPIRED, "room" => name.clone()).increment(1);
+                let mut resp = waiting(ask, &req, &view, None)?;
+                // The next request without the stale token is a new visitor: joining again.
+                ask.clear_cookie(&mut resp);
+                Ok(resp)
+            }
+        }
+    }
+
+    /// Forwards an admitted visitor's request. A new session (`joined`) gets its cookie and
+    /// keeps its place even when the origin fails this once.
+    pub(super) async fn admit(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        visitor: Visitor,
+        joined: bool,
+    ) -> Response<Body> {
+        let token = joined.then(|| self.token(&ask.rc, visitor));
+        let mut resp = match self.pass(ask, req, Some(visitor)).await {
+            Ok(r) => r,
+            Err(e) => fail(ask.config, e, ask.html),
+        };
+        if let Some(t) = token {
+            ask.set_cookie(&mut resp, &t);
+        }
+        resp
+    }
+
+    /// The room's answer to one request, under its lock: the poll floor and the join budget
+    /// first, then the decision. A request that is not a navigation is an app's or a script's:
+    /// a poll, with its floor.
+    pub(super) fn decide_request(
+        &self,
+        ask: &Ask<'_>,
+        visitor: Option<Visitor>,
+        client: IpAddr,
+    ) -> Outcome {
+        let poll = !ask.html;
+        let now = self.now_ms();
+        let mut state = ask.room.state.lock();
+        if poll && let Some(wait_ms) = visitor.and_then(|v| poll_too_soon(&mut state, &v.id, now)) {
+            return Outcome::TooSoon(wait_ms);
+        }
+        if let Some(view) = over_budget(ask, &state, visitor, client, now) {
+            return Outcome::OverBudget(view);
+        }
+        let decision = decide(&ask.rc.settings, &mut state, visitor, now, &mut rand::rng());
+        if poll
+            && let Decision::Wait {
+                visitor,
+                joined: false,
+                view,
+                ..
+            } = &decision
+        {
+            set_poll_floor(&mut state, &visitor.id, now, view.poll_after_seconds);
+        }
+        Outcome::Decided(decision)
+    }
+
+    /// The visitor a request's token names (cookie, or `Anteroom-Token` for apps), with the token
+    /// string. A token that fails to verify counts as none and is counted. Only the cookie name
+    /// of this connection is read (`secure`: see `RoomConfig::cookie_name_for`).
+    pub(super) fn visitor(
+        &self,
+        room: &RoomConfig,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> (Option<Visitor>, Option<String>) {
+        let raw = headers
+            .get(headers::TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| headers::cookie(headers, &room.cookie_name_for(secure)));
+        let Some(raw) = raw else { return (None, None) };
+        match self.keys.decode(room.id, raw) {
+            Some(c) => (
+                Some(Visitor {
+                    id: c.session,
+                    ticket: c.ticket,
+                }),
+                Some(raw.to_string()),
+            ),
+            None => {
+                metrics::counter!(m::INVALID_TOKENS, "room" => room.name.clone()).increment(1);
+                (None, None)
+            }
+        }
+    }
+
+    pub(super) fn token(&self, room: &RoomConfig, v: Visitor) -> String {
+        let issued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.keys.encode(&Claims {
+            room_id: room.id,
+            session: v.id,
+            ticket: v.ticket,
+            issued_at,
+        })
+    }
+
+    /// Forwards to the room's origin; acts on `Anteroom-Command: revoke` and hides it.
+    pub(super) async fn pass(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        visitor: Option<Visitor>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (config, rc) = (ask.config, &ask.rc);
+        let started = Instant::now();
+        let forward = Forward {
+            origin: &rc.origin,
+            peer: ask.peer.addr.ip(),
+            trusted_peer: ask.trusted,
+            proto: if ask.peer.secure { "https" } else { "http" },
+            host: &ask.host,
+            cookie_name: &rc.cookie_name,
+            response_timeout: config.limits.origin_response_timeout,
+            max_body: config.limits.max_body,
+            body_timeout: config.limits.body_timeout,
+            upgrades: &self.upgrades,
+        };
+        let client = rc.origin.client.as_ref().unwrap_or(&self.client);
+        let result = proxy::forward(client, forward, req).await;
+        metrics::histogram!(m::UPSTREAM_DURATION, "room" => rc.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        let resp = result.inspect_err(|e| count_origin_failure(ask, e))?;
+        let (mut parts, body) = resp.into_parts();
+        let command = parts.headers.remove(headers::COMMAND_HEADER);
+        if let (Some(cmd), Some(v)) = (command, visitor)
+            && cmd.as_bytes().eq_ignore_ascii_case(b"revoke")
+        {
+            revoke(ask, &v);
+        }
+        // The head is on its way: a failure of the body from here can only be cut off, and
+        // is counted as the origin's.
+        let (watched, rc) = (ask.room.clone(), rc.clone());
+        let body = body.map_err(move |e| {
+            tracing::warn!(room = %rc.name, error = %e, "origin response body failed");
+            watched.figures.count_upstream_error("body");
+            metrics::counter!(m::UPSTREAM_ERRORS, "room" => rc.name.clone(), "kind" => "body")
+                .increment(1);
+            crate::proxy::BoxError::from(e)
+        });
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// Counts a failed forward against the origin: its own failures only; a client's bad or slow
+/// body is not the origin's.
+pub(super) fn count_origin_failure(ask: &Ask<'_>, e: &GatewayError) {
+    let kind = match e {
+        GatewayError::OriginTimeout => "timeout",
+        GatewayError::OriginDown(_) => "connect",
+        GatewayError::OriginInvalid(_) => "invalid_response",
+        _ => return,
+    };
+    ask.room.figures.count_upstream_error(kind);
+    metrics::counter!(m::UPSTREAM_ERRORS, "room" => ask.rc.name.clone(), "kind" => kind)
+        .increment(1);
+}
+
+/// The origin ended the visitor's session (`Anteroom-Command: revoke`).
+pub(super) fn revoke(ask: &Ask<'_>, v: &Visitor) {
+    let ended = {
+        let mut state = ask.room.state.lock();
+        crate::room::revoke(&mut state, &v.id)
+    };
+    if let Some(reason) = ended {
+        metrics::counter!(m::SESSIONS_ENDED, "room" => ask.rc.name.clone(), "reason" => reason.label())
+            .increment(1);
+    }
+}
+
+/// What one request is about, resolved once by `Gateway::resolve`: the config snapshot, the
+/// room as the operator's overrides make it, its live state, the client, the host, and whether
+/// the answer is a page.
+pub(super) struct Ask<'a> {
+    /// The configuration snapshot the whole request runs on.
+    pub(super) config: &'a Config,
+    /// The room's configuration with the operator's overrides.
+    pub(super) rc: Arc<RoomConfig>,
+    /// The room's live state.
+    pub(super) room: Arc<Room>,
+    /// The TCP peer; `secure` also when a trusted proxy says the client came over HTTPS.
+    pub(super) peer: Peer,
+    /// Whether the peer is one of `trusted_proxies` (the list is scanned once per request).
+    pub(super) trusted: bool,
+    /// The request's host, normal form.
+    pub(super) host: String,
+    /// Whether anteroom's own answers are pages (browser navigations) rather than JSON.
+    pub(super) html: bool,
+}
+
+impl Ask<'_> {
+    /// Counts the request under `decision` (`anteroom_requests_total` and the room's figures).
+    pub(super) fn count(&self, decision: &'static str) {
+        self.room.figures.count_request(decision);
+        metrics::counter!(m::REQUESTS, "room" => self.rc.name.clone(), "decision" => decision)
+            .increment(1);
+    }
+
+    /// The client's address (see [`route::client_ip`]).
+    pub(super) fn client_ip(&self, headers: &HeaderMap) -> IpAddr {
+        let trusted = &self.config.trusted_proxies;
+        route::client_ip(trusted, self.peer.addr.ip(), self.trusted, headers)
+    }
+
+    /// Sets the session cookie of this connection's name.
+    pub(super) fn set_cookie(&self, resp: &mut Response<Body>, token: &str) {
+        let secure = self.peer.secure;
+        respond::set_cookie(resp, &self.rc.cookie_name_for(secure), token, secure);
+    }
+
+    /// Drops the session cookie of this connection's name.
+    pub(super) fn clear_cookie(&self, resp: &mut Response<Body>) {
+        respond::clear_cookie(resp, &self.rc.cookie_name_for(self.peer.secure));
+    }
+}
+
+/// The one way a resolved request goes.
+pub(super) enum Route {
+    /// The room is switched off: straight to the origin.
+    Disabled,
+    /// Under `/__anteroom/`: answered by anteroom, never forwarded.
+    Endpoint,
+    /// A path the room lets through without a place.
+    Bypass,
+    /// Everything else: the room decides.
+    Queue,
+}
+
+impl Route {
+    pub(super) fn of(ask: &Ask<'_>, path: &str) -> Self {
+        if !ask.rc.enabled {
+            Route::Disabled
+        } else if path.starts_with(RESERVED_PREFIX) {
+            Route::Endpoint
+        } else if ask.rc.bypass.iter().any(|b| b.matches(path)) {
+            Route::Bypass
+        } else {
+            Route::Queue
+        }
+    }
+}
+
+/// What the room says to one request before anything is sent.
+pub(super) enum Outcome {
+    Decided(Decision),
+    /// A new session from a prefix past its join budget: the view of a visitor with no place.
+    OverBudget(View),
+    /// A queued visitor's poll before its floor: how long until it is answered.
+    TooSoon(u64),
+}
+
+/// A new session from a client prefix past its join budget (`max_joins_per_prefix_per_minute`):
+/// the view of a visitor with no place, polling again when the budget has a join. Returning
+/// visitors (known sessions, tokens coming back after a restart) are never budgeted. `None`:
+/// go on and decide.
+pub(super) fn over_budget(
+    ask: &Ask<'_>,
+    state: &RoomState,
+    visitor: Option<Visitor>,
+    client: IpAddr,
+    now: u64,
+) -> Option<View> {
+    let settings = &ask.rc.settings;
+    let limit = settings.max_joins_per_prefix_per_minute?;
+    // Only a visitor without a token joins the line: a stale token is told its place expired
+    // (or, with a free slot and nobody waiting, admitted), and a returning one is no new place.
+    let joining = visitor.is_none();
+    if !joining || settings.mode != Mode::Queue {
+        return None;
+    }
+    let wait_ms = ask
+        .room
+        .joins
+        .lock()
+        .take(Prefix::of(client), limit, now)
+        .err()?;
+    Some(View::without_place(
+        ViewState::Queued,
+        state.waiting(),
+        wait_ms.div_ceil(1000).max(1),
+    ))
+}
