@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::gateway::Gateway;
 use crate::metrics as m;
-use crate::room;
+use crate::store::Ticked;
 
 /// Ticks every room until `shutdown` turns true.
 pub async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
@@ -23,55 +23,42 @@ pub async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
 /// One tick of every room in the configuration in force.
 pub fn tick_all(gw: &Gateway) {
     let config = gw.config();
-    let now = gw.now_ms();
-    let mut rng = rand::rng();
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
         let rc = r.effective(rc);
-        let (report, t, recovered, reserve_low) = {
-            let mut state = r.state.lock();
-            let report = room::tick(&rc.settings, &mut state, now, &mut rng);
-            let t = room::telemetry(&rc.settings, &state, now);
-            (
-                report,
-                t,
-                state.counters.recovered,
-                state.reserve_half_spent(),
-            )
-        };
-        if reserve_low {
+        let ticked = gw.store().tick(&r, &rc.settings);
+        if ticked.reserve_low {
             gw.snapshot_soon();
         }
-        {
-            let mut joins = r.joins.lock();
-            if !joins.is_empty() {
-                joins.prune(now);
-            }
-        }
-        let name = rc.name.clone();
-        metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
-        metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));
-        metrics::gauge!(m::RELEASED_USERS, "room" => name.clone()).set(f64::from(t.released));
-        // No promise (paused, closed): NaN, which Prometheus shows as no value, not as 0 s.
-        metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
-            .set(t.wait_at_back_seconds.map_or(f64::NAN, |w| w as f64));
-        metrics::counter!(m::SESSIONS_RECOVERED, "room" => name.clone()).absolute(recovered);
-        if report.abandoned > 0 {
-            metrics::counter!(m::ABANDONED, "room" => name.clone())
-                .increment(u64::from(report.abandoned));
-        }
-        for (reason, admitted_ms) in &report.ended {
-            metrics::counter!(m::SESSIONS_ENDED, "room" => name.clone(), "reason" => reason.label())
-                .increment(1);
-            metrics::histogram!(m::SESSION_DURATION, "room" => name.clone())
-                .record(*admitted_ms as f64 / 1000.0);
-        }
-        for (_, wait) in &report.releases {
-            metrics::histogram!(m::QUEUE_WAIT, "room" => name.clone())
-                .record(*wait as f64 / 1000.0);
-        }
+        publish(&rc.name, &ticked);
     }
     if let Some(h) = m::install() {
         h.run_upkeep();
+    }
+}
+
+/// A room's figures after its tick, as metrics.
+fn publish(name: &str, ticked: &Ticked) {
+    let (t, report) = (&ticked.standing.telemetry, &ticked.report);
+    let name = name.to_string();
+    metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
+    metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));
+    metrics::gauge!(m::RELEASED_USERS, "room" => name.clone()).set(f64::from(t.released));
+    // No promise (paused, closed): NaN, which Prometheus shows as no value, not as 0 s.
+    metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
+        .set(t.wait_at_back_seconds.map_or(f64::NAN, |w| w as f64));
+    metrics::counter!(m::SESSIONS_RECOVERED, "room" => name.clone())
+        .absolute(ticked.standing.counters.recovered);
+    if report.abandoned > 0 {
+        metrics::counter!(m::ABANDONED, "room" => name.clone())
+            .increment(u64::from(report.abandoned));
+    }
+    for (reason, admitted_ms) in &report.ended {
+        m::session_ended(&name, *reason);
+        metrics::histogram!(m::SESSION_DURATION, "room" => name.clone())
+            .record(*admitted_ms as f64 / 1000.0);
+    }
+    for (_, wait) in &report.releases {
+        metrics::histogram!(m::QUEUE_WAIT, "room" => name.clone()).record(*wait as f64 / 1000.0);
     }
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use http::StatusCode;
+
 /// One problem in a configuration file, located by line and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -118,6 +120,107 @@ impl GatewayError {
             GatewayError::OriginInvalid(_) => "origin_invalid_response",
             GatewayError::Render(_) => "internal",
             other => other.client_kind().unwrap_or("internal"),
+        }
+    }
+
+    /// The status of the answer to this error: the one mapping, used by `gateway::fail`.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::OriginDown(_) | GatewayError::OriginInvalid(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The label of `anteroom_upstream_errors_total{kind}` for the origin's own failures
+    /// (a client's bad or slow body is not the origin's); `None` for everything else.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::OriginTimeout => Some("timeout"),
+            GatewayError::OriginDown(_) => Some("connect"),
+            GatewayError::OriginInvalid(_) => Some("invalid_response"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GatewayError as E;
+    use http::StatusCode as S;
+
+    /// The client's own faults: 4xx, a client kind (also their JSON name), no upstream kind.
+    #[test]
+    fn each_client_fault_has_one_status_and_its_label() {
+        let table = [
+            (
+                E::UnknownHost("x".into()),
+                S::MISDIRECTED_REQUEST,
+                "unknown_host",
+            ),
+            (E::BadRequest("x"), S::BAD_REQUEST, "bad_request"),
+            (E::BodyTooLarge, S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            (E::MethodNotAllowed, S::METHOD_NOT_ALLOWED, "method"),
+            (E::BodyTimeout, S::REQUEST_TIMEOUT, "body_timeout"),
+            (E::UriTooLong, S::URI_TOO_LONG, "uri_too_long"),
+            (
+                E::HeadersTooLarge,
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
+        ];
+        for (e, status, kind) in table {
+            assert_eq!(e.status(), status, "{e}");
+            assert!(status.is_client_error(), "{e}");
+            assert_eq!(e.client_kind(), Some(kind), "{e}");
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.upstream_kind(), None, "{e}");
+        }
+    }
+
+    /// The origin's and anteroom's failures: 5xx, no client kind; the origin's own carry the
+    /// upstream kind `anteroom_upstream_errors_total` counts them under.
+    #[test]
+    fn each_server_failure_has_one_status_and_its_labels() {
+        let table = [
+            (
+                E::OriginDown("x".into()),
+                S::BAD_GATEWAY,
+                Some("connect"),
+                "origin_unreachable",
+            ),
+            (
+                E::OriginTimeout,
+                S::GATEWAY_TIMEOUT,
+                Some("timeout"),
+                "origin_timeout",
+            ),
+            (
+                E::OriginInvalid("x".into()),
+                S::BAD_GATEWAY,
+                Some("invalid_response"),
+                "origin_invalid_response",
+            ),
+            (
+                E::Render("x".into()),
+                S::INTERNAL_SERVER_ERROR,
+                None,
+                "internal",
+            ),
+        ];
+        for (e, status, upstream, kind) in table {
+            assert_eq!(e.status(), status, "{e}");
+            assert!(status.is_server_error(), "{e}");
+            assert_eq!(e.client_kind(), None, "{e}");
+            assert_eq!(e.upstream_kind(), upstream, "{e}");
+            assert_eq!(e.kind(), kind, "{e}");
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::room::{Image, LineImage};
-use crate::snapshot::{self, VERSION};
+use crate::store::overrides;
+use crate::store::snapshot::{self, VERSION};
 
 /// The summary text, or why there is none.
 pub fn inspect(dir: &Path) -> Result<String, String> {
@@ -29,7 +30,7 @@ pub fn inspect(dir: &Path) -> Result<String, String> {
     for (name, image) in &snap.rooms {
         room(&mut out, name, image, now);
     }
-    let overrides = crate::admin::persist::load_quiet(dir);
+    let overrides = overrides::load_quiet(dir);
     for (name, o) in overrides {
         let _ = writeln!(
             out,

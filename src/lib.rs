@@ -4,6 +4,7 @@
 //! its bound addresses, so that tests and embedding programs can drive it on port 0.
 
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod engine;
@@ -15,12 +16,16 @@ pub mod keys;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod reload;
 pub mod room;
 pub mod server;
-pub mod snapshot;
+pub mod store;
 pub mod target;
 pub mod tls;
 pub mod token;
+
+/// The snapshot file format (kept at its old path for tools and benchmarks).
+pub use store::snapshot;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -89,8 +94,13 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     let http_addr = listeners.public.local_addr().unwrap_or(config.listen.http);
     let https_addr = listeners.secure.as_ref().and_then(|l| l.local_addr().ok());
     let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
-    let gw = Gateway::new(config, keys)?;
-    let (reload, reload_task) = config::reload::spawn(gw.clone(), env, rx.clone());
+    let store = store::Memory::new(&config.state.dir);
+    store.restore(|name| {
+        let rc = config.rooms.iter().find(|r| r.name == name)?;
+        Some(rc.settings.clone())
+    });
+    let gw = Gateway::new(config, keys, Arc::new(store))?;
+    let (reload, reload_task) = reload::spawn(gw.clone(), env, rx.clone());
     tasks.push(reload_task);
     if let Some(l) = listeners.admin {
         let admin = Arc::new(admin::Admin {
@@ -179,7 +189,7 @@ fn spawn_public(
         drain: boot.limits.drain_timeout,
     };
     if let Some(l) = secure {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(gw.clone())?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(gw.tls_config())?);
         tasks.push(tokio::spawn(server::serve_public(
             l,
             serving(Some(acceptor)),

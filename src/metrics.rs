@@ -57,3 +57,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// Counts a session that ended (`anteroom_sessions_ended_total{room, reason}`): the one place
+/// it is emitted, for leaves, revokes and the tick's endings alike.
+pub fn session_ended(room: &str, reason: crate::room::EndReason) {
+    metrics::counter!(SESSIONS_ENDED, "room" => room.to_string(), "reason" => reason.label())
+        .increment(1);
+}

@@ -6,6 +6,7 @@ mod csp;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::{HeaderMap, Method, header};
 use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
@@ -27,9 +28,10 @@ pub struct Pages {
 }
 
 /// A page ready to send: the HTML and the policy that lets exactly its own inline blocks run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rendered {
-    pub html: String,
+    /// Shared bytes: a page rendered once is sent many times without a copy.
+    pub html: Bytes,
     pub csp: String,
 }
 
@@ -40,7 +42,7 @@ impl From<&'static str> for Rendered {
     fn from(page: &'static str) -> Self {
         let (html, inline) = csp::scan(page);
         Rendered {
-            html,
+            html: Bytes::from(html),
             csp: inline.policy(None),
         }
     }
@@ -85,6 +87,12 @@ impl Pages {
         Ok(())
     }
 
+    /// Whether the template's inline blocks take a fresh nonce per response (such a page is
+    /// rendered for each response, never kept).
+    pub fn needs_nonce(&self, name: &str) -> bool {
+        self.inline.get(name).is_some_and(|i| i.nonce)
+    }
+
     pub fn render(&self, name: &str, ctx: Value) -> Result<Rendered, String> {
         let inline = self.inline.get(name);
         let nonce = inline.filter(|i| i.nonce).map(|_| csp::nonce());
@@ -98,7 +106,10 @@ impl Pages {
             Some(i) => i.policy(nonce.as_deref()),
             None => Inline::default().policy(None),
         };
-        Ok(Rendered { html, csp })
+        Ok(Rendered {
+            html: Bytes::from(html),
+            csp,
+        })
     }
 }
 

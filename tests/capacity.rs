@@ -78,7 +78,9 @@ async fn capacity_holds_at_every_observed_moment_under_churn() {
             "active_users = 50\nsession_ttl = \"300ms\"\nabandon_after = \"5s\"\nrelease_window = \"2s\"",
         );
     let gw = Gateway::start(&config).await;
-    let room = gw.running.as_ref().unwrap().gateway.room("shop").unwrap();
+    let gateway = gw.running.as_ref().unwrap().gateway.clone();
+    let room = gateway.room("shop").unwrap();
+    let settings = gateway.config().rooms[0].settings.clone();
     let done = Arc::new(AtomicBool::new(false));
     let observer = {
         let done = done.clone();
@@ -86,8 +88,8 @@ async fn capacity_holds_at_every_observed_moment_under_churn() {
             let (mut most, mut looks) = (0u32, 0u64);
             while !done.load(Ordering::Relaxed) {
                 let admitted = {
-                    let s = room.state.lock();
-                    s.active + s.released
+                    let t = gateway.store().standing(&room, &settings).telemetry;
+                    t.active + t.released
                 };
                 most = most.max(admitted);
                 looks += 1;

@@ -71,7 +71,10 @@ async fn past_the_budget_a_new_client_gets_no_place() {
         "only the admitted visitor reached the origin"
     );
     let admin = gw.running.as_ref().unwrap();
-    let depth = admin.gateway.room("shop").unwrap().state.lock().queue.len();
+    let gateway = &admin.gateway;
+    let room = gateway.room("shop").unwrap();
+    let settings = &gateway.config().rooms[0].settings;
+    let depth = gateway.store().standing(&room, settings).waiting;
     assert_eq!(depth, 2, "nothing joined past the budget");
 }
 

@@ -215,3 +215,79 @@ async fn an_operators_page_gets_hashes_for_fixed_blocks_and_a_fresh_nonce_for_te
     }
     assert_ne!(nonces[0], nonces[1], "a nonce is used once");
 }
+
+/// A closed page is rendered once per room as the operator's overrides make it: a changed
+/// message shows at once, and a templated inline block still gets a fresh nonce each time (such
+/// a page is never kept).
+#[tokio::test]
+async fn a_closed_page_follows_overrides_and_never_reuses_a_nonce() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("closed.html");
+    std::fs::write(
+        &page,
+        "<!doctype html><html><head><title>Closed</title>\n\
+         <style>body{color:#222}</style>\n\
+         <script>window.said = '{{ message }}';</script>\n\
+         </head><body><p>{{ message }}</p></body></html>\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "active_users = 1\nmode = \"reject\"\nmessage = \"first\"\nclosed_page = {:?}",
+        page.display().to_string()
+    );
+    let config = base_config("50ms").replace(
+        "http = \"127.0.0.1:0\"\n",
+        "http = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n",
+    ) + &room("shut", "shut.test", &origin.url(), &extra)
+        + &room(
+            "plain",
+            "plain.test",
+            &origin.url(),
+            "active_users = 1\nmode = \"reject\"",
+        );
+    let gw = Gateway::start(&config).await;
+    let nonce_of = |body: &str| {
+        let (head, _) = blocks(body, "script")[0];
+        head.split("nonce=\"")
+            .nth(1)
+            .and_then(|n| n.split('"').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no nonce on {head}"))
+    };
+    let a = gw.client("shut.test").get("/", BROWSER).await;
+    let b = gw.client("shut.test").get("/", BROWSER).await;
+    for r in [&a, &b] {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.body.contains("<p>first</p>"), "{}", r.body);
+        let csp = r.header("content-security-policy").expect("a policy");
+        let source = format!("'nonce-{}'", nonce_of(&r.body));
+        assert!(
+            directive(csp, "script-src").contains(&source.as_str()),
+            "{csp}"
+        );
+    }
+    assert_ne!(nonce_of(&a.body), nonce_of(&b.body), "a nonce is used once");
+
+    Admin::of(&gw)
+        .patch_ok("shut", r#"{"message": "second"}"#)
+        .await;
+    let c = gw.client("shut.test").get("/", BROWSER).await;
+    assert_eq!(c.status, 503);
+    assert!(
+        c.body.contains("<p>second</p>"),
+        "the override shows: {}",
+        c.body
+    );
+    assert!(!c.body.contains("first"), "{}", c.body);
+
+    // The built-in closed page has fixed blocks only: the same page and policy every time.
+    let p1 = gw.client("plain.test").get("/", BROWSER).await;
+    let p2 = gw.client("plain.test").get("/", BROWSER).await;
+    assert_eq!(p1.status, 503);
+    assert_eq!(p1.body, p2.body);
+    assert_eq!(
+        p1.header("content-security-policy"),
+        p2.header("content-security-policy")
+    );
+}

@@ -2,7 +2,6 @@
 //! and `/readyz`. Bearer-token auth from the env var the file names, else loopback peers only;
 //! Host checked against DNS rebinding; JSON bodies only; no CORS headers.
 
-pub mod persist;
 mod rooms;
 
 use std::net::SocketAddr;
@@ -17,9 +16,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::reload::{ReloadHandle, ReloadStatus};
+use crate::config::ReloadStatus;
 use crate::gateway::{Gateway, respond};
 use crate::proxy::Body;
+use crate::reload::ReloadHandle;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;

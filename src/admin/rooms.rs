@@ -6,9 +6,10 @@ use serde_json::{Map, Value, json};
 
 use super::{Admin, Who, error};
 use crate::config::RoomConfig;
-use crate::gateway::{Room, respond};
+use crate::gateway::respond;
 use crate::proxy::Body;
-use crate::room::{Overrides, Policy, telemetry};
+use crate::room::{Overrides, Policy};
+use crate::store::Room;
 
 /// A PATCH refused: the message and the field at fault.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ impl Admin {
         let Some((rc, room)) = self.find(name) else {
             return no_room(name);
         };
-        match self.gw.update_overrides(&room, name, |current| {
+        match self.gw.update_overrides(&rc, &room, |current| {
             apply_patch(current, body).map_err(Refusal::Bad)
         }) {
             Ok((before, after)) => {
@@ -90,7 +91,7 @@ impl Admin {
         };
         match self
             .gw
-            .update_overrides(&room, name, |_| Ok::<_, Refusal>(Overrides::default()))
+            .update_overrides(&rc, &room, |_| Ok::<_, Refusal>(Overrides::default()))
         {
             Ok((before, after)) => {
                 log_change(name, who, &rc, &before, &after);
@@ -111,11 +112,8 @@ impl Admin {
     /// A room as the API shows it: values in force, the file's, the overrides, live figures.
     fn describe(&self, file: &std::sync::Arc<RoomConfig>, room: &Room) -> Value {
         let eff = room.effective(file);
-        let now = self.gw.now_ms();
-        let (t, counters) = {
-            let st = room.state.lock();
-            (telemetry(&eff.settings, &st, now), st.counters.clone())
-        };
+        let standing = self.gw.store().standing(room, &eff.settings);
+        let (t, counters) = (standing.telemetry, standing.counters);
         let requests: Map<String, Value> = room
             .figures
             .requests()

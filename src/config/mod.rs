@@ -3,11 +3,9 @@
 
 mod file;
 mod locate;
-pub mod reload;
 #[cfg(test)]
 mod tests;
 mod validate;
-mod watch;
 
 pub use file::FileConfig;
 pub use validate::{load, parse};
@@ -16,11 +14,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use http::uri::{Authority, Scheme};
 
+use crate::error::ConfigError;
 use crate::pages::Pages;
 use crate::room::Settings;
 
@@ -49,7 +48,7 @@ pub struct Config {
     pub default_room: Option<usize>,
     pub pages: Pages,
     /// Certificates of the public TLS listener, by host.
-    pub tls: crate::tls::Certs,
+    pub tls: crate::certs::Certs,
     /// Peers whose forwarding headers are kept (appended to) rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -57,8 +56,12 @@ pub struct Config {
 impl Config {
     /// The room serving `host` (already lower-cased, port stripped), or the default room.
     pub fn room_for_host(&self, host: &str) -> Option<&Arc<RoomConfig>> {
-        let idx = self.hosts.get(host).copied().or(self.default_room)?;
-        self.rooms.get(idx)
+        self.rooms.get(self.room_index_for_host(host)?)
+    }
+
+    /// The index in `rooms` of the room serving `host`.
+    pub fn room_index_for_host(&self, host: &str) -> Option<usize> {
+        self.hosts.get(host).copied().or(self.default_room)
     }
 }
 
@@ -122,8 +125,8 @@ impl Default for Limits {
 pub struct Origin {
     pub scheme: Scheme,
     pub authority: Authority,
-    /// `https://` origins whose room names `origin_ca`: a client trusting only that CA.
-    pub client: Option<crate::proxy::OriginClient>,
+    /// `https://` origins whose room names `origin_ca`: TLS trusting only that CA.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `origin_host`: the Host the origin receives instead of the client's.
     pub host: Option<http::HeaderValue>,
 }
@@ -190,5 +193,26 @@ impl Config {
             .and_then(|name| env.get(name))
             .and_then(|v| String::from_utf8(v).ok())
             .filter(|t| !t.is_empty());
+    }
+}
+
+/// The result of the last load, as `GET /api/v1/config` shows it.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    pub at: SystemTime,
+    pub errors: Vec<ConfigError>,
+    /// Keys that changed but apply only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+impl ReloadStatus {
+    pub fn loaded() -> Self {
+        ReloadStatus {
+            ok: true,
+            at: SystemTime::now(),
+            errors: Vec::new(),
+            needs_restart: Vec::new(),
+        }
     }
 }

@@ -2,13 +2,16 @@
 //! navigations, JSON for apps and scripts): the waiting answer, the poll floor's 429, the closed
 //! answer, and `fail`, the one place where an error becomes a response.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use http::{Request, Response, StatusCode};
 
-use super::{Ask, respond};
-use crate::config::{Config, RoomConfig};
+use super::{Ask, Current, respond};
+use crate::config::RoomConfig;
 use crate::error::GatewayError;
 use crate::metrics as m;
-use crate::pages::{self, StatusJson};
+use crate::pages::{self, Pages, Rendered, StatusJson};
 use crate::proxy::Body;
 use crate::room::{View, ViewState};
 
@@ -42,6 +45,12 @@ pub(super) fn waiting<B>(
 /// How long a closed room tells clients to wait before asking again.
 const CLOSED_RETRY_SECONDS: u64 = 60;
 
+/// A room's closed page, rendered for the room as it was (the file's room with the overrides:
+/// the same `Arc` while neither changes) and reused until it changes. A template whose inline
+/// blocks need a fresh CSP nonce per response is never cached.
+#[derive(Default)]
+pub(super) struct ClosedCache(ArcSwapOption<(Arc<RoomConfig>, Rendered)>);
+
 /// The closed answer (503): the page for navigations, the status JSON (`state = "closed"`) for
 /// everything else.
 pub(super) fn closed(ask: &Ask<'_>) -> Result<Response<Body>, GatewayError> {
@@ -50,13 +59,27 @@ pub(super) fn closed(ask: &Ask<'_>) -> Result<Response<Body>, GatewayError> {
         return Ok(closed_json(room));
     }
     let retry = CLOSED_RETRY_SECONDS;
-    let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
-    let page = ask
-        .config
-        .pages
-        .render(&room.closed_page, ctx)
-        .map_err(GatewayError::Render)?;
-    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
+    let cache = ask.current.closed.get(ask.index);
+    let hit = cache.and_then(|c| {
+        let kept = c.0.load();
+        let (for_room, page) = kept.as_deref()?;
+        Arc::ptr_eq(for_room, room).then(|| page.clone())
+    });
+    let page = match hit {
+        Some(page) => page,
+        None => {
+            let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
+            let pages = &ask.config.pages;
+            let page = pages
+                .render(&room.closed_page, ctx)
+                .map_err(GatewayError::Render)?;
+            if let Some(c) = cache.filter(|_| !pages.needs_nonce(&room.closed_page)) {
+                c.0.store(Some(Arc::new((room.clone(), page.clone()))));
+            }
+            page
+        }
+    };
+    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page.clone());
     respond::retry_after(&mut resp, retry);
     Ok(resp)
 }
@@ -73,71 +96,75 @@ pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
 /// How long an app is told to wait after the origin failed.
 const ERROR_RETRY_SECONDS: u64 = 5;
 
-/// What an error's answer says besides its status.
-enum Wording {
-    /// The client's own fault: one plain line, whatever the client asked for.
-    Plain(&'static str),
-    /// The origin's or anteroom's: the error page's title and detail (JSON for apps).
-    Page(&'static str, &'static str),
-}
+/// The client's own faults: one plain line, whatever the client asked for. Keyed by status.
+const PLAIN: [(StatusCode, &str); 7] = [
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "no site is served at this host\n",
+    ),
+    (StatusCode::BAD_REQUEST, "bad request\n"),
+    (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+    (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    (StatusCode::REQUEST_TIMEOUT, "request body too slow\n"),
+    (StatusCode::URI_TOO_LONG, "request target too long\n"),
+    (
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request headers too large\n",
+    ),
+];
 
-/// Each error's status and wording.
-fn wording(e: &GatewayError) -> (StatusCode, Wording) {
-    use GatewayError as E;
-    use Wording::{Page, Plain};
-    match e {
-        E::UnknownHost(_) => (
-            StatusCode::MISDIRECTED_REQUEST,
-            Plain("no site is served at this host\n"),
-        ),
-        E::BadRequest(_) => (StatusCode::BAD_REQUEST, Plain("bad request\n")),
-        E::BodyTooLarge => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Plain("request body too large\n"),
-        ),
-        E::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            Plain("method not allowed\n"),
-        ),
-        E::BodyTimeout => (
-            StatusCode::REQUEST_TIMEOUT,
-            Plain("request body too slow\n"),
-        ),
-        E::UriTooLong => (StatusCode::URI_TOO_LONG, Plain("request target too long\n")),
-        E::HeadersTooLarge => (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Plain("request headers too large\n"),
-        ),
-        E::OriginDown(_) | E::OriginInvalid(_) => (
-            StatusCode::BAD_GATEWAY,
-            Page(
-                "The site is not answering",
-                "We could not reach the site just now. Please try again in a moment.",
-            ),
-        ),
-        E::OriginTimeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            Page(
-                "The site is taking too long",
-                "The site did not answer in time. Please try again in a moment.",
-            ),
-        ),
-        E::Render(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Page("Something went wrong", "Please try again in a moment."),
-        ),
+/// The origin's and anteroom's failures: the error page's title and detail (JSON for apps).
+const PAGES: [(StatusCode, &str, &str); 3] = [
+    (
+        StatusCode::BAD_GATEWAY,
+        "The site is not answering",
+        "We could not reach the site just now. Please try again in a moment.",
+    ),
+    (
+        StatusCode::GATEWAY_TIMEOUT,
+        "The site is taking too long",
+        "The site did not answer in time. Please try again in a moment.",
+    ),
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again in a moment.",
+    ),
+];
+
+/// The error pages of one configuration load, rendered once (the built-in error page has no
+/// templated inline block, so no nonce).
+pub(super) struct ErrorPages(Vec<(StatusCode, Option<Rendered>)>);
+
+impl ErrorPages {
+    pub(super) fn render(pages: &Pages) -> Self {
+        ErrorPages(
+            PAGES
+                .iter()
+                .map(|(status, title, detail)| {
+                    let ctx = pages::error_context(status.as_u16(), title, detail);
+                    let page = pages.render(pages::BUILTIN_ERROR, ctx).ok();
+                    (*status, page)
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, status: StatusCode) -> Option<&Rendered> {
+        self.0.iter().find(|(s, _)| *s == status)?.1.as_ref()
     }
 }
 
-/// The one place where an error becomes a response.
-pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
+/// The one place where an error becomes a response: its status from [`GatewayError::status`],
+/// a plain line for the client's own faults, the error page or JSON for the rest.
+pub(super) fn fail(current: &Current, e: GatewayError, html: bool) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
-    let (status, title, detail) = match wording(&e) {
-        (status, Wording::Plain(line)) => return respond::plain(status, line),
-        (status, Wording::Page(title, detail)) => (status, title, detail),
-    };
+    let status = e.status();
+    if let Some((_, line)) = PLAIN.iter().find(|(s, _)| *s == status) {
+        return respond::plain(status, line);
+    }
     tracing::warn!(error = %e, status = status.as_u16(), "request failed");
     if !html {
         // Apps and scripts get JSON they can act on: what failed and when to try again.
@@ -152,10 +179,9 @@ pub fn fail(config: &Config, e: GatewayError, html: bool) -> Response<Body> {
         respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
         return resp;
     }
-    let ctx = pages::error_context(status.as_u16(), title, detail);
-    match config.pages.render(pages::BUILTIN_ERROR, ctx) {
-        Ok(page) => respond::html(status, page),
-        Err(_) => respond::plain(status, "the site is not available\n"),
+    match current.errors.get(status) {
+        Some(page) => respond::html(status, page.clone()),
+        None => respond::plain(status, "the site is not available\n"),
     }
 }
 

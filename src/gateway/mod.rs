@@ -1,23 +1,17 @@
-//! The public service: what every request shares (the config snapshot, the rooms' live state,
-//! the keys, the origin client). `request.rs` takes one request through the steps of DESIGN
-//! section 2; `answer.rs` holds `fail`, the one place that turns an error into a response.
+//! The public service: what every request shares (the configuration in force with each room's
+//! live handle, the store, the keys, the origin clients). `request.rs` takes one request
+//! through the steps of DESIGN section 2; `answer.rs` holds `fail`, the one place that turns an
+//! error into a response.
 
 mod answer;
-pub use answer::fail;
 use answer::{closed, waiting};
-use request::{Ask, over_budget};
+use request::Ask;
 mod endpoints;
 mod request;
 pub mod respond;
-mod room;
 pub mod route;
-mod state;
 
-pub use state::{SnapshotReport, run as snapshot_loop};
-
-pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
-
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,19 +20,16 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::config::reload::ReloadStatus;
-use crate::config::{Config, RoomConfig};
+use crate::config::{Config, ReloadStatus, RoomConfig};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{self, RESERVED_PREFIX};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
-use crate::room::{
-    Decision, Mode, Overrides, Prefix, RoomState, View, ViewState, Visitor, decide, poll_too_soon,
-    set_poll_floor,
-};
+use crate::room::{Arrival, Decision, Overrides, Prefix, Via, Visitor};
+use crate::store::{Room, SnapshotReport, Store};
 use crate::token::{Claims, Keys};
 
 /// Who is asking: the TCP peer, and whether the connection is TLS (cookies get `Secure`, the
@@ -49,20 +40,31 @@ pub struct Peer {
     pub secure: bool,
 }
 
-/// Everything the public service shares: the config snapshot (swapped whole), the rooms' state
-/// (keyed by room name, outside the config so that a reload never touches a queue), the token
-/// keys and the origin client.
+/// One configuration load as requests use it, swapped whole: the configuration, each room's
+/// live handle and origin client (by the index of `config.rooms`), and the answers rendered
+/// once per load.
+pub(crate) struct Current {
+    pub(crate) config: Arc<Config>,
+    rooms: Vec<Arc<Room>>,
+    /// A room's own client (`origin_ca`), else `None` for the shared one.
+    clients: Vec<Option<OriginClient>>,
+    /// Each room's closed page, rendered once for the room as overrides make it.
+    closed: Vec<answer::ClosedCache>,
+    /// The error pages, rendered once.
+    errors: answer::ErrorPages,
+}
+
+/// Everything the public service shares: the configuration in force (swapped whole, rooms'
+/// handles included, so a request finds its room without a lock), the store where the rooms'
+/// state lives (outside the configuration: a reload never touches a line), the token keys and
+/// the origin client.
 pub struct Gateway {
-    config: ArcSwap<Config>,
-    rooms: RwLock<HashMap<String, Arc<Room>>>,
+    current: ArcSwap<Current>,
+    /// The configuration alone, for the TLS handshake (`tls::server_config`).
+    tls_config: Arc<ArcSwap<Config>>,
+    store: Arc<dyn Store>,
     keys: Keys,
     client: OriginClient,
-    /// The rooms' millisecond clock: unix milliseconds at `epoch`, then monotonic from there, so
-    /// times in a snapshot stay comparable across restarts.
-    epoch: Instant,
-    clock_base_ms: u64,
-    /// One snapshot write at a time.
-    snapshot_write: tokio::sync::Mutex<()>,
     /// Wakes the snapshot loop early (a room spent half its reserved tickets).
     snapshot_soon: tokio::sync::Notify,
     /// Spliced upgraded connections, for the drain.
@@ -76,33 +78,34 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, keys: Keys) -> Result<Arc<Self>, crate::StartError> {
-        let client = proxy::client(&config.limits, crate::tls::client_config(None)?);
+    /// A gateway over `store`: the overrides the store kept are put back on their rooms.
+    pub fn new(
+        config: Config,
+        keys: Keys,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, crate::StartError> {
+        let client = proxy::client(&config.limits, crate::certs::client_config(None)?);
         let config = Arc::new(config);
         let gw = Gateway {
             boot: config.clone(),
-            config: ArcSwap::new(config),
-            rooms: RwLock::new(HashMap::new()),
+            current: ArcSwap::from_pointee(Current::empty(config.clone())),
+            tls_config: Arc::new(ArcSwap::new(config.clone())),
+            store,
             keys,
             client,
-            epoch: Instant::now(),
-            clock_base_ms: crate::snapshot::unix_ms(),
-            snapshot_write: tokio::sync::Mutex::new(()),
             snapshot_soon: tokio::sync::Notify::new(),
             upgrades: proxy::Upgrades::default(),
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
         };
-        let config = gw.config();
-        let mut saved = crate::admin::persist::load(&config.state.dir);
-        gw.restore(&config);
-        gw.sync_rooms(&config);
-        for (name, room) in gw.rooms.read().iter() {
-            if let Some(o) = saved.remove(name) {
-                tracing::info!(room = %name, overrides = ?o, "overrides restored");
-                room.set_overrides(o);
+        let mut saved = gw.store.saved_overrides();
+        for rc in &config.rooms {
+            if let Some(o) = saved.remove(&rc.name) {
+                tracing::info!(room = %rc.name, overrides = ?o, "overrides restored");
+                gw.store.room(&rc.name, &rc.settings).set_overrides(o);
             }
         }
+        gw.swap_arc(config);
         Ok(Arc::new(gw))
     }
 
@@ -113,37 +116,57 @@ impl Gateway {
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+        self.current.load().config.clone()
     }
 
-    /// Swaps in a new configuration: new rooms start empty, rooms kept by name keep their line.
-    /// Requests in flight finish on the configuration they started with.
+    /// The configuration in force as the TLS handshake reads it.
+    pub fn tls_config(&self) -> Arc<ArcSwap<Config>> {
+        self.tls_config.clone()
+    }
+
+    /// The store the rooms live in.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Swaps in a new configuration: new rooms start empty, rooms kept by name keep their line,
+    /// and changed settings (a policy) are put into force now. Requests in flight finish on the
+    /// configuration they started with.
     pub fn swap(&self, config: Config) {
-        self.sync_rooms(&config);
-        self.config.store(Arc::new(config));
+        self.swap_arc(Arc::new(config));
+    }
+
+    fn swap_arc(&self, config: Arc<Config>) {
+        let current = Current::load(config.clone(), &*self.store);
+        for (rc, room) in config.rooms.iter().zip(&current.rooms) {
+            self.store.settle(room, &room.effective(rc).settings);
+        }
+        self.tls_config.store(config);
+        self.current.store(Arc::new(current));
     }
 
     /// Changes one room's overrides: `change` maps the current ones to the new ones (or refuses),
-    /// the result is written to the state folder, then applied. Changes are serialized, so two
-    /// concurrent changes both land. Returns (before, after).
+    /// the result is kept by the store, then applied. Changes are serialized, so two concurrent
+    /// changes both land. Returns (before, after). Blocking (the store writes a file).
     pub fn update_overrides<E: From<std::io::Error>>(
         &self,
+        rc: &Arc<RoomConfig>,
         room: &Room,
-        name: &str,
         change: impl FnOnce(&Overrides) -> Result<Overrides, E>,
     ) -> Result<(Overrides, Overrides), E> {
         let _writing = self.overrides_write.lock();
         let before = (*room.overrides()).clone();
         let after = change(&before)?;
-        let mut all: std::collections::BTreeMap<String, Overrides> = self
-            .rooms
-            .read()
-            .iter()
-            .map(|(n, r)| (n.clone(), (*r.overrides()).clone()))
+        let mut all: BTreeMap<String, Overrides> = self
+            .store
+            .rooms()
+            .into_iter()
+            .map(|(n, r)| (n, (*r.overrides()).clone()))
             .collect();
-        all.insert(name.to_string(), after.clone());
-        crate::admin::persist::save(&self.boot.state.dir, &all)?;
+        all.insert(rc.name.clone(), after.clone());
+        self.store.save_overrides(&all)?;
         room.set_overrides(after.clone());
+        self.store.settle(room, &room.effective(rc).settings);
         Ok((before, after))
     }
 
@@ -162,25 +185,77 @@ impl Gateway {
 
     /// Milliseconds on the rooms' clock.
     pub fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
-        self.clock_base_ms.saturating_add(elapsed)
+        self.store.now_ms()
     }
 
+    /// The live handle of room `name`, if the store has it.
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
-        self.rooms.read().get(name).cloned()
+        self.store.find(name)
     }
 
-    /// Creates state for rooms new in `config`, keeps the rest as they are.
-    fn sync_rooms(&self, config: &Config) {
-        let now = self.now_ms();
-        let mut rooms = self.rooms.write();
-        for r in &config.rooms {
-            rooms.entry(r.name.clone()).or_insert_with(|| {
-                Arc::new(Room::new(
-                    RoomState::fresh(&r.settings, now),
-                    Default::default(),
-                ))
-            });
+    /// Writes every room to the state folder now (on the blocking pool). One write at a time;
+    /// the request path only waits for a room's flat copy.
+    pub async fn write_snapshot(&self) -> std::io::Result<SnapshotReport> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.persist())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+    }
+
+    /// Asks for a snapshot before the next interval.
+    pub fn snapshot_soon(&self) {
+        self.snapshot_soon.notify_one();
+    }
+}
+
+impl Current {
+    fn empty(config: Arc<Config>) -> Self {
+        Current {
+            errors: answer::ErrorPages::render(&config.pages),
+            config,
+            rooms: Vec::new(),
+            clients: Vec::new(),
+            closed: Vec::new(),
         }
+    }
+
+    /// The rooms of `config` with their handles from `store` and their origin clients.
+    fn load(config: Arc<Config>, store: &dyn Store) -> Self {
+        let rooms = config
+            .rooms
+            .iter()
+            .map(|rc| store.room(&rc.name, &rc.settings))
+            .collect();
+        let clients = config
+            .rooms
+            .iter()
+            .map(|rc| {
+                let tls = rc.origin.tls.as_ref()?;
+                Some(proxy::client(&config.limits, (**tls).clone()))
+            })
+            .collect();
+        let closed = config.rooms.iter().map(|_| Default::default()).collect();
+        Current {
+            rooms,
+            clients,
+            closed,
+            ..Current::empty(config)
+        }
+    }
+}
+
+/// Writes a snapshot every `snapshot_every` until `shutdown` turns (the final one is written by
+/// the shutdown itself, after the requests in flight have finished).
+pub async fn snapshot_loop(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let every = gw.config().state.snapshot_every;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = gw.snapshot_soon.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        // A failure is logged and counted; the next interval tries again.
+        let _ = gw.write_snapshot().await;
     }
 }

@@ -1,14 +1,14 @@
 //! One public request through the steps of DESIGN section 2: resolve the request's context
-//! once, pick its route, decide under the room lock, answer or forward.
+//! once, pick its route, let the room decide, answer or forward.
 
 use super::*;
 
 impl Gateway {
     /// Answers one public request. Never fails: errors become pages here.
     pub async fn handle(&self, peer: Peer, req: Request<Incoming>) -> Response<Body> {
-        let config = self.config();
+        let current = self.current.load_full();
         // The path only: a query string may carry what visitors would not want logged.
-        let access = config.access_log.then(|| {
+        let access = current.config.access_log.then(|| {
             (
                 Instant::now(),
                 req.method().clone(),
@@ -17,9 +17,9 @@ impl Gateway {
         });
         // Every answer anteroom makes itself follows what the client asked for.
         let html = pages::wants_html(req.method(), req.headers());
-        let resp = match self.inner(&config, peer, req, html).await {
+        let resp = match self.inner(&current, peer, req, html).await {
             Ok(resp) => resp,
-            Err(e) => fail(&config, e, html),
+            Err(e) => answer::fail(&current, e, html),
         };
         if let Some((started, method, path)) = access {
             tracing::info!(
@@ -38,12 +38,12 @@ impl Gateway {
     /// Resolves the request once, then takes the one way its room sends it.
     pub(super) async fn inner(
         &self,
-        config: &Config,
+        current: &Current,
         peer: Peer,
         mut req: Request<Incoming>,
         html: bool,
     ) -> Result<Response<Body>, GatewayError> {
-        let ask = self.resolve(config, peer, &mut req, html)?;
+        let ask = self.resolve(current, peer, &mut req, html)?;
         match Route::of(&ask, req.uri().path()) {
             Route::Disabled => {
                 ask.count("disabled");
@@ -66,25 +66,29 @@ impl Gateway {
     /// origin, see it), and the room with the operator's overrides over the file.
     pub(super) fn resolve<'a>(
         &self,
-        config: &'a Config,
+        current: &'a Current,
         peer: Peer,
         req: &mut Request<Incoming>,
         html: bool,
     ) -> Result<Ask<'a>, GatewayError> {
+        let config = &*current.config;
         route::check_request(req, &config.limits)?;
         let trusted = route::is_trusted(&config.trusted_proxies, peer.addr.ip());
         // Behind a trusted TLS-terminating proxy the visitor is on HTTPS: cookies get `Secure`.
         let secure = peer.secure || route::forwarded_https(trusted, req.headers());
         let host = route::host_of(req)?;
         route::normalise_target(req)?;
-        let Some(file_room) = config.room_for_host(&host) else {
+        let Some(index) = config.room_index_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
         };
-        let room = self
-            .room(&file_room.name)
-            .ok_or_else(|| GatewayError::UnknownHost(host.clone()))?;
+        let (Some(file_room), Some(room)) = (config.rooms.get(index), current.rooms.get(index))
+        else {
+            return Err(GatewayError::UnknownHost(host));
+        };
         Ok(Ask {
+            current,
             config,
+            index,
             rc: room.effective(file_room),
             room,
             peer: Peer { secure, ..peer },
@@ -94,62 +98,31 @@ impl Gateway {
         })
     }
 
-    /// A request the room decides on: its token, then the poll floor, the join budget and the
-    /// decision.
+    /// A request the room decides on: its token, then the room's decision (the poll floor, the
+    /// join budget, recovery, admission), counted, then answered.
     pub(super) async fn queue(
         &self,
         ask: &Ask<'_>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let (visitor, sent_token) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
-        let client = ask.client_ip(req.headers());
-        match self.decide_request(ask, visitor, client) {
-            Outcome::Decided(decision) => self.answer(ask, req, decision, sent_token).await,
-            Outcome::OverBudget(view) => {
-                ask.count("queue");
-                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => ask.rc.name.clone()).increment(1);
-                waiting(ask, &req, &view, None)
-            }
-            Outcome::TooSoon(wait_ms) => {
-                ask.count("queue");
-                Ok(answer::too_fast(&ask.rc, wait_ms))
-            }
-        }
-    }
-
-    /// Acts on the room's decision: admit (forward, with a cookie for a new session), wait,
-    /// closed, or a place that expired.
-    pub(super) async fn answer(
-        &self,
-        ask: &Ask<'_>,
-        req: Request<Incoming>,
-        decision: Decision,
-        sent_token: Option<String>,
-    ) -> Result<Response<Body>, GatewayError> {
-        let name = &ask.rc.name;
+        // A request that is not a navigation is an app's or a script's: a poll, with its floor.
+        let via = if ask.html { Via::Page } else { Via::Fetch };
+        let decision = self.decide(ask, req.headers(), visitor, via);
         match decision {
             Decision::Admit {
-                visitor,
-                joined,
-                how,
+                visitor, joined, ..
             } => {
                 ask.count("admit");
-                if let Some(how) = how {
-                    metrics::counter!(m::ADMITTED, "room" => name.clone(), "how" => how.label())
-                        .increment(1);
-                }
                 Ok(self.admit(ask, req, visitor, joined).await)
             }
             Decision::Wait {
                 visitor,
                 joined,
-                duplicate,
                 view,
+                ..
             } => {
                 ask.count("queue");
-                if duplicate {
-                    metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name.clone()).increment(1);
-                }
                 let token = match sent_token {
                     Some(t) if !joined => t,
                     _ => self.token(&ask.rc, visitor),
@@ -160,19 +133,65 @@ impl Gateway {
                 }
                 Ok(resp)
             }
-            Decision::Closed => {
-                ask.count("closed");
-                closed(ask)
-            }
             Decision::Expired { view } => {
                 ask.count("queue");
-                metrics::counter!(m::PLACES_EXPIRED, "room" => name.clone()).increment(1);
                 let mut resp = waiting(ask, &req, &view, None)?;
                 // The next request without the stale token is a new visitor: joining again.
                 ask.clear_cookie(&mut resp);
                 Ok(resp)
             }
+            Decision::OverBudget { view } => {
+                ask.count("queue");
+                waiting(ask, &req, &view, None)
+            }
+            Decision::TooSoon { wait_ms } => {
+                ask.count("queue");
+                Ok(answer::too_fast(&ask.rc, wait_ms))
+            }
+            // A standing or an unknown session is an endpoint's answer, never a page's or a
+            // fetch's; were one to come, the room takes nobody here.
+            Decision::Closed | Decision::Standing { .. } | Decision::Unknown => {
+                ask.count("closed");
+                closed(ask)
+            }
         }
+    }
+
+    /// The room's decision on one request (the store runs it under the room's one lock), with
+    /// what it did counted: the one place the room's request metrics are emitted.
+    pub(super) fn decide(
+        &self,
+        ask: &Ask<'_>,
+        headers: &HeaderMap,
+        visitor: Option<Visitor>,
+        via: Via,
+    ) -> Decision {
+        let arrival = Arrival {
+            visitor,
+            prefix: Prefix::of(ask.client_ip(headers)),
+            via,
+        };
+        let decision = self.store.arrive(ask.room, &ask.rc.settings, arrival);
+        let name = || ask.rc.name.clone();
+        match &decision {
+            Decision::Admit { how: Some(how), .. } => {
+                metrics::counter!(m::ADMITTED, "room" => name(), "how" => how.label()).increment(1);
+            }
+            Decision::Wait {
+                duplicate: true, ..
+            } => metrics::counter!(m::DUPLICATE_REQUESTS, "room" => name()).increment(1),
+            Decision::Expired { .. } => {
+                metrics::counter!(m::PLACES_EXPIRED, "room" => name()).increment(1);
+            }
+            Decision::OverBudget { .. } => {
+                metrics::counter!(m::JOINS_OVER_BUDGET, "room" => name()).increment(1);
+            }
+            Decision::TooSoon { .. } => {
+                metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
+            }
+            _ => {}
+        }
+        decision
     }
 
     /// Forwards an admitted visitor's request. A new session (`joined`) gets its cookie and
@@ -187,44 +206,12 @@ impl Gateway {
         let token = joined.then(|| self.token(&ask.rc, visitor));
         let mut resp = match self.pass(ask, req, Some(visitor)).await {
             Ok(r) => r,
-            Err(e) => fail(ask.config, e, ask.html),
+            Err(e) => answer::fail(ask.current, e, ask.html),
         };
         if let Some(t) = token {
             ask.set_cookie(&mut resp, &t);
         }
         resp
-    }
-
-    /// The room's answer to one request, under its lock: the poll floor and the join budget
-    /// first, then the decision. A request that is not a navigation is an app's or a script's:
-    /// a poll, with its floor.
-    pub(super) fn decide_request(
-        &self,
-        ask: &Ask<'_>,
-        visitor: Option<Visitor>,
-        client: IpAddr,
-    ) -> Outcome {
-        let poll = !ask.html;
-        let now = self.now_ms();
-        let mut state = ask.room.state.lock();
-        if poll && let Some(wait_ms) = visitor.and_then(|v| poll_too_soon(&mut state, &v.id, now)) {
-            return Outcome::TooSoon(wait_ms);
-        }
-        if let Some(view) = over_budget(ask, &state, visitor, client, now) {
-            return Outcome::OverBudget(view);
-        }
-        let decision = decide(&ask.rc.settings, &mut state, visitor, now, &mut rand::rng());
-        if poll
-            && let Decision::Wait {
-                visitor,
-                joined: false,
-                view,
-                ..
-            } = &decision
-        {
-            set_poll_floor(&mut state, &visitor.id, now, view.poll_after_seconds);
-        }
-        Outcome::Decided(decision)
     }
 
     /// The visitor a request's token names (cookie, or `Anteroom-Token` for apps), with the token
@@ -289,7 +276,8 @@ impl Gateway {
             body_timeout: config.limits.body_timeout,
             upgrades: &self.upgrades,
         };
-        let client = rc.origin.client.as_ref().unwrap_or(&self.client);
+        let client = ask.current.clients.get(ask.index).and_then(Option::as_ref);
+        let client = client.unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;
         metrics::histogram!(m::UPSTREAM_DURATION, "room" => rc.name.clone())
             .record(started.elapsed().as_secs_f64());
@@ -299,7 +287,7 @@ impl Gateway {
         if let (Some(cmd), Some(v)) = (command, visitor)
             && cmd.as_bytes().eq_ignore_ascii_case(b"revoke")
         {
-            revoke(ask, &v);
+            self.revoke(ask, &v);
         }
         // The head is on its way: a failure of the body from here can only be cut off, and
         // is counted as the origin's.
@@ -318,39 +306,36 @@ impl Gateway {
 /// Counts a failed forward against the origin: its own failures only; a client's bad or slow
 /// body is not the origin's.
 pub(super) fn count_origin_failure(ask: &Ask<'_>, e: &GatewayError) {
-    let kind = match e {
-        GatewayError::OriginTimeout => "timeout",
-        GatewayError::OriginDown(_) => "connect",
-        GatewayError::OriginInvalid(_) => "invalid_response",
-        _ => return,
+    let Some(kind) = e.upstream_kind() else {
+        return;
     };
     ask.room.figures.count_upstream_error(kind);
     metrics::counter!(m::UPSTREAM_ERRORS, "room" => ask.rc.name.clone(), "kind" => kind)
         .increment(1);
 }
 
-/// The origin ended the visitor's session (`Anteroom-Command: revoke`).
-pub(super) fn revoke(ask: &Ask<'_>, v: &Visitor) {
-    let ended = {
-        let mut state = ask.room.state.lock();
-        crate::room::revoke(&mut state, &v.id)
-    };
-    if let Some(reason) = ended {
-        metrics::counter!(m::SESSIONS_ENDED, "room" => ask.rc.name.clone(), "reason" => reason.label())
-            .increment(1);
+impl Gateway {
+    /// The origin ended the visitor's session (`Anteroom-Command: revoke`).
+    pub(super) fn revoke(&self, ask: &Ask<'_>, v: &Visitor) {
+        if let Some(reason) = self.store.revoke(ask.room, &v.id) {
+            m::session_ended(&ask.rc.name, reason);
+        }
     }
 }
 
-/// What one request is about, resolved once by `Gateway::resolve`: the config snapshot, the
-/// room as the operator's overrides make it, its live state, the client, the host, and whether
-/// the answer is a page.
+/// What one request is about, resolved once by `Gateway::resolve`: the configuration in force,
+/// the room as the operator's overrides make it, its live handle, the client, the host, and
+/// whether the answer is a page.
 pub(super) struct Ask<'a> {
-    /// The configuration snapshot the whole request runs on.
+    /// The configuration load the whole request runs on.
+    pub(super) current: &'a Current,
     pub(super) config: &'a Config,
+    /// The room's index in `config.rooms` (and in `current`'s per-room lists).
+    pub(super) index: usize,
     /// The room's configuration with the operator's overrides.
     pub(super) rc: Arc<RoomConfig>,
-    /// The room's live state.
-    pub(super) room: Arc<Room>,
+    /// The room's live handle.
+    pub(super) room: &'a Arc<Room>,
     /// The TCP peer; `secure` also when a trusted proxy says the client came over HTTPS.
     pub(super) peer: Peer,
     /// Whether the peer is one of `trusted_proxies` (the list is scanned once per request).
@@ -411,45 +396,4 @@ impl Route {
             Route::Queue
         }
     }
-}
-
-/// What the room says to one request before anything is sent.
-pub(super) enum Outcome {
-    Decided(Decision),
-    /// A new session from a prefix past its join budget: the view of a visitor with no place.
-    OverBudget(View),
-    /// A queued visitor's poll before its floor: how long until it is answered.
-    TooSoon(u64),
-}
-
-/// A new session from a client prefix past its join budget (`max_joins_per_prefix_per_minute`):
-/// the view of a visitor with no place, polling again when the budget has a join. Returning
-/// visitors (known sessions, tokens coming back after a restart) are never budgeted. `None`:
-/// go on and decide.
-pub(super) fn over_budget(
-    ask: &Ask<'_>,
-    state: &RoomState,
-    visitor: Option<Visitor>,
-    client: IpAddr,
-    now: u64,
-) -> Option<View> {
-    let settings = &ask.rc.settings;
-    let limit = settings.max_joins_per_prefix_per_minute?;
-    // Only a visitor without a token joins the line: a stale token is told its place expired
-    // (or, with a free slot and nobody waiting, admitted), and a returning one is no new place.
-    let joining = visitor.is_none();
-    if !joining || settings.mode != Mode::Queue {
-        return None;
-    }
-    let wait_ms = ask
-        .room
-        .joins
-        .lock()
-        .take(Prefix::of(client), limit, now)
-        .err()?;
-    Some(View::without_place(
-        ViewState::Queued,
-        state.waiting(),
-        wait_ms.div_ceil(1000).max(1),
-    ))
 }

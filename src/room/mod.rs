@@ -25,8 +25,8 @@ mod tick;
 
 pub use bucket::Bucket;
 pub use decide::{
-    Decision, View, ViewState, Visitor, decide, leave, poll_too_soon, revoke, set_poll_floor,
-    status,
+    Arrival, Decision, EXPIRED_RETRY_SECONDS, Left, Via, View, ViewState, Visitor, arrive, decide,
+    leave, poll_too_soon, revoke, set_poll_floor, settle, status,
 };
 pub use estimate::{Telemetry, poll_after, telemetry, wait_text};
 pub use joins::{JoinBudget, Prefix};
@@ -40,7 +40,7 @@ pub use persist::{
 pub use queue::FifoQueue;
 pub use random::RandomQueue;
 pub use sessions::Sessions;
-pub use state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
+pub use state::{AdmitHow, Counters, EndReason, RoomState, Session, SessionId, SessionState};
 pub use tick::{TickReport, tick};
 
 use std::time::Duration;

@@ -148,6 +148,7 @@ impl RoomState {
             to: s.next_ticket,
             until_ms: now_ms + recovery_window(settings),
         });
+        super::decide::settle(settings, &mut s, now_ms);
         s
     }
 

@@ -26,7 +26,7 @@ fn lottery(cap: u32) -> Settings {
 fn visitor(d: &Decision) -> Visitor {
     match d {
         Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
-        Decision::Closed | Decision::Expired { .. } => panic!("no place"),
+        other => panic!("no place: {other:?}"),
     }
 }
 
@@ -61,7 +61,7 @@ fn released_over(
 #[test]
 fn lottery_holds_arrivals_until_the_draw_then_releases_in_drawn_order() {
     let s = lottery(2);
-    let mut st = RoomState::new(0, None);
+    let mut st = RoomState::for_settings(&s, 0);
     let mut rng = StdRng::seed_from_u64(11);
     let first: Vec<Visitor> = (0..2).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
     let pool: Vec<Visitor> = (0..10)
@@ -109,7 +109,7 @@ fn lottery_holds_arrivals_until_the_draw_then_releases_in_drawn_order() {
 #[test]
 fn arrivals_after_a_draw_wait_behind_the_drawn() {
     let s = lottery(1);
-    let mut st = RoomState::new(0, None);
+    let mut st = RoomState::for_settings(&s, 0);
     let mut rng = StdRng::seed_from_u64(12);
     let first = arrive(&s, &mut st, 0, &mut rng);
     let early: Vec<Visitor> = (0..5).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
@@ -144,7 +144,7 @@ fn arrivals_after_a_draw_wait_behind_the_drawn() {
 fn fifo_to_lottery_keeps_the_order_and_back_again() {
     let mut s = lottery(1);
     s.policy = Policy::Fifo;
-    let mut st = RoomState::new(0, None);
+    let mut st = RoomState::for_settings(&s, 0);
     let mut rng = StdRng::seed_from_u64(13);
     arrive(&s, &mut st, 0, &mut rng);
     let queued: Vec<Visitor> = (0..20).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();
@@ -190,7 +190,7 @@ fn fifo_order_is_exact_over_100k_joins_with_abandonment() {
         policy: Policy::Fifo,
         ..lottery(1)
     };
-    let mut st = RoomState::new(0, None);
+    let mut st = RoomState::for_settings(&s, 0);
     let mut rng = StdRng::seed_from_u64(14);
     let mut admitted = Vec::new();
     let mut queued = Vec::new();
@@ -201,7 +201,7 @@ fn fifo_order_is_exact_over_100k_joins_with_abandonment() {
                 status(&s, &mut st, &visitor.id, 0, &mut rng);
                 queued.push(visitor)
             }
-            Decision::Closed | Decision::Expired { .. } => unreachable!(),
+            other => unreachable!("{other:?}"),
         }
     }
     assert_eq!((admitted.len(), queued.len()), (1_000, 100_000));

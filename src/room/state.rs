@@ -6,6 +6,7 @@ use std::collections::{BinaryHeap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::bucket::Bucket;
+use super::joins::JoinBudget;
 use super::line::Line;
 use super::persist::Recovery;
 use super::queue::FifoQueue;
@@ -189,6 +190,9 @@ pub struct RoomState {
     /// When missed visitors came back to the front, over the last minute: each takes a release
     /// without moving the line, so the line moves that much slower than releases.
     pub returns: VecDeque<u64>,
+    /// New sessions per client address prefix (`max_joins_per_prefix_per_minute`); pruned by
+    /// the tick. Not kept in snapshots.
+    pub joins: JoinBudget,
 }
 
 impl RoomState {
@@ -215,7 +219,17 @@ impl RoomState {
             slowed_at_ms: None,
             budget_bound: false,
             returns: VecDeque::new(),
+            joins: JoinBudget::default(),
         }
+    }
+
+    /// A new room whose line already has the policy of `settings` (tests; the gateway's rooms
+    /// start from `fresh` and are settled when their settings are put into force).
+    #[cfg(test)]
+    pub(crate) fn for_settings(settings: &super::Settings, now_ms: u64) -> Self {
+        let mut st = RoomState::new(now_ms, settings.admit_per_minute);
+        super::decide::settle(settings, &mut st, now_ms);
+        st
     }
 
     /// Whether half of the tickets reserved by the last snapshot are spent: time to write the

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::file::{DemoFile, FileConfig, RoomFile, StateFile};
 use super::locate::{Locator, Seg, render};
-use super::{Config, Limits, Listen, RoomConfig, StateSettings, TokenSettings};
+use super::{Config, Listen, RoomConfig, StateSettings, TokenSettings};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::pages::Pages;
 
@@ -153,7 +153,7 @@ impl Validator<'_> {
         let limits = self.limits(&f.limits);
         let admin_max_connections = self.admin_max_connections(f.admin.max_connections);
         let mut pages = Pages::new();
-        let (rooms, hosts) = self.rooms(&f.room, &limits, &mut pages);
+        let (rooms, hosts) = self.rooms(&f.room, &mut pages);
         let default_room = self.default_room(f.default_room.as_ref(), &rooms);
         Config {
             file: self.file.clone(),
@@ -189,7 +189,7 @@ impl Validator<'_> {
     }
 
     /// `[[tls.cert]]`, which `listen.https` needs at least one of.
-    fn tls(&mut self, f: &FileConfig) -> crate::tls::Certs {
+    fn tls(&mut self, f: &FileConfig) -> crate::certs::Certs {
         let tls = self.certs(&f.tls);
         if f.listen.https.is_some() && f.tls.cert.is_empty() {
             self.error(
@@ -243,7 +243,6 @@ impl Validator<'_> {
     fn rooms(
         &mut self,
         files: &[RoomFile],
-        limits: &Limits,
         pages: &mut Pages,
     ) -> (Vec<Arc<RoomConfig>>, HashMap<String, usize>) {
         let mut rooms = Vec::new();
@@ -253,7 +252,7 @@ impl Validator<'_> {
             self.error(&key(&["room"]), "at least one [[room]] is needed");
         }
         for (i, r) in files.iter().enumerate() {
-            if let Some(room) = self.room(i, r, limits, pages) {
+            if let Some(room) = self.room(i, r, pages) {
                 if !names.insert(room.name.clone()) {
                     self.error(
                         &room_key(i, "name"),

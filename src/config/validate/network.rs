@@ -11,8 +11,8 @@ use super::{Validator, key};
 impl Validator<'_> {
     /// `[[tls.cert]]`: every file read and the key checked against its certificate now, so a
     /// bad file is an error naming it and never a failed handshake later.
-    pub(super) fn certs(&mut self, t: &TlsFile) -> crate::tls::Certs {
-        let mut certs = crate::tls::Certs::default();
+    pub(super) fn certs(&mut self, t: &TlsFile) -> crate::certs::Certs {
+        let mut certs = crate::certs::Certs::default();
         let at = |i: usize, k: &str| {
             vec![
                 Seg::Key("tls".into()),
@@ -50,10 +50,10 @@ impl Validator<'_> {
                 );
                 continue;
             };
-            match crate::tls::load_key_pair(&self.resolve(cert), &self.resolve(key)) {
+            match crate::certs::load_key_pair(&self.resolve(cert), &self.resolve(key)) {
                 Ok(pair) => certs.add(&hosts, pair),
-                Err((crate::tls::PairFile::Cert, e)) => self.error(&at(i, "cert"), e),
-                Err((crate::tls::PairFile::Key, e)) => self.error(&at(i, "key"), e),
+                Err((crate::certs::PairFile::Cert, e)) => self.error(&at(i, "cert"), e),
+                Err((crate::certs::PairFile::Key, e)) => self.error(&at(i, "key"), e),
             }
         }
         certs

@@ -5,24 +5,17 @@ use http::{HeaderValue, StatusCode};
 
 use super::super::file::RoomFile;
 use super::super::locate::Seg;
-use super::super::{Bypass, Limits, Origin, RoomConfig};
+use super::super::{Bypass, Origin, RoomConfig};
 use super::{Validator, room_key};
 use crate::pages::{self, Pages};
-use crate::proxy::OriginClient;
 use crate::room::{Mode, Policy, Settings, View, ViewState};
 
 impl Validator<'_> {
-    pub(super) fn room(
-        &mut self,
-        i: usize,
-        r: &RoomFile,
-        limits: &Limits,
-        pages: &mut Pages,
-    ) -> Option<RoomConfig> {
+    pub(super) fn room(&mut self, i: usize, r: &RoomFile, pages: &mut Pages) -> Option<RoomConfig> {
         let errors_before = self.errors.len();
         let name = self.room_name(i, r);
         let hosts = self.hosts(i, r);
-        let origin = self.origin(i, r, limits);
+        let origin = self.origin(i, r);
         let settings = self.settings(i, r);
         let bypass = self.bypass(i, r);
         let (page, closed_page) = self.pages(i, &name, r, pages);
@@ -155,7 +148,7 @@ impl Validator<'_> {
     }
 
     /// `origin`, with `origin_ca` and `origin_host`; `None` after an error.
-    fn origin(&mut self, i: usize, r: &RoomFile, limits: &Limits) -> Option<Origin> {
+    fn origin(&mut self, i: usize, r: &RoomFile) -> Option<Origin> {
         let Some(s) = r.origin.as_deref() else {
             self.error(
                 &[Seg::Key("room".into()), Seg::Index(i)],
@@ -165,7 +158,7 @@ impl Validator<'_> {
         };
         let mut origin = self.origin_uri(i, s)?;
         if let Some(ca) = &r.origin_ca {
-            origin.client = Some(self.origin_client(i, &origin.scheme, ca, limits)?);
+            origin.tls = Some(self.origin_tls(i, &origin.scheme, ca)?);
         }
         if let Some(h) = &r.origin_host {
             origin.host = Some(self.origin_host(i, h)?);
@@ -194,14 +187,14 @@ impl Validator<'_> {
         }
     }
 
-    /// `origin_ca`: the client of an https:// origin that trusts the CA in that PEM file.
-    fn origin_client(
+    /// `origin_ca`: the TLS settings of an https:// origin that trusts only the CA in that PEM
+    /// file (the client itself is built by the gateway).
+    fn origin_tls(
         &mut self,
         i: usize,
         scheme: &Scheme,
         ca: &str,
-        limits: &Limits,
-    ) -> Option<OriginClient> {
+    ) -> Option<std::sync::Arc<rustls::ClientConfig>> {
         if *scheme != Scheme::HTTPS {
             self.error(
                 &room_key(i, "origin_ca"),
@@ -210,10 +203,10 @@ impl Validator<'_> {
             return None;
         }
         let path = self.resolve(ca);
-        let tls = crate::tls::load_roots(&path)
-            .and_then(|roots| crate::tls::client_config(Some(roots)).map_err(|e| e.to_string()));
+        let tls = crate::certs::load_roots(&path)
+            .and_then(|roots| crate::certs::client_config(Some(roots)).map_err(|e| e.to_string()));
         match tls {
-            Ok(tls) => Some(crate::proxy::client(limits, tls)),
+            Ok(tls) => Some(std::sync::Arc::new(tls)),
             Err(e) => {
                 self.error(&room_key(i, "origin_ca"), e);
                 None
@@ -415,7 +408,7 @@ fn parse_origin(s: &str) -> Option<Origin> {
         (Some(scheme), Some(authority)) if path_ok => Some(Origin {
             scheme,
             authority,
-            client: None,
+            tls: None,
             host: None,
         }),
         _ => None,

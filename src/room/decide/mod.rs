@@ -5,8 +5,10 @@ use super::persist::recover;
 use super::state::{AdmitHow, EndReason, RoomState, Session, SessionId, SessionState};
 use super::{Mode, Settings};
 
+mod arrive;
 mod view;
 
+pub use arrive::{Arrival, EXPIRED_RETRY_SECONDS, Via, arrive};
 use view::view_of;
 pub use view::{View, ViewState};
 
@@ -17,14 +19,16 @@ pub struct Visitor {
     pub ticket: u64,
 }
 
+/// What the room did with one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Forward to the origin. `joined`: a new session was created (set the cookie); `how`: this
-    /// request admitted it.
+    /// request admitted it; `view`: the standing an app joining through the join endpoint is sent.
     Admit {
         visitor: Visitor,
         joined: bool,
         how: Option<AdmitHow>,
+        view: Option<View>,
     },
     /// Hold in line. `duplicate`: a queued visitor asked again (refresh, second tab).
     Wait {
@@ -38,6 +42,17 @@ pub enum Decision {
     /// The visitor's token names a session the room no longer has, and there is no free slot:
     /// their place is gone. Nothing was changed; joining again is the visitor's choice.
     Expired { view: View },
+    /// A queued visitor polled sooner than its floor: how long until it is answered. Nothing was
+    /// computed; the poll counted as presence.
+    TooSoon { wait_ms: u64 },
+    /// A new visitor from a client prefix past its join budget: the view of a visitor with no
+    /// place.
+    OverBudget { view: View },
+    /// The standing of a session the room knows (a status poll, or an app joining with its
+    /// token); `None` never comes from a known session.
+    Standing { view: Option<View> },
+    /// A status poll with no token the room can place.
+    Unknown,
 }
 
 /// Decides one request of a visitor (`None`: no valid token) at `now_ms`, updating the room.
@@ -48,10 +63,6 @@ pub fn decide(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Decision {
-    // A policy change applies to the line before anyone is placed in it.
-    state
-        .queue
-        .switch_to(settings.policy, now_ms, ms(settings.draw_every));
     if let Some(v) = visitor
         && let Some(decision) = returning(settings, state, v, now_ms, rng)
     {
@@ -89,6 +100,7 @@ fn returning(
                 visitor,
                 joined: false,
                 how: recovered.then_some(AdmitHow::Immediate),
+                view: None,
             })
         }
         SessionState::Released => {
@@ -123,6 +135,7 @@ fn came_in(settings: &Settings, state: &mut RoomState, visitor: Visitor) -> Deci
         visitor,
         joined: false,
         how: Some(AdmitHow::Released),
+        view: None,
     }
 }
 
@@ -201,6 +214,7 @@ fn join(
             visitor,
             joined: true,
             how: Some(AdmitHow::Immediate),
+            view: None,
         };
     }
     state.sessions.insert(id, session);
@@ -307,13 +321,32 @@ pub fn set_poll_floor(state: &mut RoomState, id: &SessionId, now_ms: u64, poll_a
     }
 }
 
-/// Gives up a place in line or an admitted slot at once. Returns whether the session existed.
-pub fn leave(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
+/// What a visitor who left gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// A place in line (or a missed turn).
+    Place,
+    /// An admitted slot (released or active): a session ended.
+    Slot,
+}
+
+/// Gives up a place in line or an admitted slot at once. `None`: the room has no such session.
+pub fn leave(state: &mut RoomState, id: &SessionId) -> Option<Left> {
     let s = state.remove(id)?;
     if matches!(s.state, SessionState::Queued | SessionState::Missed) {
         state.counters.left_queue += 1;
+        return Some(Left::Place);
     }
-    Some(EndReason::Leave)
+    Some(Left::Slot)
+}
+
+/// Puts settings the room keeps in its own shape into force at once: the line is converted to
+/// the policy. Called where settings change (a reload, an operator's override) and by every
+/// tick, so no request ever converts the line while holding the lock.
+pub fn settle(settings: &Settings, state: &mut RoomState, now_ms: u64) {
+    state
+        .queue
+        .switch_to(settings.policy, now_ms, ms(settings.draw_every));
 }
 
 /// Ends an admitted session because the origin said so (`Anteroom-Command: revoke`).

@@ -6,9 +6,9 @@ impl Model {
     pub(super) fn new(case: &Case, seed: u64) -> Self {
         let now = 1_000_000;
         Model {
-            st: RoomState::new(now, case.settings.admit_per_minute),
+            st: RoomState::for_settings(&case.settings, now),
             budget: Budget::new(case.settings.admit_per_minute, now),
-            line_policy: Policy::Fifo,
+            line_policy: case.settings.policy,
             s: case.settings.clone(),
             configured: case.settings.clone(),
             switching: case.switching,
@@ -85,7 +85,12 @@ impl Model {
             Op::MaxSession(m) => self.s.max_session = m.map(Duration::from_millis),
             Op::Ttl(t) => self.s.session_ttl = Duration::from_millis(*t),
             Op::ReleaseWindow(w) => self.s.release_window = Duration::from_millis(*w),
-            Op::Policy(p) if self.switching => self.s.policy = *p,
+            // An operator's change is put into force at once, as the gateway does.
+            Op::Policy(p) if self.switching => {
+                self.s.policy = *p;
+                crate::room::settle(&self.s, &mut self.st, self.now);
+                self.line_policy = *p;
+            }
             Op::Restore => {
                 let c = &self.configured;
                 self.s.active_users = c.active_users;
@@ -108,9 +113,9 @@ impl Model {
         let id = self.recs[i].id;
         let alive = self.recs[i].alive();
         let (ended, why) = if leaves {
-            (leave(&mut self.st, &id), Why::Left)
+            (leave(&mut self.st, &id).map(|_| ()), Why::Left)
         } else {
-            (revoke(&mut self.st, &id), Why::Revoked)
+            (revoke(&mut self.st, &id).map(|_| ()), Why::Revoked)
         };
         ensure!(
             self,
@@ -179,7 +184,6 @@ impl Model {
         let at_once = self.admits_at_once();
         let sessions = self.st.sessions.len();
         let d = decide(&self.s, &mut self.st, None, self.now, &mut self.rng);
-        self.line_policy = self.s.policy;
         self.joined(&d, stance, at_once, sessions)
     }
 
@@ -241,6 +245,7 @@ impl Model {
                 visitor,
                 joined: true,
                 how: Some(AdmitHow::Immediate),
+                view: None,
             } => {
                 ensure!(
                     self,
@@ -364,7 +369,6 @@ impl Model {
             self.now,
             &mut self.rng,
         );
-        self.line_policy = self.s.policy;
         match r.state {
             M::Gone(_) => self.request_gone(&r, &d, at_once, sessions),
             M::Queued { .. } | M::Missed => self.request_waiting(i, &d),

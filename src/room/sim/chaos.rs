@@ -31,6 +31,7 @@ fn chaos() -> Behaviour {
         operator: true,
         switch_policy: false,
         overrides: &[],
+        prefixes: 200,
     }
 }
 
@@ -118,6 +119,7 @@ fn wait_estimates_at_join_match_the_real_wait() {
         operator: false,
         switch_policy: false,
         overrides: &[],
+        prefixes: 200,
     });
     // Visitors who joined once the rate had been measured for a minute, with a wait long enough
     // that one tick of granularity is not a quarter of it.
@@ -139,4 +141,46 @@ fn wait_estimates_at_join_match_the_real_wait() {
         ratios[n - 1]
     );
     assert_eq!(within, n, "every estimate within 25% of the real wait");
+}
+
+/// Bots and crowds behind few addresses: with `max_joins_per_prefix_per_minute`, no prefix takes
+/// more new sessions than its budget allows (a minute's burst, then the rate) in any minute of a
+/// chaotic run, those over it get no place, and the line keeps its order and invariants.
+#[test]
+fn the_join_budget_holds_every_prefix_to_its_rate_through_chaos() {
+    let limit = 6;
+    let s = Settings {
+        max_joins_per_prefix_per_minute: Some(limit),
+        ..busy(Policy::Fifo)
+    };
+    let mut sim = Sim::new(s, 7);
+    // About 216 arrivals a minute from 8 prefixes: 27 each, against a budget of 6.
+    sim.run(Behaviour {
+        prefixes: 8,
+        ..chaos()
+    });
+    assert!(
+        sim.over_budget > 1_000,
+        "the budget turned many away: {}",
+        sim.over_budget
+    );
+    assert_eq!(sim.joins.len(), 8);
+    for (prefix, times) in &sim.joins {
+        for (i, start) in times.iter().enumerate() {
+            let in_minute = times[i..]
+                .iter()
+                .take_while(|t| **t < start + 60_000)
+                .count();
+            assert!(
+                in_minute <= 2 * limit as usize,
+                "{prefix:?} took {in_minute} sessions in the minute from {start} ms"
+            );
+        }
+        // Over the run: one burst, then the rate.
+        let minutes = sim.now as f64 / 60_000.0;
+        assert!(times.len() as f64 <= f64::from(limit) * (1.0 + minutes) + 1.0);
+    }
+    let (tau, n) = sim.kendall_tau();
+    assert!(n > 100, "visitors still queued and were released: {n}");
+    assert_eq!(tau, 1.0, "the budget never reorders the line");
 }

@@ -93,6 +93,7 @@ fn crowd_under(seed: u64, rate: u32, override_rate: u32) -> Sim {
         operator: false,
         switch_policy: false,
         overrides,
+        prefixes: 200,
     });
     sim
 }

@@ -13,8 +13,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::{
-    Decision, Policy, RoomState, SessionId, SessionState, Settings, ViewState, Visitor, decide,
-    leave, revoke, status, tick,
+    Arrival, Decision, Policy, Prefix, RoomState, SessionId, SessionState, Settings, Via,
+    ViewState, Visitor, arrive, decide, leave, revoke, status, tick,
 };
 
 const STEP_MS: u64 = 250;
@@ -79,6 +79,8 @@ struct Behaviour {
     switch_policy: bool,
     /// The operator's rate overrides: from this ms on, this `admit_per_minute`.
     overrides: &'static [(u64, Option<u32>)],
+    /// How many client address prefixes (/24s) new visitors come from, uniformly.
+    prefixes: u8,
 }
 
 struct Sim {
@@ -114,12 +116,16 @@ struct Sim {
     over_cap_since_change: bool,
     last_admitted: u32,
     checks: u64,
+    /// When each client prefix's visitors took a new session.
+    joins: HashMap<Prefix, Vec<u64>>,
+    /// New visitors turned away by their prefix's join budget.
+    over_budget: u64,
 }
 
 impl Sim {
     fn new(s: Settings, seed: u64) -> Self {
         Sim {
-            st: RoomState::new(0, s.admit_per_minute),
+            st: RoomState::for_settings(&s, 0),
             s,
             engine_rng: StdRng::seed_from_u64(seed),
             world: StdRng::seed_from_u64(seed ^ 0x5eed),
@@ -138,6 +144,8 @@ impl Sim {
             over_cap_since_change: false,
             last_admitted: 0,
             checks: 0,
+            joins: HashMap::new(),
+            over_budget: 0,
         }
     }
 
@@ -223,9 +231,32 @@ impl Sim {
         d
     }
 
+    /// A new visitor from one of the behaviour's prefixes, through `arrive` as the gateway
+    /// sends a navigation: past its prefix's join budget it is turned away (and counted).
     fn arrive(&mut self, b: Behaviour) {
-        let d = self.request(None);
+        let net = self.world.random_range(0..b.prefixes.max(1));
+        let prefix = Prefix::of(std::net::IpAddr::from([10, 0, net, 1]));
+        let arrival = Arrival {
+            visitor: None,
+            prefix,
+            via: Via::Page,
+        };
+        let d = arrive(
+            &self.s,
+            &mut self.st,
+            arrival,
+            self.now,
+            &mut self.engine_rng,
+        );
+        self.check();
+        if matches!(d, Decision::Admit { .. } | Decision::Wait { .. }) {
+            self.joins.entry(prefix).or_default().push(self.now);
+        }
         match d {
+            Decision::OverBudget { view } => {
+                assert_eq!(view.position, None, "no place past the budget");
+                self.over_budget += 1;
+            }
             Decision::Admit { visitor, .. } => {
                 let plan = self.browse_plan();
                 self.agents.push(Agent { visitor, plan });
@@ -252,9 +283,7 @@ impl Sim {
                     },
                 });
             }
-            Decision::Closed | Decision::Expired { .. } => {
-                panic!("a new visitor is never closed out or expired")
-            }
+            other => panic!("a new visitor is never closed out or expired: {other:?}"),
         }
     }
 
@@ -517,7 +546,9 @@ impl Sim {
                     0 => Policy::Fifo,
                     1 => Policy::Random,
                     _ => Policy::Lottery,
-                }
+                };
+                // Put into force at once, as the gateway does on an override.
+                crate::room::settle(&self.s, &mut self.st, self.now);
             }
             _ => self.s.max_session = Some(Duration::from_secs(self.world.random_range(20..90))),
         }

@@ -29,7 +29,10 @@ pub fn tick(
 ) -> TickReport {
     let mut report = TickReport::default();
     let draw_every = ms(settings.draw_every);
-    state.queue.switch_to(settings.policy, now_ms, draw_every);
+    super::decide::settle(settings, state, now_ms);
+    if !state.joins.is_empty() {
+        state.joins.prune(now_ms);
+    }
     rearm_on_change(settings, state);
     state.note_limits(settings.active_users, settings.admit_per_minute, now_ms);
     expire(settings, state, now_ms, &mut report);

@@ -18,7 +18,7 @@ fn settings(cap: u32) -> Settings {
 fn visitor(d: &Decision) -> Visitor {
     match d {
         Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => *visitor,
-        Decision::Closed | Decision::Expired { .. } => panic!("no place"),
+        other => panic!("no place: {other:?}"),
     }
 }
 
@@ -409,7 +409,7 @@ fn random_policy_shows_no_position_and_releases_everyone() {
     let mut s = settings(1);
     s.policy = crate::room::Policy::Random;
     s.abandon_after = Duration::from_secs(600);
-    let mut st = RoomState::new(0, None);
+    let mut st = RoomState::for_settings(&s, 0);
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let first = arrive(&s, &mut st, 0, &mut rng);
     let queued: Vec<Visitor> = (0..5).map(|_| arrive(&s, &mut st, 0, &mut rng)).collect();

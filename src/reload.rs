@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use super::Config;
-use super::watch::{self as file_watch, REMOVAL_SETTLE, Ready, Watch};
+mod watch;
+
+use self::watch::{self as file_watch, REMOVAL_SETTLE, Ready, Watch};
+use crate::config::{Config, ReloadStatus, RoomConfig};
 use crate::env::Env;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::Gateway;
@@ -18,27 +20,6 @@ use crate::metrics as m;
 
 /// How often the file is read for changes.
 pub const WATCH_EVERY: Duration = Duration::from_millis(200);
-
-/// The result of the last load, as `GET /api/v1/config` shows it.
-#[derive(Debug, Clone)]
-pub struct ReloadStatus {
-    pub ok: bool,
-    pub at: SystemTime,
-    pub errors: Vec<ConfigError>,
-    /// Keys that changed but apply only after a restart.
-    pub needs_restart: Vec<String>,
-}
-
-impl ReloadStatus {
-    pub fn loaded() -> Self {
-        ReloadStatus {
-            ok: true,
-            at: SystemTime::now(),
-            errors: Vec::new(),
-            needs_restart: Vec::new(),
-        }
-    }
-}
 
 /// Asks the reload task for a reload and waits for its result.
 #[derive(Debug, Clone)]
@@ -59,7 +40,7 @@ impl ReloadHandle {
 pub fn spawn(
     gw: Arc<Gateway>,
     env: Env,
-    shutdown: watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> (ReloadHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8);
     metrics::gauge!(m::CONFIG_LAST_RELOAD_OK).set(1.0);
@@ -74,7 +55,7 @@ async fn run(
     gw: Arc<Gateway>,
     env: Env,
     mut requests: mpsc::Receiver<oneshot::Sender<ReloadStatus>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let path = gw.config().file.clone();
     let mut watch = Watch::new(tokio::fs::read(&path).await.ok());
@@ -127,7 +108,7 @@ async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 /// [`REMOVAL_SETTLE`], held for a later poll.
 fn reload_watched(gw: &Gateway, env: &Env, path: &Path, watch: &mut Watch, ready: Ready) {
     const TRIGGER: &str = "file change";
-    match super::parse(path, &String::from_utf8_lossy(&ready.bytes)) {
+    match crate::config::parse(path, &String::from_utf8_lossy(&ready.bytes)) {
         Ok(mut new) => {
             new.read_env(env);
             let old = gw.config();
@@ -181,7 +162,7 @@ async fn reload_file(
 /// value in the process's environment needs a restart, which is the only way to change it).
 pub fn reload(gw: &Gateway, env: &Env, path: &Path, bytes: &[u8], trigger: &str) -> ReloadStatus {
     let text = String::from_utf8_lossy(bytes);
-    match super::parse(path, &text) {
+    match crate::config::parse(path, &text) {
         Ok(mut new) => {
             new.read_env(env);
             apply(gw, path, new, trigger)
@@ -248,16 +229,17 @@ fn log_room_changes(gw: &Gateway, new: &Config, trigger: &str) {
         .iter()
         .filter(|o| !new.rooms.iter().any(|r| r.name == o.name))
     {
-        removed(gw, &o.name, trigger);
+        removed(gw, o, trigger);
     }
 }
 
 /// A room removed by a reload: loud when it strands visitors (in line, or admitted), who lose
 /// their place and get 421 from now on.
-fn removed(gw: &Gateway, name: &str, trigger: &str) {
+fn removed(gw: &Gateway, old: &RoomConfig, trigger: &str) {
+    let name = &old.name;
     let (queued, sessions) = gw.room(name).map_or((0, 0), |room| {
-        let state = room.state.lock();
-        (state.waiting(), state.sessions.len())
+        let s = gw.store().standing(&room, &old.settings);
+        (s.waiting, s.sessions)
     });
     let waiting = queued > 0 || sessions > 0;
     metrics::counter!(m::ROOMS_REMOVED, "waiting" => if waiting { "true" } else { "false" })

@@ -194,7 +194,7 @@ fn tokens_issued_after_the_snapshot_come_back_in_ticket_order_once() {
     let mut join = |state: &mut RoomState| match room::decide(&settings, state, None, now, &mut rng)
     {
         Decision::Admit { visitor, .. } | Decision::Wait { visitor, .. } => visitor,
-        Decision::Closed | Decision::Expired { .. } => unreachable!(),
+        other => unreachable!("{other:?}"),
     };
     let early: Vec<Visitor> = (0..6).map(|_| join(&mut state)).collect();
     let image = state.capture(now).image();

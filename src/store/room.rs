@@ -1,5 +1,5 @@
-//! One room's live parts beside its configuration: the engine state, the operator's overrides
-//! and the request figures the admin API shows.
+//! One room's live handle beside its configuration: the engine state (in this process), the
+//! operator's overrides and the request figures the admin API shows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::RoomConfig;
-use crate::room::{JoinBudget, Overrides, RoomState};
+use crate::room::{Overrides, RoomState};
 
 /// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
 pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disabled", "closed"];
@@ -59,12 +59,11 @@ struct Effective {
     room: Arc<RoomConfig>,
 }
 
-/// A room's live state. The mutex guards the queue, the sessions and the counters; it is held
-/// for one decision or one tick, never across I/O or an `.await`. Overrides are swapped whole.
+/// A room's live handle. The mutex guards the line, the sessions, the counters and the join
+/// budget; it is held for one decision or one tick, never across I/O or an `.await` (the store
+/// takes it). Overrides are swapped whole.
 pub struct Room {
-    pub state: Mutex<RoomState>,
-    /// New sessions per client prefix (`max_joins_per_prefix_per_minute`).
-    pub joins: Mutex<JoinBudget>,
+    pub(super) state: Mutex<RoomState>,
     overrides: ArcSwap<Overrides>,
     effective: ArcSwapOption<Effective>,
     pub figures: Figures,
@@ -79,11 +78,10 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
-    pub fn new(state: RoomState, overrides: Overrides) -> Self {
+    pub fn new(state: RoomState) -> Self {
         Room {
             state: Mutex::new(state),
-            joins: Mutex::new(JoinBudget::default()),
-            overrides: ArcSwap::from_pointee(overrides),
+            overrides: ArcSwap::from_pointee(Overrides::default()),
             effective: ArcSwapOption::empty(),
             figures: Figures::default(),
         }

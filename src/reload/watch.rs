@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::reload::WATCH_EVERY;
+use super::WATCH_EVERY;
 
 /// A change is applied once its bytes, size and modification time read the same for more than
 /// two poll intervals and the modification time is at least this old. Twice the time a writer

@@ -58,7 +58,7 @@ pub fn load_quiet(dir: &Path) -> BTreeMap<String, Overrides> {
 
 fn set_aside(p: &Path, why: &str) {
     let aside = p.with_extension("json.corrupt");
-    crate::snapshot::set_aside_file(p, &aside, "the overrides file", &why);
+    super::snapshot::set_aside_file(p, &aside, "the overrides file", &why);
 }
 
 /// Writes every room's overrides atomically.
@@ -72,7 +72,7 @@ pub fn save(dir: &Path, rooms: &BTreeMap<String, Overrides>) -> std::io::Result<
             .collect(),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-    crate::snapshot::write_atomic(dir, FILE, &text)
+    super::snapshot::write_atomic(dir, FILE, &text)
 }
 
 #[cfg(test)]

@@ -1,0 +1,77 @@
+//! Where rooms live: the registry of live room handles, the decisions and ticks run on each
+//! room's state, the operator's overrides on disk, and snapshots. Everything above goes through
+//! [`Store`]; [`Memory`] keeps each room in this process under one lock (today's behaviour).
+//! A store shared by several instances implements the same trait.
+//!
+//! Persistence as files: `snapshot.rs` (the snapshot format and its atomic write),
+//! `overrides.rs` (the overrides file), `memory.rs` (restoring at start, writing every room).
+
+mod memory;
+pub mod overrides;
+mod room;
+pub mod snapshot;
+
+pub use memory::{Memory, SnapshotReport};
+pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::room::{
+    Arrival, Counters, Decision, EndReason, Left, Overrides, SessionId, Settings, Telemetry,
+    TickReport,
+};
+
+/// A room's figures at one moment, for the admin API, metrics and logs.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub telemetry: Telemetry,
+    pub counters: Counters,
+    /// Sessions the room holds (queued, released, active, missed).
+    pub sessions: usize,
+    /// Visitors waiting (in line or at the front).
+    pub waiting: u64,
+}
+
+/// What one tick of a room did.
+#[derive(Debug, Clone)]
+pub struct Ticked {
+    pub report: TickReport,
+    pub standing: Standing,
+    /// Half the tickets reserved by the last snapshot are spent: write the next one soon.
+    pub reserve_low: bool,
+}
+
+/// The rooms' home. Each call on a room is one atomic step of its engine; `settings` are the
+/// room's settings in force (the file's, with the operator's overrides).
+pub trait Store: Send + Sync {
+    /// Milliseconds on the rooms' clock: unix milliseconds at start, monotonic from there, so
+    /// times in a snapshot stay comparable across restarts.
+    fn now_ms(&self) -> u64;
+    /// The live handle of room `name`, created empty if the store has none. A room taken out of
+    /// the configuration keeps its handle, so putting it back restores its line.
+    fn room(&self, name: &str, settings: &Settings) -> Arc<Room>;
+    /// The handle of room `name`, if the store has one.
+    fn find(&self, name: &str) -> Option<Arc<Room>>;
+    /// Every room the store holds, by name.
+    fn rooms(&self) -> Vec<(String, Arc<Room>)>;
+    /// One request's decision (see [`crate::room::arrive`]).
+    fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision;
+    /// A visitor gives up its place or slot.
+    fn leave(&self, room: &Room, id: &SessionId) -> Option<Left>;
+    /// The origin ended a session (`Anteroom-Command: revoke`).
+    fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason>;
+    /// Puts changed settings into force at once (a reload, an override): see
+    /// [`crate::room::settle`].
+    fn settle(&self, room: &Room, settings: &Settings);
+    /// One tick: expire, release, measure.
+    fn tick(&self, room: &Room, settings: &Settings) -> Ticked;
+    /// The room's figures now.
+    fn standing(&self, room: &Room, settings: &Settings) -> Standing;
+    /// The overrides kept from an earlier run, by room.
+    fn saved_overrides(&self) -> BTreeMap<String, Overrides>;
+    /// Keeps every room's overrides (durably: they survive a restart).
+    fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()>;
+    /// Writes every room so that a restart finds it (blocking: run it off the async runtime).
+    fn persist(&self) -> std::io::Result<SnapshotReport>;
+}
