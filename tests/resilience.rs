@@ -24,7 +24,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -38,15 +37,16 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
 use support::{
-    Binary, Gateway, JSON, Origin, Seen, base_config, dead_port, raw_send, room, wait_until,
+    Binary, Gateway, JSON, Origin, Seen, base_config, dead_port, raw_send, room, serve_connection,
+    serve_connection_with, serve_raw, wait_until,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -318,27 +318,16 @@ struct Backend {
 
 impl Backend {
     async fn start() -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let open: Arc<AtomicUsize> = Arc::default();
         let counter = open.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = OpenConn::new(counter.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(|req: Request<Incoming>| async move {
-                        Ok::<_, Infallible>(backend_answer(req).await)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                    drop(conn);
-                });
+        let addr = serve_raw(move |stream| {
+            let conn = OpenConn::new(counter.clone());
+            async move {
+                serve_connection(stream, backend_answer).await;
+                drop(conn);
             }
-        });
+        })
+        .await;
         Backend { addr, open }
     }
 
@@ -369,29 +358,20 @@ async fn backend_answer(req: Request<Incoming>) -> Response<TestBody> {
 /// A raw TCP origin that answers every request with a head declaring 100 000 bytes, sends 10 of
 /// them and closes the connection.
 async fn aborting_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while find(&head, b"\r\n\r\n").is_none() {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n0123456789")
-                    .await;
-            });
+    serve_raw(|mut stream| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while find(&head, b"\r\n\r\n").is_none() {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
         }
-    });
-    addr
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n0123456789")
+            .await;
+    })
+    .await
 }
 
 /// The ways a request can go wrong, plus the one where nothing does.
@@ -654,57 +634,45 @@ impl Record {
 
 /// A hyper origin with keep-alive that closes a connection after 100 ms without a request.
 async fn idle_closing_origin() -> (SocketAddr, Arc<Record>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let record: Arc<Record> = Arc::default();
     let rec = record.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            rec.connections.fetch_add(1, Ordering::SeqCst);
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let rec = rec.clone();
-                    async move {
-                        let method = req.method().to_string();
-                        let path = req.uri().path().to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let body = String::from_utf8_lossy(&body).into_owned();
-                        rec.requests.lock().push((method, path.clone(), body));
-                        Ok::<_, Infallible>(text(format!("seen {path}")))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_millis(100))
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(100))
+        .keep_alive(true);
+    let addr = serve_raw(move |stream| {
+        rec.connections.fetch_add(1, Ordering::SeqCst);
+        let rec = rec.clone();
+        let http = http.clone();
+        async move {
+            serve_connection_with(&http, stream, move |req| {
+                let rec = rec.clone();
+                async move {
+                    let method = req.method().to_string();
+                    let path = req.uri().path().to_string();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    rec.requests.lock().push((method, path.clone(), body));
+                    text(format!("seen {path}"))
+                }
+            })
+            .await;
         }
-    });
+    })
+    .await;
     (addr, record)
 }
 
 /// A raw HTTP/1.1 origin that answers two requests per connection (keep-alive, no
 /// `Connection: close`) and then closes it without warning.
 async fn closing_after_two_origin() -> (SocketAddr, Arc<Record>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let record: Arc<Record> = Arc::default();
     let rec = record.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            rec.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_two(stream, rec.clone()));
-        }
-    });
+    let addr = serve_raw(move |stream| {
+        rec.connections.fetch_add(1, Ordering::SeqCst);
+        serve_two(stream, rec.clone())
+    })
+    .await;
     (addr, record)
 }
 

@@ -16,7 +16,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
@@ -29,15 +28,14 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-use support::{Binary, Gateway, base_config, room, wait_until};
+use support::{Binary, Gateway, base_config, room, serve_http, wait_until};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestBody = BoxBody<Bytes, BoxError>;
@@ -145,27 +143,9 @@ struct StreamOrigin {
 
 impl StreamOrigin {
     async fn start() -> StreamOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let counters: Arc<Counters> = Arc::default();
         let c = counters.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let c = c.clone();
-                        async move { Ok::<_, Infallible>(origin_answer(req, c).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_http(move |req| origin_answer(req, c.clone())).await;
         StreamOrigin { addr, counters }
     }
 

@@ -25,7 +25,6 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -44,7 +43,7 @@ use serde_json::json;
 use support::*;
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -637,43 +636,33 @@ impl TlsOrigin {
             .with_single_cert(chain, key)
             .unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(server));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicUsize::new(0));
         let count = served.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
+        let addr = serve_raw(move |tcp| {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            async move {
+                // A client that refuses the certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
                 };
-                let acceptor = acceptor.clone();
-                let count = count.clone();
-                tokio::spawn(async move {
-                    // A client that refuses the certificate ends here.
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let count = count.clone();
-                        async move {
-                            count.fetch_add(1, Ordering::SeqCst);
-                            let host = req
-                                .headers()
-                                .get("host")
-                                .map(|h| h.to_str().unwrap_or("?").to_string())
-                                .unwrap_or_default();
-                            let body = format!("host={host} path={}", req.uri().path());
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
+                serve_connection(tls, move |req| {
+                    let count = count.clone();
+                    async move {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .map(|h| h.to_str().unwrap_or("?").to_string())
+                            .unwrap_or_default();
+                        let body = format!("host={host} path={}", req.uri().path());
+                        Response::new(Full::new(Bytes::from(body)))
+                    }
+                })
+                .await;
             }
-        });
+        })
+        .await;
         TlsOrigin { addr, served }
     }
 

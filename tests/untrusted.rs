@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 fn with_admin(base: String) -> String {
@@ -85,36 +85,30 @@ async fn a_stalled_body_is_the_clients_fault_whatever_the_timeouts() {
 /// An origin speaking raw bytes: each request's path picks the answer; `keep` answers leave the
 /// connection open for the next request.
 async fn raw_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end + 4);
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let (answer, keep) = canned(&path);
-                    if s.write_all(&answer).await.is_err() || !keep {
-                        return;
-                    }
-                }
-            });
+    serve_raw(|mut s| async move {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let Ok(n) = s.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let (answer, keep) = canned(&path);
+            if s.write_all(&answer).await.is_err() || !keep {
+                return;
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn canned(path: &str) -> (Vec<u8>, bool) {

@@ -15,33 +15,28 @@ mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A WebSocket origin that echoes every text message back in upper case.
 async fn echo_origin() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let Message::Text(t) = msg
-                        && ws
-                            .send(Message::Text(t.to_uppercase().into()))
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    let addr = serve_raw(|stream| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg
+                && ws
+                    .send(Message::Text(t.to_uppercase().into()))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
         }
-    });
+    })
+    .await;
     format!("http://{addr}")
 }
 

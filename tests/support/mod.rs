@@ -5,16 +5,18 @@
 
 mod admin;
 mod binary;
+mod origin;
 mod raw;
 #[allow(unused_imports)]
 pub use admin::*;
 #[allow(unused_imports)]
 pub use binary::*;
 #[allow(unused_imports)]
+pub use origin::*;
+#[allow(unused_imports)]
 pub use raw::*;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
@@ -46,27 +47,13 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let log = log.clone();
-                        async move { Ok::<_, Infallible>(answer(req, &log).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_http(move |req| {
+            let log = log.clone();
+            async move { answer(req, &log).await }
+        })
+        .await;
         Origin { addr, seen }
     }
 
