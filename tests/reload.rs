@@ -99,8 +99,10 @@ async fn raising_capacity_on_disk_releases_the_waiting_and_keeps_the_line() {
 async fn an_editor_style_save_by_rename_is_picked_up_every_time() {
     let _shared = RELOADS.read().await;
     let origin = Origin::start().await;
+    // A short release window keeps polls frequent (poll_after is at most a third of it), so the
+    // wait below is for the reload, not for a poll floor.
     let rooms = |extra: &str| {
-        let extra = format!("abandon_after = \"30s\"\n{extra}");
+        let extra = format!("abandon_after = \"30s\"\nrelease_window = \"6s\"\n{extra}");
         room("swap", "swap.test", &origin.url(), &extra)
     };
     let gw = Gateway::start(&config(&rooms("active_users = 1"))).await;
