@@ -139,6 +139,8 @@ fn engine(c: &mut Criterion) {
         };
         let mut rng = StdRng::seed_from_u64(3);
         let mut st = RoomState::new(0, None);
+        // The room's line takes the lottery policy, as the gateway does when it loads the room.
+        anteroom::room::settle(&s, &mut st, 0);
         let mut queued = Vec::with_capacity(N);
         for _ in 0..(1_000 + N) {
             if let Decision::Wait { visitor, .. } = decide(&s, &mut st, None, 0, &mut rng) {

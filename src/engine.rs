@@ -39,7 +39,7 @@ pub fn tick_all(gw: &Gateway) {
 
 /// A room's figures after its tick, as metrics.
 fn publish(name: &str, ticked: &Ticked) {
-    let (t, report) = (&ticked.standing.telemetry, &ticked.report);
+    let (t, report) = (&ticked.reading.telemetry, &ticked.report);
     let name = name.to_string();
     metrics::gauge!(m::QUEUE_DEPTH, "room" => name.clone()).set(t.queue_depth as f64);
     metrics::gauge!(m::ACTIVE_USERS, "room" => name.clone()).set(f64::from(t.active));
@@ -48,7 +48,7 @@ fn publish(name: &str, ticked: &Ticked) {
     metrics::gauge!(m::ESTIMATED_WAIT, "room" => name.clone())
         .set(t.wait_at_back_seconds.map_or(f64::NAN, |w| w as f64));
     metrics::counter!(m::SESSIONS_RECOVERED, "room" => name.clone())
-        .absolute(ticked.standing.counters.recovered);
+        .absolute(ticked.reading.counters.recovered);
     if report.abandoned > 0 {
         metrics::counter!(m::ABANDONED, "room" => name.clone())
             .increment(u64::from(report.abandoned));

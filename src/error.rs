@@ -1,5 +1,5 @@
 //! Error types: configuration errors that name file, line and key, and gateway errors that map
-//! to a status in exactly one place (`gateway::fail`).
+//! to a status in exactly one place (`gateway`'s `answer::fail`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -65,8 +65,8 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
 }
 
-/// Everything that can go wrong while answering one public request. `gateway::fail` turns each
-/// variant into a status, a page and a metric.
+/// Everything that can go wrong while answering one public request. The gateway's
+/// `answer::fail` turns each variant into a status, a page and a metric.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("no room serves host {0:?}")]
@@ -123,7 +123,8 @@ impl GatewayError {
         }
     }
 
-    /// The status of the answer to this error: the one mapping, used by `gateway::fail`.
+    /// The status of the answer to this error: the one mapping, used by the gateway's
+    /// `answer::fail`.
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,

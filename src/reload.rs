@@ -238,7 +238,7 @@ fn log_room_changes(gw: &Gateway, new: &Config, trigger: &str) {
 fn removed(gw: &Gateway, old: &RoomConfig, trigger: &str) {
     let name = &old.name;
     let (queued, sessions) = gw.room(name).map_or((0, 0), |room| {
-        let s = gw.store().standing(&room, &old.settings);
+        let s = gw.store().reading(&room, &old.settings);
         (s.waiting, s.sessions)
     });
     let waiting = queued > 0 || sessions > 0;

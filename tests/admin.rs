@@ -498,3 +498,53 @@ async fn concurrent_patches_of_different_fields_all_apply() {
         assert_eq!(j["overrides"], all, "round {round}: a PATCH was lost");
     }
 }
+
+/// Overrides belong to the room, not to the file: a room taken out of the file keeps its
+/// overrides through a restart and through changes to other rooms, and has them again when it
+/// is put back.
+#[tokio::test]
+async fn a_room_taken_out_of_the_file_keeps_its_overrides_across_restarts() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let kept = room("kept", "kept.test", &origin.url(), "active_users = 5");
+    let other = room("other", "other.test", &origin.url(), "active_users = 5");
+    let both = config("", &format!("{kept}{other}"));
+    let one = config("", &other);
+    let start = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let path = path.clone();
+        async move {
+            let running = anteroom::start_with(&path, anteroom::env::Env::of(&[]))
+                .await
+                .unwrap();
+            let addr = running.admin_addr.unwrap();
+            let admin = Admin {
+                addr,
+                host: addr.to_string(),
+                token: None,
+            };
+            (running, admin)
+        }
+    };
+
+    let (running, admin) = start(both.clone()).await;
+    admin.patch_ok("kept", r#"{"message": "still here"}"#).await;
+    assert!(running.shutdown().await, "snapshot written");
+
+    // Out of the file: another room's change rewrites the overrides file.
+    let (running, admin) = start(one).await;
+    admin.patch_ok("other", r#"{"paused": true}"#).await;
+    assert!(running.shutdown().await);
+
+    let (running, admin) = start(both).await;
+    assert_eq!(
+        admin.room("kept").await["overrides"],
+        json!({"message": "still here"})
+    );
+    assert_eq!(
+        admin.room("other").await["overrides"],
+        json!({"paused": true})
+    );
+    assert!(running.shutdown().await);
+}

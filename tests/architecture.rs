@@ -27,10 +27,9 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level modules a line of code names through `crate::`: `crate::a::b`, and each
-/// member of `crate::{a, b::c}`.
-fn named(line: &str) -> Vec<String> {
-    let code = line.split("//").next().unwrap_or("");
+/// The top-level modules code names through `crate::` (`crate::a::b`, and each member of
+/// `crate::{a, b::c}`), each with where its `crate::` starts.
+fn named(code: &str) -> Vec<(usize, String)> {
     let ident = |s: &str| -> String {
         s.trim_start()
             .chars()
@@ -49,7 +48,7 @@ fn named(line: &str) -> Vec<String> {
                     '}' if depth == 0 => break,
                     '}' => depth -= 1,
                     ',' if depth == 0 => {
-                        out.push(ident(&member));
+                        out.push((i, ident(&member)));
                         member.clear();
                         continue;
                     }
@@ -57,12 +56,12 @@ fn named(line: &str) -> Vec<String> {
                 }
                 member.push(c);
             }
-            out.push(ident(&member));
+            out.push((i, ident(&member)));
         } else {
-            out.push(ident(rest));
+            out.push((i, ident(rest)));
         }
     }
-    out.retain(|m| !m.is_empty());
+    out.retain(|(_, m)| !m.is_empty());
     out
 }
 
@@ -80,12 +79,17 @@ fn graph(src: &Path) -> Graph {
         }
         let text = std::fs::read_to_string(&file).unwrap();
         let uses = g.entry(top.clone()).or_default();
-        for (n, line) in text.lines().enumerate() {
-            for m in named(line) {
-                if m != top {
-                    let at = format!("src/{}:{}", rel.display(), n + 1);
-                    uses.entry(m).or_insert(at);
-                }
+        // Comments out, lines kept: a `crate::{..}` group may span lines.
+        let code: Vec<&str> = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect();
+        let code = code.join("\n");
+        for (at, m) in named(&code) {
+            if m != top {
+                let line = code[..at].matches('\n').count() + 1;
+                uses.entry(m)
+                    .or_insert_with(|| format!("src/{}:{line}", rel.display()));
             }
         }
     }
@@ -189,12 +193,17 @@ fn the_check_finds_cycles_and_layer_breaks() {
         broken(&g),
         ["room/ is pure and uses `metrics` at src/room.rs:1"]
     );
+    let names = |code: &str| -> Vec<String> { named(code).into_iter().map(|(_, m)| m).collect() };
     assert_eq!(
-        named("use crate::{config::Config, gateway::{Gateway, Peer}}; // crate::nope"),
+        names("use crate::{config::Config, gateway::{Gateway, Peer}};"),
         ["config", "gateway"]
     );
     assert_eq!(
-        named("    let x = crate::store::snapshot::unix_ms();"),
+        names("use crate::{\n    room::Settings,\n    store::Room,\n};"),
+        ["room", "store"]
+    );
+    assert_eq!(
+        names("    let x = crate::store::snapshot::unix_ms();"),
         ["store"]
     );
 }

@@ -112,8 +112,8 @@ impl Admin {
     /// A room as the API shows it: values in force, the file's, the overrides, live figures.
     fn describe(&self, file: &std::sync::Arc<RoomConfig>, room: &Room) -> Value {
         let eff = room.effective(file);
-        let standing = self.gw.store().standing(room, &eff.settings);
-        let (t, counters) = (standing.telemetry, standing.counters);
+        let reading = self.gw.store().reading(room, &eff.settings);
+        let (t, counters) = (reading.telemetry, reading.counters);
         let requests: Map<String, Value> = room
             .figures
             .requests()

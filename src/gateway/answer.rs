@@ -79,7 +79,7 @@ pub(super) fn closed(ask: &Ask<'_>) -> Result<Response<Body>, GatewayError> {
             page
         }
     };
-    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page.clone());
+    let mut resp = respond::html(StatusCode::SERVICE_UNAVAILABLE, page);
     respond::retry_after(&mut resp, retry);
     Ok(resp)
 }
@@ -137,6 +137,11 @@ const PAGES: [(StatusCode, &str, &str); 3] = [
 pub(super) struct ErrorPages(Vec<(StatusCode, Option<Rendered>)>);
 
 impl ErrorPages {
+    /// No pages yet (replaced at once by the first configuration load).
+    pub(super) fn none() -> Self {
+        ErrorPages(Vec::new())
+    }
+
     pub(super) fn render(pages: &Pages) -> Self {
         ErrorPages(
             PAGES
@@ -188,7 +193,6 @@ pub(super) fn fail(current: &Current, e: GatewayError, html: bool) -> Response<B
 /// A queued visitor polling sooner than half its `poll_after_seconds`: 429, the place kept,
 /// nothing computed.
 pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
-    metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
     let wait = wait_ms.div_ceil(1000).max(1);
     let mut resp = respond::json(
         StatusCode::TOO_MANY_REQUESTS,

@@ -59,7 +59,7 @@ impl Gateway {
         let rc = &ask.rc;
         match self.decide(ask, headers, v, Via::Status) {
             Decision::TooSoon { wait_ms } => super::answer::too_fast(rc, wait_ms),
-            Decision::Standing { view: Some(view) } => standing(ask, &view, sent.as_deref()),
+            Decision::Standing { view: Some(view) } => status_json(ask, &view, sent.as_deref()),
             // A valid token whose session is gone: the place expired. Said once, with the stale
             // cookie dropped, so that joining again is one request away.
             Decision::Expired { view } => {
@@ -70,7 +70,13 @@ impl Gateway {
             }
             // A closed room takes nobody: "join again" would send an app round in a loop.
             Decision::Closed => super::answer::closed_json(rc),
-            _ => respond::json(
+            // A page's answers (admit, wait, over budget) never come to a status poll; were one
+            // to come, the session is not one this poll can show.
+            Decision::Unknown
+            | Decision::Standing { view: None }
+            | Decision::Admit { .. }
+            | Decision::Wait { .. }
+            | Decision::OverBudget { .. } => respond::json(
                 StatusCode::NOT_FOUND,
                 &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
             ),
@@ -100,7 +106,7 @@ impl Gateway {
         let Some(view) = view else {
             return super::answer::closed_json(rc);
         };
-        let mut resp = standing(ask, &view, token.as_deref());
+        let mut resp = status_json(ask, &view, token.as_deref());
         if let (true, Some(t)) = (joined, &token) {
             ask.set_cookie(&mut resp, t);
         }
@@ -129,7 +135,7 @@ impl Gateway {
 }
 
 /// The status JSON of one view, with when to ask again.
-fn standing(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
+fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
     let rc = &ask.rc;
     let body = StatusJson::new(&rc.name, view, rc.message.as_deref(), token);
     let mut resp = respond::json(StatusCode::OK, &body);

@@ -4,7 +4,7 @@
 //! error into a response.
 
 mod answer;
-use answer::{closed, waiting};
+use answer::{ErrorPages, closed, waiting};
 use request::Ask;
 mod endpoints;
 mod request;
@@ -88,7 +88,7 @@ impl Gateway {
         let config = Arc::new(config);
         let gw = Gateway {
             boot: config.clone(),
-            current: ArcSwap::from_pointee(Current::empty(config.clone())),
+            current: ArcSwap::from_pointee(Current::empty(config.clone(), ErrorPages::none())),
             tls_config: Arc::new(ArcSwap::new(config.clone())),
             store,
             keys,
@@ -98,11 +98,15 @@ impl Gateway {
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
         };
-        let mut saved = gw.store.saved_overrides();
+        // Every room of the file has a handle; rooms kept only by the store (taken out of the
+        // file, restored from a snapshot) get their overrides back too.
         for rc in &config.rooms {
-            if let Some(o) = saved.remove(&rc.name) {
-                tracing::info!(room = %rc.name, overrides = ?o, "overrides restored");
-                gw.store.room(&rc.name, &rc.settings).set_overrides(o);
+            gw.store.room(&rc.name, &rc.settings);
+        }
+        for (name, o) in gw.store.saved_overrides() {
+            if let Some(room) = gw.store.find(&name) {
+                tracing::info!(room = %name, overrides = ?o, "overrides restored");
+                room.set_overrides(o);
             }
         }
         gw.swap_arc(config);
@@ -137,12 +141,13 @@ impl Gateway {
     }
 
     fn swap_arc(&self, config: Arc<Config>) {
-        let current = Current::load(config.clone(), &*self.store);
+        let current = Arc::new(Current::load(config.clone(), &*self.store));
+        self.tls_config.store(config.clone());
+        self.current.store(current.clone());
+        // After the swap, so that a tick reading the new configuration agrees.
         for (rc, room) in config.rooms.iter().zip(&current.rooms) {
             self.store.settle(room, &room.effective(rc).settings);
         }
-        self.tls_config.store(config);
-        self.current.store(Arc::new(current));
     }
 
     /// Changes one room's overrides: `change` maps the current ones to the new ones (or refuses),
@@ -155,6 +160,15 @@ impl Gateway {
         change: impl FnOnce(&Overrides) -> Result<Overrides, E>,
     ) -> Result<(Overrides, Overrides), E> {
         let _writing = self.overrides_write.lock();
+        // The configuration in force now, not the caller's (a reload may have landed since).
+        let rc = self
+            .config()
+            .rooms
+            .iter()
+            .find(|r| r.name == rc.name)
+            .unwrap_or(rc)
+            .clone();
+        let rc = &rc;
         let before = (*room.overrides()).clone();
         let after = change(&before)?;
         let mut all: BTreeMap<String, Overrides> = self
@@ -183,11 +197,6 @@ impl Gateway {
         *self.reload_status.lock() = status;
     }
 
-    /// Milliseconds on the rooms' clock.
-    pub fn now_ms(&self) -> u64 {
-        self.store.now_ms()
-    }
-
     /// The live handle of room `name`, if the store has it.
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
         self.store.find(name)
@@ -210,9 +219,9 @@ impl Gateway {
 }
 
 impl Current {
-    fn empty(config: Arc<Config>) -> Self {
+    fn empty(config: Arc<Config>, errors: ErrorPages) -> Self {
         Current {
-            errors: answer::ErrorPages::render(&config.pages),
+            errors,
             config,
             rooms: Vec::new(),
             clients: Vec::new(),
@@ -240,7 +249,7 @@ impl Current {
             rooms,
             clients,
             closed,
-            ..Current::empty(config)
+            ..Current::empty(config.clone(), ErrorPages::render(&config.pages))
         }
     }
 }

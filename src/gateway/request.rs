@@ -148,9 +148,13 @@ impl Gateway {
                 ask.count("queue");
                 Ok(answer::too_fast(&ask.rc, wait_ms))
             }
-            // A standing or an unknown session is an endpoint's answer, never a page's or a
-            // fetch's; were one to come, the room takes nobody here.
-            Decision::Closed | Decision::Standing { .. } | Decision::Unknown => {
+            Decision::Closed => {
+                ask.count("closed");
+                closed(ask)
+            }
+            // The status endpoint's answers, never a page's or a fetch's: the room takes nobody
+            // here.
+            Decision::Standing { .. } | Decision::Unknown => {
                 ask.count("closed");
                 closed(ask)
             }
@@ -158,7 +162,9 @@ impl Gateway {
     }
 
     /// The room's decision on one request (the store runs it under the room's one lock), with
-    /// what it did counted: the one place the room's request metrics are emitted.
+    /// what it did counted: the one place the decision's metrics are emitted (admitted,
+    /// duplicates, places expired, joins over budget, polls too soon). `Ask::count` counts the
+    /// request itself by the answer it gets.
     pub(super) fn decide(
         &self,
         ask: &Ask<'_>,

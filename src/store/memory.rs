@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::snapshot::{self, Snapshot};
-use super::{Room, Standing, Store, Ticked, overrides};
+use super::{Reading, Room, Store, Ticked, overrides};
 use crate::metrics as m;
 use crate::room::{
     self, Arrival, Capture, Decision, EndReason, Left, Overrides, RoomState, SessionId, Settings,
@@ -30,8 +30,9 @@ pub struct SnapshotReport {
     pub path: String,
 }
 
-/// Rooms in this process. The registry's lock is taken when a configuration is swapped in and
-/// by the snapshot, never per request (requests hold their room's handle).
+/// Rooms in this process. The registry's lock is taken briefly for a lookup or an insert (a
+/// swap, a tick, the admin API, a snapshot), never per request (requests hold their room's
+/// handle).
 pub struct Memory {
     rooms: RwLock<HashMap<String, Arc<Room>>>,
     /// The state folder: snapshots and overrides.
@@ -128,8 +129,8 @@ struct Copies {
     longest_lock: f64,
 }
 
-fn standing_of(settings: &Settings, st: &RoomState, now: u64) -> Standing {
-    Standing {
+fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Reading {
+    Reading {
         telemetry: room::telemetry(settings, st, now),
         counters: st.counters.clone(),
         sessions: st.sessions.len(),
@@ -192,14 +193,14 @@ impl Store for Memory {
         let report = room::tick(settings, &mut st, now, &mut rand::rng());
         Ticked {
             report,
-            standing: standing_of(settings, &st, now),
+            reading: reading_of(settings, &st, now),
             reserve_low: st.reserve_half_spent(),
         }
     }
 
-    fn standing(&self, room: &Room, settings: &Settings) -> Standing {
+    fn reading(&self, room: &Room, settings: &Settings) -> Reading {
         let now = self.now_ms();
-        standing_of(settings, &room.state.lock(), now)
+        reading_of(settings, &room.state.lock(), now)
     }
 
     fn saved_overrides(&self) -> BTreeMap<String, Overrides> {

@@ -24,7 +24,7 @@ use crate::room::{
 
 /// A room's figures at one moment, for the admin API, metrics and logs.
 #[derive(Debug, Clone)]
-pub struct Standing {
+pub struct Reading {
     pub telemetry: Telemetry,
     pub counters: Counters,
     /// Sessions the room holds (queued, released, active, missed).
@@ -37,7 +37,7 @@ pub struct Standing {
 #[derive(Debug, Clone)]
 pub struct Ticked {
     pub report: TickReport,
-    pub standing: Standing,
+    pub reading: Reading,
     /// Half the tickets reserved by the last snapshot are spent: write the next one soon.
     pub reserve_low: bool,
 }
@@ -67,7 +67,7 @@ pub trait Store: Send + Sync {
     /// One tick: expire, release, measure.
     fn tick(&self, room: &Room, settings: &Settings) -> Ticked;
     /// The room's figures now.
-    fn standing(&self, room: &Room, settings: &Settings) -> Standing;
+    fn reading(&self, room: &Room, settings: &Settings) -> Reading;
     /// The overrides kept from an earlier run, by room.
     fn saved_overrides(&self) -> BTreeMap<String, Overrides>;
     /// Keeps every room's overrides (durably: they survive a restart).

@@ -1,5 +1,5 @@
-//! One request as the room sees it, for every way a request reaches it (a page, a script or an
-//! app, the join and status endpoints): the poll floor, the join budget, then the decision, with
+//! One request as the room sees it, for every way a request asks for a place or its standing
+//! (a page, a script or an app, the join and status endpoints; leave and revoke are their own): the poll floor, the join budget, then the decision, with
 //! a token from before a restart recovered inside it. The gateway calls [`arrive`] once per
 //! request, under the room's one lock.
 
@@ -55,7 +55,7 @@ pub fn arrive(
     match a.via {
         Via::Page | Via::Fetch => visit(settings, state, a, now_ms, rng),
         Via::Join => join(settings, state, a, now_ms, rng),
-        Via::Status => standing(settings, state, a.visitor, now_ms, rng),
+        Via::Status => status_of(settings, state, a.visitor, now_ms, rng),
     }
 }
 
@@ -125,7 +125,7 @@ fn join(
 /// The status endpoint: the standing of the session the token names (recovered if it is from
 /// before a restart). Without one: closed if the room takes nobody, expired for a valid token
 /// whose session is gone (said once; joining again is one request away), else unknown.
-fn standing(
+fn status_of(
     settings: &Settings,
     state: &mut RoomState,
     visitor: Option<Visitor>,
