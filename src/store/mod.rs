@@ -8,6 +8,7 @@
 
 mod memory;
 pub mod overrides;
+pub mod redis;
 mod room;
 pub mod snapshot;
 

@@ -7,6 +7,7 @@ mod admin;
 mod binary;
 mod origin;
 mod raw;
+mod redis;
 #[allow(unused_imports)]
 pub use admin::*;
 #[allow(unused_imports)]
@@ -15,6 +16,8 @@ pub use binary::*;
 pub use origin::*;
 #[allow(unused_imports)]
 pub use raw::*;
+#[allow(unused_imports)]
+pub use redis::*;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,0 +1,408 @@
+//! Rooms in Redis (or Valkey), shared by every anteroom instance that points at the same server.
+//! Each operation on a room is one call of `room.lua`, which Redis runs atomically: a join is
+//! checked against capacity and the rate budget and takes its slot or its ticket in one step,
+//! tickets come from one counter per room (fifo order is arrival order at the store), and a
+//! position is a rank in a sorted set (O(log n)). The tick runs on one instance at a time, the
+//! holder of a lease with a fencing value. Times are Redis's clock.
+//!
+//! Keys of one room share the hash tag `{prefix:room}`, so a Redis Cluster keeps a room on one
+//! slot. Durability is Redis's own (AOF with `appendfsync everysec` is recommended).
+
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{RedisError, Script, Value};
+
+use crate::room::{AdmitHow, EndReason, Mode, SessionId, Settings};
+
+/// The script every room operation runs.
+const ROOM_LUA: &str = include_str!("room.lua");
+
+/// Most sessions one tick looks at, and most it releases: no script call runs long.
+pub const TICK_BATCH: u32 = 1_000;
+
+/// What a room operation came to, as the script answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Forward to the origin (`how`: this request admitted the session).
+    Admit,
+    /// In line.
+    Wait,
+    /// The room takes nobody (`mode = "reject"`).
+    Closed,
+    /// A valid token whose session the room no longer has, and no free slot.
+    Expired,
+    /// The standing of a known session (a status poll).
+    Standing,
+    /// A status poll for a session the room does not know.
+    Unknown,
+}
+
+/// A session's state in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Released,
+    Active,
+    Missed,
+}
+
+/// One room operation's answer: what happened, and the figures a view is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub kind: Kind,
+    pub session: Option<SessionId>,
+    pub ticket: u64,
+    /// A new session was created.
+    pub joined: bool,
+    pub how: Option<AdmitHow>,
+    pub state: Option<State>,
+    /// 1-based place in line (the front first), when queued.
+    pub position: Option<u64>,
+    /// Visitors waiting (in line and at the front).
+    pub queue_depth: u64,
+    /// The room's release count when the session joined.
+    pub released_before: u64,
+    /// Releases so far.
+    pub released_total: u64,
+    pub seen_ms: u64,
+    pub since_ms: u64,
+    pub active: u64,
+    pub released: u64,
+    /// Redis's clock at the answer.
+    pub now_ms: u64,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ticked {
+    /// Another instance took the lease since this one's fencing value: nothing was done.
+    Fenced,
+    Done {
+        released: u64,
+        active: u64,
+        released_now: u64,
+        waiting: u64,
+        /// Sessions that ended (`None`: a queued visitor abandoned).
+        ended: Vec<Option<EndReason>>,
+    },
+}
+
+/// A leave or a revoke: what the session gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// No such session.
+    None,
+    /// A place in line.
+    Place,
+    /// An admitted (or released) slot.
+    Slot,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis answered what anteroom cannot read: {0}")]
+    Reply(String),
+}
+
+/// A connection to the shared store. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisRooms {
+    conn: ConnectionManager,
+    prefix: String,
+    script: Script,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRooms")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRooms {
+    /// Connects to `url` (`redis://`, `rediss://` or `redis+unix://`); keys start with `prefix`.
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url)?;
+        let conn = tokio::time::timeout(timeout, ConnectionManager::new(client))
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))??;
+        Ok(RedisRooms {
+            conn,
+            prefix: prefix.to_string(),
+            script: Script::new(ROOM_LUA),
+            timeout,
+        })
+    }
+
+    /// The key base of `room`: every key of the room starts with it and shares its hash tag.
+    pub fn key(&self, room: &str) -> String {
+        format!("{{{}:{room}}}", self.prefix)
+    }
+
+    async fn call(
+        &self,
+        room: &str,
+        settings: &Settings,
+        op: &str,
+        args: &[&str],
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut inv = self.script.key(self.key(room));
+        inv.arg(op);
+        for a in settings_args(settings) {
+            inv.arg(a);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        let reply = tokio::time::timeout(self.timeout, inv.invoke_async::<Value>(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        match reply {
+            Value::Array(v) => Ok(v),
+            other => Ok(vec![other]),
+        }
+    }
+
+    /// One request: `visitor` is the session its valid token names, `fresh` the id a new
+    /// session takes.
+    pub async fn decide(
+        &self,
+        room: &str,
+        settings: &Settings,
+        visitor: Option<SessionId>,
+        fresh: SessionId,
+    ) -> Result<Answer, StoreError> {
+        let id = visitor.map(|v| hex(&v)).unwrap_or_default();
+        let v = self
+            .call(room, settings, "decide", &[&id, &hex(&fresh)])
+            .await?;
+        answer(&v)
+    }
+
+    /// The standing of a session (a status poll: it counts as presence).
+    pub async fn status(
+        &self,
+        room: &str,
+        settings: &Settings,
+        session: SessionId,
+    ) -> Result<Answer, StoreError> {
+        let v = self
+            .call(room, settings, "status", &[&hex(&session)])
+            .await?;
+        answer(&v)
+    }
+
+    /// A visitor gives up its place or slot.
+    pub async fn leave(
+        &self,
+        room: &str,
+        settings: &Settings,
+        session: SessionId,
+    ) -> Result<Gone, StoreError> {
+        let v = self
+            .call(room, settings, "leave", &[&hex(&session)])
+            .await?;
+        gone(&v)
+    }
+
+    /// The origin ended a session.
+    pub async fn revoke(
+        &self,
+        room: &str,
+        settings: &Settings,
+        session: SessionId,
+    ) -> Result<Gone, StoreError> {
+        let v = self
+            .call(room, settings, "revoke", &[&hex(&session)])
+            .await?;
+        gone(&v)
+    }
+
+    /// Takes or renews the room's tick lease for `instance`, for `lease`: the fencing value to
+    /// tick with while this instance holds it, `None` while another does.
+    pub async fn lease(
+        &self,
+        room: &str,
+        settings: &Settings,
+        instance: &str,
+        lease: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let ms = lease.as_millis().to_string();
+        let v = self.call(room, settings, "lease", &[instance, &ms]).await?;
+        let fence = text(v.first())?;
+        Ok((!fence.is_empty()).then_some(fence))
+    }
+
+    /// One tick of the room (expire, release), with the fencing value of the lease.
+    pub async fn tick(
+        &self,
+        room: &str,
+        settings: &Settings,
+        fence: &str,
+    ) -> Result<Ticked, StoreError> {
+        let v = self.call(room, settings, "tick", &[fence]).await?;
+        if text(v.first())? == "fenced" {
+            return Ok(Ticked::Fenced);
+        }
+        let ended = v
+            .iter()
+            .skip(5)
+            .map(|e| text(Some(e)).map(|r| end_reason(&r)))
+            .collect::<Result<_, _>>()?;
+        Ok(Ticked::Done {
+            released: int(v.get(1))?,
+            active: int(v.get(2))?,
+            released_now: int(v.get(3))?,
+            waiting: int(v.get(4))?,
+            ended,
+        })
+    }
+}
+
+/// The settings the script reads, in its order (ARGV[2..10]).
+fn settings_args(s: &Settings) -> [String; 9] {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let opt = |v: Option<u32>| v.map_or("-1".to_string(), |n| n.to_string());
+    [
+        opt(s.active_users),
+        opt(s.admit_per_minute),
+        ms(s.session_ttl),
+        ms(s.abandon_after),
+        ms(s.release_window),
+        s.max_session.map_or("-1".to_string(), ms),
+        if s.paused { "1" } else { "0" }.to_string(),
+        if s.mode == Mode::Reject { "1" } else { "0" }.to_string(),
+        TICK_BATCH.to_string(),
+    ]
+}
+
+fn hex(id: &SessionId) -> String {
+    id.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<SessionId> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    for (i, byte) in b.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(SessionId::from_bytes(b))
+}
+
+fn text(v: Option<&Value>) -> Result<String, StoreError> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        Some(Value::Int(n)) => Ok(n.to_string()),
+        other => Err(StoreError::Reply(format!("{other:?}"))),
+    }
+}
+
+fn int(v: Option<&Value>) -> Result<u64, StoreError> {
+    match v {
+        Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+        other => text(other)?
+            .parse::<f64>()
+            .map(|f| f.max(0.0) as u64)
+            .map_err(|e| StoreError::Reply(e.to_string())),
+    }
+}
+
+fn signed(v: Option<&Value>) -> Result<i64, StoreError> {
+    match v {
+        Some(Value::Int(n)) => Ok(*n),
+        other => Err(StoreError::Reply(format!("{other:?}"))),
+    }
+}
+
+fn end_reason(r: &str) -> Option<EndReason> {
+    match r {
+        "idle" => Some(EndReason::Idle),
+        "max_session" => Some(EndReason::MaxSession),
+        "no_show" => Some(EndReason::NoShow),
+        "revoke" => Some(EndReason::Revoke),
+        "leave" => Some(EndReason::Leave),
+        _ => None,
+    }
+}
+
+fn gone(v: &[Value]) -> Result<Gone, StoreError> {
+    Ok(match text(v.first())?.as_str() {
+        "place" => Gone::Place,
+        "slot" => Gone::Slot,
+        _ => Gone::None,
+    })
+}
+
+fn answer(v: &[Value]) -> Result<Answer, StoreError> {
+    let kind = match text(v.first())?.as_str() {
+        "admit" => Kind::Admit,
+        "wait" => Kind::Wait,
+        "closed" => Kind::Closed,
+        "expired" => Kind::Expired,
+        "standing" => Kind::Standing,
+        "unknown" => Kind::Unknown,
+        other => return Err(StoreError::Reply(format!("answer {other:?}"))),
+    };
+    let state = match text(v.get(5))?.as_str() {
+        "q" => Some(State::Queued),
+        "r" => Some(State::Released),
+        "a" => Some(State::Active),
+        "m" => Some(State::Missed),
+        _ => None,
+    };
+    let how = match text(v.get(4))?.as_str() {
+        "immediate" => Some(AdmitHow::Immediate),
+        "released" => Some(AdmitHow::Released),
+        _ => None,
+    };
+    let position = signed(v.get(6))?;
+    Ok(Answer {
+        kind,
+        session: unhex(&text(v.get(1))?),
+        ticket: int(v.get(2))?,
+        joined: int(v.get(3))? == 1,
+        how,
+        state,
+        position: u64::try_from(position).ok().filter(|p| *p > 0),
+        queue_depth: int(v.get(7))?,
+        released_before: int(v.get(8))?,
+        released_total: int(v.get(9))?,
+        seen_ms: int(v.get(10))?,
+        since_ms: int(v.get(11))?,
+        active: int(v.get(12))?,
+        released: int(v.get(13))?,
+        now_ms: int(v.get(14))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_round_trip_through_hex_and_bad_ones_are_refused() {
+        let id = SessionId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(hex(&id), "0123456789abcdef0011223344556677");
+        assert_eq!(unhex(&hex(&id)), Some(id));
+        for bad in [
+            "",
+            "01",
+            "0123456789abcdef001122334455667g",
+            "é123456789abcdef0011223344556677",
+        ] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+    }
+}

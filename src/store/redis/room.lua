@@ -1,0 +1,265 @@
+-- One room of anteroom's shared store, run inside Redis so that every step is atomic across
+-- any number of instances. The same rules as src/room/ (decide.rs, tick/): read those first.
+--
+-- KEYS[1]: the room's key base, "{prefix:room}" (one hash tag: a cluster keeps a room on one
+-- slot). ARGV[1]: the operation; ARGV[2..10]: the room's settings; ARGV[11..]: the operation's.
+-- Times are Redis's clock (TIME), in milliseconds, so instances never disagree about "now".
+
+local K = KEYS[1]
+local op = ARGV[1]
+local cap = tonumber(ARGV[2])        -- active_users, -1: none
+local rate = tonumber(ARGV[3])       -- admit_per_minute, -1: none
+local ttl = tonumber(ARGV[4])        -- session_ttl ms
+local abandon = tonumber(ARGV[5])    -- abandon_after ms
+local window = tonumber(ARGV[6])     -- release_window ms
+local maxs = tonumber(ARGV[7])       -- max_session ms, -1: none
+local paused = ARGV[8] == '1'
+local reject = ARGV[9] == '1'
+local batch = tonumber(ARGV[10])     -- most sessions one tick looks at or releases
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local N = K .. ':n'    -- counters: active, released, joined, adm_i, adm_r, rel_total, ...
+local Q = K .. ':q'    -- the line: session -> ticket
+local F = K .. ':f'    -- the front (back from a missed turn): session -> ticket
+local D = K .. ':d'    -- timers: session -> when to look at it next
+local B = K .. ':b'    -- the rate budget: tok, last, rate
+local R = K .. ':r'    -- releases of the last minute: "ms:count" -> ms
+local function S(id) return K .. ':s:' .. id end
+
+local function count(f) return tonumber(redis.call('HGET', N, f) or '0') end
+local function waiting() return redis.call('ZCARD', Q) + redis.call('ZCARD', F) end
+
+local function tokens()
+  if rate < 0 then return math.huge end
+  local tok = redis.call('HGET', B, 'tok')
+  if not tok then return rate end
+  return tonumber(tok)
+end
+
+local function take_token()
+  if rate >= 0 then redis.call('HSET', B, 'tok', tokens() - 1) end
+end
+
+-- The budget refilled at the tick only, as in the engine: a minute's burst at most; a room that
+-- gets a rate after having none starts full.
+local function refill()
+  if rate < 0 then redis.call('HDEL', B, 'rate'); return end
+  local had = redis.call('HGET', B, 'rate')
+  local last = tonumber(redis.call('HGET', B, 'last') or now)
+  local tok = tokens()
+  if not had then tok = rate end
+  tok = math.min(tok + math.max(0, now - last) / 60000 * rate, rate)
+  redis.call('HSET', B, 'tok', tok, 'last', now, 'rate', rate)
+end
+
+local function has_room()
+  local slot = cap < 0 or count('active') + count('released') < cap
+  return slot and tokens() >= 1
+end
+
+-- When a session must be looked at next: the earliest of its deadlines (engine: tick::deadline).
+local function deadline(s)
+  if s.st == 'q' or s.st == 'm' then return s.seen + abandon, 'abandon' end
+  if s.st == 'r' then return s.since + window, 'no_show' end
+  local idle = s.seen + ttl
+  if maxs >= 0 and s.since + maxs <= idle then return s.since + maxs, 'max_session' end
+  return idle, 'idle'
+end
+
+local function load(id)
+  local v = redis.call('HMGET', S(id), 't', 'st', 'seen', 'since', 'ret', 'ns', 'np', 'rb')
+  if not v[1] then return nil end
+  return { t = tonumber(v[1]), st = v[2], seen = tonumber(v[3]), since = tonumber(v[4]),
+           ret = v[5] == '1', ns = v[6] == '1', np = tonumber(v[7]), rb = tonumber(v[8]) }
+end
+
+local function save(id, s)
+  redis.call('HSET', S(id), 't', s.t, 'st', s.st, 'seen', s.seen, 'since', s.since,
+    'ret', s.ret and '1' or '0', 'ns', s.ns and '1' or '0', 'np', s.np, 'rb', s.rb)
+  redis.call('ZADD', D, (deadline(s)), id)
+end
+
+local function remove(id, s)
+  redis.call('DEL', S(id))
+  redis.call('ZREM', D, id)
+  redis.call('ZREM', Q, id)
+  redis.call('ZREM', F, id)
+  if s.st == 'a' then redis.call('HINCRBY', N, 'active', -1) end
+  if s.st == 'r' then redis.call('HINCRBY', N, 'released', -1) end
+end
+
+-- A place in line: 1 + those ahead (the front first, then the line by ticket).
+local function position(id, s)
+  if s.st ~= 'q' then return -1 end
+  local r = redis.call('ZRANK', F, id)
+  if r then return r + 1 end
+  r = redis.call('ZRANK', Q, id)
+  if r then return redis.call('ZCARD', F) + r + 1 end
+  return -1
+end
+
+-- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
+-- released before joining, releases so far, seen, since, active, released.
+local function answer(kind, id, s, joined, how)
+  local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
+  if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
+  return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, waiting(), rb,
+           count('rel_total'), seen, since, count('active'), count('released'), now }
+end
+
+-- A known session makes a request or polls: it is present (engine: decide::came_back).
+local function came_back(id, s)
+  if s.st == 'q' then s.seen = now; s.ret = true
+  elseif s.st == 'm' then
+    s.st = 'q'; s.seen = now; s.ret = true
+    redis.call('ZADD', F, s.t, id)
+  elseif s.st == 'r' then s.seen = now end
+end
+
+-- A new visitor: admitted at once while there is room and nobody waits, else in line. One with
+-- a valid token the room no longer knows is told its place expired, never put at the back.
+local function join(id, had_token)
+  local at_once = not paused and waiting() == 0 and has_room()
+  if had_token and not at_once then return answer('expired') end
+  local ticket = redis.call('INCR', K .. ':seq')
+  redis.call('HINCRBY', N, 'joined', 1)
+  local s = { t = ticket, st = 'q', seen = now, since = now, ret = false, ns = false, np = 0,
+              rb = count('rel_total') }
+  if at_once then
+    s.st = 'a'
+    redis.call('HINCRBY', N, 'active', 1)
+    redis.call('HINCRBY', N, 'adm_i', 1)
+    take_token()
+    save(id, s)
+    return answer('admit', id, s, true, 'immediate')
+  end
+  redis.call('ZADD', Q, ticket, id)
+  save(id, s)
+  return answer('wait', id, s, true)
+end
+
+-- One request (engine: decide). ARGV[11]: the token's session or ''; ARGV[12]: a fresh id for
+-- a new session.
+local function decide(id, fresh)
+  if id ~= '' then
+    local s = load(id)
+    if s then
+      came_back(id, s)
+      if s.st == 'a' then
+        s.seen = now; save(id, s)
+        return answer('admit', id, s, false)
+      elseif s.st == 'r' then
+        s.st = 'a'; s.seen = now; s.since = now
+        redis.call('HINCRBY', N, 'released', -1)
+        redis.call('HINCRBY', N, 'active', 1)
+        redis.call('HINCRBY', N, 'adm_r', 1)
+        save(id, s)
+        return answer('admit', id, s, false, 'released')
+      end
+      redis.call('HINCRBY', N, 'dup', 1)
+      save(id, s)
+      return answer('wait', id, s, false)
+    end
+  end
+  if reject then return answer('closed') end
+  return join(fresh, id ~= '')
+end
+
+-- The standing of a known session (a status poll): present, its answer; unknown: 'unknown'.
+local function status(id)
+  local s = load(id)
+  if not s then return answer('unknown') end
+  came_back(id, s)
+  save(id, s)
+  return answer('standing', id, s, false)
+end
+
+local function leave(id, why)
+  local s = load(id)
+  if not s then return { 'none' } end
+  remove(id, s)
+  if s.st == 'q' or s.st == 'm' then
+    if why == 'leave' then redis.call('HINCRBY', N, 'left', 1) end
+    return { 'place' }
+  end
+  return { 'slot' }
+end
+
+-- The tick (engine: tick::expire then release), by the lease holder only: ARGV[11] is its
+-- fencing value, refused when another instance took the lease since. Looks at `batch` due
+-- sessions at most and releases `batch` at most, so no call runs long.
+local function tick(fence)
+  if redis.call('GET', K .. ':lease:fence') ~= fence then return { 'fenced' } end
+  local ended = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', D, '-inf', now, 'LIMIT', 0, batch)) do
+    local s = load(id)
+    if not s then redis.call('ZREM', D, id)
+    else
+      local due, why = deadline(s)
+      if due > now then redis.call('ZADD', D, due, id)
+      elseif why == 'no_show' and not s.ns and s.seen + abandon > now then
+        s.st = 'm'; s.ns = true
+        redis.call('HINCRBY', N, 'released', -1)
+        save(id, s)
+        table.insert(ended, 'no_show')
+      else
+        remove(id, s)
+        if why == 'abandon' then redis.call('HINCRBY', N, 'abandoned', 1) end
+        table.insert(ended, why)
+      end
+    end
+  end
+  refill()
+  local released, looked = 0, 0
+  while not paused and looked < batch and has_room() do
+    looked = looked + 1
+    local id = redis.call('ZRANGE', F, 0, 0)[1]
+    if id then redis.call('ZREM', F, id)
+    else
+      id = redis.call('ZRANGE', Q, 0, 0)[1]
+      if not id then break end
+      redis.call('ZREM', Q, id)
+    end
+    local s = load(id)
+    if s and not s.ret then
+      s.st = 'm'; save(id, s)        -- never came back: passed over, its turn missed
+    elseif s then
+      s.st = 'r'; s.since = now; save(id, s)
+      redis.call('HINCRBY', N, 'released', 1)
+      take_token()
+      released = released + 1
+    end
+  end
+  if released > 0 then
+    redis.call('HINCRBY', N, 'rel_total', released)
+    redis.call('ZADD', R, now, now .. ':' .. released)
+  end
+  redis.call('ZREMRANGEBYSCORE', R, '-inf', now - 60000)
+  return { 'ticked', released, count('active'), count('released'), waiting(), unpack(ended) }
+end
+
+-- The tick's lease: ARGV[11] the instance, ARGV[12] the lease ms. Returns the fencing value
+-- while this instance holds the lease, '' when another does.
+local function lease(me, ms)
+  local holder = redis.call('GET', K .. ':lease')
+  if holder == me then
+    redis.call('PEXPIRE', K .. ':lease', ms)
+    return redis.call('GET', K .. ':lease:fence')
+  end
+  if holder then return '' end
+  redis.call('SET', K .. ':lease', me, 'PX', ms)
+  local fence = tostring(redis.call('INCR', K .. ':lease:seq'))
+  redis.call('SET', K .. ':lease:fence', fence)
+  return fence
+end
+
+if op == 'decide' then return decide(ARGV[11], ARGV[12])
+elseif op == 'status' then return status(ARGV[11])
+elseif op == 'leave' then return leave(ARGV[11], 'leave')
+elseif op == 'revoke' then return leave(ARGV[11], 'revoke')
+elseif op == 'tick' then return tick(ARGV[11])
+elseif op == 'lease' then return lease(ARGV[11], tonumber(ARGV[12]))
+end
+return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

@@ -1,0 +1,298 @@
+//! The shared store's room rules against a real redis-server, with several connections standing
+//! in for several anteroom instances: exact capacity under concurrent joins, each place given
+//! once, fifo order across instances, the tick's lease and its fencing, and the ends of a
+//! session (leave, revoke, idle, no-show and back to the front).
+
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anteroom::room::{AdmitHow, SessionId, Settings};
+use anteroom::store::redis::{Gone, Kind, RedisRooms, State, Ticked};
+use support::RedisServer;
+
+/// Stand-ins for three instances: three connections to one server.
+async fn instances(server: &RedisServer, n: usize) -> Vec<RedisRooms> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = RedisRooms::connect(&server.url(), "test", Duration::from_secs(2))
+            .await
+            .unwrap();
+        out.push(r);
+    }
+    out
+}
+
+fn fresh(n: u128) -> SessionId {
+    SessionId::from_u128(n + 1)
+}
+
+fn settings(active_users: u32) -> Settings {
+    Settings {
+        active_users: Some(active_users),
+        ..Settings::default()
+    }
+}
+
+#[tokio::test]
+async fn concurrent_joins_on_three_instances_admit_exactly_the_capacity_and_place_each_once() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 3).await;
+    let s = settings(10);
+    let joins = (0..300u128).map(|i| {
+        let r = rooms[(i % 3) as usize].clone();
+        let s = s.clone();
+        tokio::spawn(async move { r.decide("shop", &s, None, fresh(i)).await.unwrap() })
+    });
+    let mut admitted = 0;
+    let mut waiting = Vec::new();
+    for j in joins {
+        let a = j.await.unwrap();
+        assert!(a.joined);
+        match a.kind {
+            Kind::Admit => {
+                assert_eq!(a.how, Some(AdmitHow::Immediate));
+                admitted += 1;
+            }
+            Kind::Wait => waiting.push(a),
+            other => panic!("a new visitor got {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 10, "exactly active_users admitted");
+    assert_eq!(waiting.len(), 290);
+    // Each place in line is given exactly once, in ticket order (arrival order at the store).
+    let mut by_ticket = Vec::new();
+    for (i, w) in waiting.iter().enumerate() {
+        let st = rooms[i % 3]
+            .status("shop", &s, w.session.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(st.kind, Kind::Standing);
+        assert_eq!(st.queue_depth, 290);
+        by_ticket.push((st.ticket, st.position.unwrap()));
+    }
+    by_ticket.sort();
+    let places: Vec<u64> = by_ticket.iter().map(|(_, p)| *p).collect();
+    assert_eq!(places, (1..=290).collect::<Vec<u64>>());
+    let tickets: HashSet<u64> = by_ticket.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tickets.len(), 290, "tickets are unique");
+}
+
+#[tokio::test]
+async fn releases_follow_arrival_order_across_instances_under_one_lease() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 3).await;
+    let s = settings(2);
+    let (mut queued, mut admitted) = (Vec::new(), Vec::new());
+    for i in 0..12u128 {
+        let a = rooms[(i % 3) as usize]
+            .decide("line", &s, None, fresh(i))
+            .await
+            .unwrap();
+        if a.kind == Kind::Admit {
+            admitted.push(a.session.unwrap());
+        } else {
+            // The page asks at once: the visitor is back, on another instance.
+            let id = a.session.unwrap();
+            rooms[((i + 1) % 3) as usize]
+                .status("line", &s, id)
+                .await
+                .unwrap();
+            queued.push(id);
+        }
+    }
+    assert_eq!(queued.len(), 10);
+    for id in admitted {
+        assert_eq!(rooms[2].leave("line", &s, id).await.unwrap(), Gone::Slot);
+    }
+    let lease = Duration::from_secs(30);
+    let fence = rooms[0]
+        .lease("line", &s, "a", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rooms[1].lease("line", &s, "b", lease).await.unwrap(), None);
+    assert_eq!(
+        rooms[0].lease("line", &s, "a", lease).await.unwrap(),
+        Some(fence.clone()),
+        "renewed, same fence"
+    );
+    let mut released = Vec::new();
+    for round in 0..5 {
+        // Each round the released visitors come in and leave, freeing both slots.
+        match rooms[0].tick("line", &s, &fence).await.unwrap() {
+            Ticked::Done { released: n, .. } => assert_eq!(n, 2, "round {round}"),
+            Ticked::Fenced => panic!("the holder was fenced"),
+        }
+        for id in &queued {
+            let st = rooms[2].status("line", &s, *id).await.unwrap();
+            if st.state == Some(State::Released) && !released.contains(id) {
+                released.push(*id);
+                let a = rooms[1]
+                    .decide("line", &s, Some(*id), fresh(999))
+                    .await
+                    .unwrap();
+                assert_eq!((a.kind, a.how), (Kind::Admit, Some(AdmitHow::Released)));
+                assert_eq!(rooms[2].leave("line", &s, *id).await.unwrap(), Gone::Slot);
+            }
+        }
+    }
+    assert_eq!(
+        released, queued,
+        "released in arrival order, across instances"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_lost_to_another_instance_fences_the_old_holder() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 2).await;
+    let s = settings(1);
+    let short = Duration::from_millis(100);
+    let old = rooms[0]
+        .lease("fence", &s, "a", short)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rooms[1].lease("fence", &s, "b", short).await.unwrap(), None);
+    // The holder stops renewing (a crash): the lease runs out and another instance takes it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let new = rooms[1]
+        .lease("fence", &s, "b", short)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(old, new);
+    assert_eq!(
+        rooms[0].tick("fence", &s, &old).await.unwrap(),
+        Ticked::Fenced
+    );
+    assert!(matches!(
+        rooms[1].tick("fence", &s, &new).await.unwrap(),
+        Ticked::Done { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_place_is_the_same_on_every_instance_and_a_missed_turn_goes_to_the_front() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 2).await;
+    let s = Settings {
+        release_window: Duration::from_millis(100),
+        abandon_after: Duration::from_secs(60),
+        ..settings(1)
+    };
+    let first = rooms[0].decide("moves", &s, None, fresh(1)).await.unwrap();
+    assert_eq!(first.kind, Kind::Admit);
+    let mut line = Vec::new();
+    for i in 2..6u128 {
+        let a = rooms[1].decide("moves", &s, None, fresh(i)).await.unwrap();
+        line.push(a.session.unwrap());
+    }
+    for (i, id) in line.iter().enumerate() {
+        let on_a = rooms[0].status("moves", &s, *id).await.unwrap();
+        let on_b = rooms[1]
+            .decide("moves", &s, Some(*id), fresh(99))
+            .await
+            .unwrap();
+        assert_eq!(on_a.position, Some(i as u64 + 1));
+        assert_eq!((on_b.kind, on_b.position), (Kind::Wait, Some(i as u64 + 1)));
+        assert!(!on_b.joined, "a refresh keeps the place");
+    }
+    let fence = rooms[0]
+        .lease("moves", &s, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    // The admitted visitor leaves; the head of the line is released and never comes.
+    assert_eq!(
+        rooms[0]
+            .leave("moves", &s, first.session.unwrap())
+            .await
+            .unwrap(),
+        Gone::Slot
+    );
+    rooms[0].tick("moves", &s, &fence).await.unwrap();
+    let head = rooms[1].status("moves", &s, line[0]).await.unwrap();
+    assert_eq!(head.state, Some(State::Released));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let Ticked::Done { ended, .. } = rooms[0].tick("moves", &s, &fence).await.unwrap() else {
+        panic!("fenced");
+    };
+    assert!(
+        ended.contains(&Some(anteroom::room::EndReason::NoShow)),
+        "{ended:?}"
+    );
+    // Its slot went to the next in line at the same tick; back later, the missed visitor is at
+    // the front, ahead of everyone who joined after it.
+    let next = rooms[1].status("moves", &s, line[1]).await.unwrap();
+    assert_eq!(next.state, Some(State::Released));
+    let back = rooms[1].status("moves", &s, line[0]).await.unwrap();
+    assert_eq!((back.state, back.position), (Some(State::Queued), Some(1)));
+    let behind = rooms[0].status("moves", &s, line[2]).await.unwrap();
+    assert_eq!(behind.position, Some(2));
+}
+
+#[tokio::test]
+async fn sessions_end_by_leave_revoke_idle_and_max_session() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 1).await;
+    let r = &rooms[0];
+    let s = Settings {
+        session_ttl: Duration::from_secs(300),
+        max_session: Some(Duration::from_millis(100)),
+        ..settings(3)
+    };
+    let mut ids = Vec::new();
+    for i in 0..3u128 {
+        let a = r.decide("ends", &s, None, fresh(i)).await.unwrap();
+        assert_eq!(a.kind, Kind::Admit);
+        ids.push(a.session.unwrap());
+    }
+    let full = r.decide("ends", &s, None, fresh(10)).await.unwrap();
+    assert_eq!(full.kind, Kind::Wait, "the room is full");
+    assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::Slot);
+    assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::None);
+    assert_eq!(r.revoke("ends", &s, ids[1]).await.unwrap(), Gone::Slot);
+    assert_eq!(
+        r.leave("ends", &s, full.session.unwrap()).await.unwrap(),
+        Gone::Place
+    );
+    // max_session (100 ms) far below session_ttl (5 min) still ends the session on time.
+    let fence = r
+        .lease("ends", &s, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let Ticked::Done { ended, active, .. } = r.tick("ends", &s, &fence).await.unwrap() else {
+        panic!("fenced");
+    };
+    assert_eq!(ended, vec![Some(anteroom::room::EndReason::MaxSession)]);
+    assert_eq!(active, 0);
+    let gone = r.decide("ends", &s, Some(ids[2]), fresh(11)).await.unwrap();
+    assert_eq!(
+        gone.kind,
+        Kind::Admit,
+        "a free slot and nobody waiting: admitted again"
+    );
+    assert!(gone.joined);
+}

@@ -1,0 +1,89 @@
+//! A real `redis-server` for tests: started on a Unix socket in a temporary folder (no port to
+//! race for), stopped by PID when dropped. Without the binary the test says "skipped: no
+//! redis-server" and passes, except under CI (`CI` set), where `.ci/run` installs it and a
+//! missing server is a failure.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running redis-server.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts one; `None` (after saying so) when this machine has no redis-server.
+    pub async fn start() -> Option<RedisServer> {
+        let Some(bin) = find("redis-server").or_else(|| find("valkey-server")) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is missing under CI: .ci/run installs it"
+            );
+            eprintln!("skipped: no redis-server");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("redis.sock");
+        let mut server = RedisServer {
+            child: None,
+            dir,
+            socket,
+        };
+        server.spawn(&bin).await;
+        Some(server)
+    }
+
+    async fn spawn(&mut self, bin: &std::path::Path) {
+        let child = Command::new(bin)
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&self.socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::UnixStream::connect(&self.socket).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The URL anteroom connects with.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
