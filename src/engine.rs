@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::gateway::Gateway;
 use crate::metrics as m;
-use crate::store::Ticked;
+use crate::store::{Store, Ticked};
 
 /// Ticks every room until `shutdown` turns true.
 pub async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
@@ -16,17 +16,17 @@ pub async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        tick_all(&gw);
+        tick_all(&gw).await;
     }
 }
 
 /// One tick of every room in the configuration in force.
-pub fn tick_all(gw: &Gateway) {
+pub async fn tick_all(gw: &Gateway) {
     let config = gw.config();
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
         let rc = r.effective(rc);
-        let ticked = gw.store().tick(&r, &rc.settings);
+        let ticked = gw.store().tick(&r, &rc.settings).await;
         if ticked.reserve_low {
             gw.snapshot_soon();
         }

@@ -63,6 +63,8 @@ pub enum StartError {
     Key(String),
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("shared store: {0}")]
+    Store(String),
 }
 
 /// Everything that can go wrong while answering one public request. The gateway's

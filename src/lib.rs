@@ -94,11 +94,7 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     let http_addr = listeners.public.local_addr().unwrap_or(config.listen.http);
     let https_addr = listeners.secure.as_ref().and_then(|l| l.local_addr().ok());
     let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
-    let store = store::Memory::new(&config.state.dir);
-    store.restore(|name| {
-        let rc = config.rooms.iter().find(|r| r.name == name)?;
-        Some(rc.settings.clone())
-    });
+    let store = open_store(&config).await?;
     let gw = Gateway::new(config, keys, Arc::new(store))?;
     let (reload, reload_task) = reload::spawn(gw.clone(), env, rx.clone());
     tasks.push(reload_task);
@@ -122,6 +118,26 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
         shutdown: tx,
         tasks,
     })
+}
+
+/// The store `[store]` names: this process's rooms (restored from the state folder), or Redis.
+async fn open_store(config: &config::Config) -> Result<store::Backend, StartError> {
+    match &config.store {
+        config::StoreSettings::Memory => {
+            let store = store::Memory::new(&config.state.dir);
+            store.restore(|name| {
+                let rc = config.rooms.iter().find(|r| r.name == name)?;
+                Some(rc.settings.clone())
+            });
+            Ok(store::Backend::Memory(store))
+        }
+        config::StoreSettings::Redis(r) => {
+            let shared = store::redis::Shared::connect(r, &config.state.dir, config.tick)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            Ok(store::Backend::Redis(shared))
+        }
+    }
 }
 
 /// Binds and starts the demo origin if the configuration asks for one; its bound address.

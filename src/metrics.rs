@@ -18,6 +18,7 @@ pub const CONFIG_RELOADS: &str = "anteroom_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_OK: &str = "anteroom_config_last_reload_successful";
 /// Rooms a reload removed; `waiting`: whether visitors were in it (queued or admitted).
 pub const ROOMS_REMOVED: &str = "anteroom_rooms_removed_total";
+pub const STORE_UNREACHABLE: &str = "anteroom_store_unreachable_total";
 pub const SESSIONS_ENDED: &str = "anteroom_sessions_ended_total";
 pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
 pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";

@@ -17,6 +17,7 @@ use crate::env::Env;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::Gateway;
 use crate::metrics as m;
+use crate::store::Store;
 
 /// How often the file is read for changes.
 pub const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -274,6 +275,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "demo.listen" => demo,
         "token" => token,
         "state.dir" => state.dir,
+        "store" => store,
         "limits.header_timeout" => limits.header_timeout,
         "limits.max_header_bytes" => limits.max_header_bytes,
         "limits.max_uri_bytes" => limits.max_uri_bytes,

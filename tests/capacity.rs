@@ -88,7 +88,8 @@ async fn capacity_holds_at_every_observed_moment_under_churn() {
             let (mut most, mut looks) = (0u32, 0u64);
             while !done.load(Ordering::Relaxed) {
                 let admitted = {
-                    let t = gateway.store().reading(&room, &settings).telemetry;
+                    let t = anteroom::store::Store::reading(gateway.store(), &room, &settings)
+                        .telemetry;
                     t.active + t.released
                 };
                 most = most.max(admitted);

@@ -74,7 +74,7 @@ async fn past_the_budget_a_new_client_gets_no_place() {
     let gateway = &admin.gateway;
     let room = gateway.room("shop").unwrap();
     let settings = &gateway.config().rooms[0].settings;
-    let depth = gateway.store().reading(&room, settings).waiting;
+    let depth = anteroom::store::Store::reading(gateway.store(), &room, settings).waiting;
     assert_eq!(depth, 2, "nothing joined past the budget");
 }
 

@@ -80,9 +80,17 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
     // stops is ended after session_ttl.
     let mut busy = visitors[2].clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // A request that lands just after the cap carries a stale token; with a free slot and
+    // nobody waiting it is admitted as a new session (a new cookie), which then goes quiet.
+    let mut renewed = 0.0;
     while busy.get("/__anteroom/status", JSON).await.json()["state"] == "admitted" {
         assert!(tokio::time::Instant::now() < deadline, "no hard cap");
-        assert_eq!(busy.get("/", JSON).await.status.as_u16(), 200);
+        let r = busy.get("/", JSON).await;
+        assert_eq!(r.status.as_u16(), 200);
+        if r.header("set-cookie").is_some() {
+            renewed = 1.0;
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for (reason, want) in [("leave", 1.0), ("revoke", 1.0)] {
@@ -94,8 +102,9 @@ async fn every_way_a_session_ends_frees_the_slot_and_is_counted() {
         || async {
             let idle = ended(&admin, "idle").await;
             let cap = ended(&admin, "max_session").await;
-            // The fourth visitor and the fifth went quiet; the third hit the cap.
-            (idle == 2.0 && cap == 1.0).then_some(())
+            // The fourth visitor and the fifth went quiet (and a renewed third, if any); the
+            // third hit the cap.
+            (idle == 2.0 + renewed && cap == 1.0).then_some(())
         },
     )
     .await;

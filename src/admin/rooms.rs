@@ -9,7 +9,7 @@ use crate::config::RoomConfig;
 use crate::gateway::respond;
 use crate::proxy::Body;
 use crate::room::{Overrides, Policy};
-use crate::store::Room;
+use crate::store::{Room, Store};
 
 /// A PATCH refused: the message and the field at fault.
 #[derive(Debug)]

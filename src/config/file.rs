@@ -20,6 +20,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub state: StateFile,
     #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
     pub limits: LimitsFile,
     pub demo: Option<DemoFile>,
     #[serde(default)]
@@ -69,6 +71,18 @@ pub struct TokenFile {
 pub struct StateFile {
     pub dir: Option<String>,
     pub snapshot_every: Option<String>,
+}
+
+/// `[store]`: where rooms live (DESIGN section 10).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub key_prefix: Option<String>,
+    pub timeout: Option<String>,
+    pub on_error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

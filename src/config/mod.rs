@@ -37,6 +37,8 @@ pub struct Config {
     pub admin_max_connections: usize,
     pub token: TokenSettings,
     pub state: StateSettings,
+    /// `[store]`.
+    pub store: StoreSettings,
     pub limits: Limits,
     /// Address of the built-in demo origin, when the file asks for it.
     pub demo: Option<SocketAddr>,
@@ -76,6 +78,36 @@ pub struct Listen {
 pub struct TokenSettings {
     pub secret_env: Option<String>,
     pub previous_secret_envs: Vec<String>,
+}
+
+/// Where rooms live: in this process (the default), or in Redis shared by several instances.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreSettings {
+    #[default]
+    Memory,
+    Redis(RedisSettings),
+}
+
+/// `[store] kind = "redis"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `url`, or the value of `url_env` once read (see `Config::read_env`).
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub on_error: OnStoreError,
+}
+
+/// What an instance does while the shared store does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// New visitors get the waiting answer with no place; admitted ones keep going.
+    Closed,
+    /// Everyone is forwarded (counted).
+    Open,
+    /// A room of this instance's own, with capacity divided by the instances last seen.
+    Local,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +219,11 @@ impl Config {
     /// Reads what the file names in the environment and keeps in the configuration: the admin
     /// token. The token keys are read once, at start (see `keys`).
     pub fn read_env(&mut self, env: &crate::env::Env) {
+        if let StoreSettings::Redis(r) = &mut self.store
+            && let Some(name) = r.url_env.as_deref()
+        {
+            r.url = env.get(name).and_then(|v| String::from_utf8(v).ok());
+        }
         self.admin_token = self
             .admin_token_env
             .as_deref()

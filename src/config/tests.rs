@@ -177,3 +177,77 @@ fn durations_past_a_year_and_bad_proxy_lists_are_refused() {
         "{e:?}"
     );
 }
+
+/// A file with `[store]` as given and the token secret from the environment.
+fn shared(store: &str) -> String {
+    GOOD.replace(
+        "[listen]",
+        &format!("[token]\nsecret_env = \"S\"\n[store]\n{store}\n[listen]"),
+    )
+}
+
+/// `[store]`: a good redis store with the secret from the environment passes, and memory stays
+/// the default.
+#[test]
+fn a_redis_store_validates_with_its_defaults() {
+    assert_eq!(
+        parse(Path::new("gateway.toml"), GOOD).unwrap().store,
+        super::StoreSettings::Memory
+    );
+    let good = shared("kind = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\non_error = \"open\"");
+    let c = parse(Path::new("gateway.toml"), &good).unwrap();
+    match c.store {
+        super::StoreSettings::Redis(r) => {
+            assert_eq!(r.key_prefix, "anteroom");
+            assert_eq!(r.timeout, Duration::from_millis(250));
+            assert_eq!(r.on_error, super::OnStoreError::Open);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `[store]`: each mistake named by its key.
+#[test]
+fn store_errors_name_their_key() {
+    let cases = [
+        (shared("kind = \"etcd\""), "store.kind"),
+        (shared("kind = \"redis\""), "store.kind"),
+        (shared("kind = \"redis\"\nurl = \"http://x\""), "store.url"),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"\nurl_env = \"U\""),
+            "store.url_env",
+        ),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"\non_error = \"retry\""),
+            "store.on_error",
+        ),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"\nkey_prefix = \"a{b}\""),
+            "store.key_prefix",
+        ),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"\ntimeout = \"soon\""),
+            "store.timeout",
+        ),
+        (shared("url = \"redis://x\""), "store.url"),
+        (
+            GOOD.replace(
+                "[listen]",
+                "[store]\nkind = \"redis\"\nurl = \"redis://x\"\n[listen]",
+            ),
+            "token.secret_env",
+        ),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"")
+                .replace("active_users = 2", "active_users = 2\nqueue = \"lottery\""),
+            "room[0].queue",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = errors(&text);
+        assert!(
+            e.iter().any(|m| m.contains(&format!("`{key}`"))),
+            "want {key}: {e:?}"
+        );
+    }
+}

@@ -11,9 +11,10 @@ use crate::metrics as m;
 use crate::pages::{RESERVED_PREFIX, StatusJson};
 use crate::proxy::Body;
 use crate::room::{Decision, EndReason, Left, Via, View, Visitor};
+use crate::store::Store;
 
 impl Gateway {
-    pub(super) fn endpoint(
+    pub(super) async fn endpoint(
         &self,
         ask: &Ask<'_>,
         req: Request<Incoming>,
@@ -23,9 +24,9 @@ impl Gateway {
         let (visitor, sent) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         match (what, method) {
             ("status", Method::GET | Method::HEAD) => {
-                Ok(self.status(ask, req.headers(), visitor, sent))
+                Ok(self.status(ask, req.headers(), visitor, sent).await)
             }
-            ("join", Method::POST) => Ok(self.join(ask, req.headers(), visitor, sent)),
+            ("join", Method::POST) => Ok(self.join(ask, req.headers(), visitor, sent).await),
             ("leave", Method::POST) => {
                 // A plain form post (no script) gets a page, apps and scripts get JSON.
                 let accept = req
@@ -35,7 +36,7 @@ impl Gateway {
                     .unwrap_or("");
                 let page = crate::pages::quality(accept, "text", "html")
                     > crate::pages::quality(accept, "application", "json");
-                Ok(self.leave(ask, visitor, page))
+                Ok(self.leave(ask, visitor, page).await)
             }
             ("status" | "join" | "leave", _) => Ok(respond::json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -49,7 +50,7 @@ impl Gateway {
     }
 
     /// The status endpoint: the standing of the session the token names.
-    fn status(
+    async fn status(
         &self,
         ask: &Ask<'_>,
         headers: &HeaderMap,
@@ -57,7 +58,7 @@ impl Gateway {
         sent: Option<String>,
     ) -> Response<Body> {
         let rc = &ask.rc;
-        match self.decide(ask, headers, v, Via::Status) {
+        match self.decide(ask, headers, v, Via::Status).await {
             Decision::TooSoon { wait_ms } => super::answer::too_fast(rc, wait_ms),
             Decision::Standing { view: Some(view) } => status_json(ask, &view, sent.as_deref()),
             // A valid token whose session is gone: the place expired. Said once, with the stale
@@ -70,6 +71,7 @@ impl Gateway {
             }
             // A closed room takes nobody: "join again" would send an app round in a loop.
             Decision::Closed => super::answer::closed_json(rc),
+            Decision::Unreachable { view } => unreachable_json(ask, &view),
             // A page's answers (admit, wait, over budget) never come to a status poll; were one
             // to come, the session is not one this poll can show.
             Decision::Unknown
@@ -85,7 +87,7 @@ impl Gateway {
 
     /// A native app joins (or, with a token it already has, learns its standing): the same
     /// decision as a navigation's, through the join endpoint.
-    fn join(
+    async fn join(
         &self,
         ask: &Ask<'_>,
         headers: &HeaderMap,
@@ -93,8 +95,9 @@ impl Gateway {
         sent: Option<String>,
     ) -> Response<Body> {
         let rc = &ask.rc;
-        let (token, joined, view) = match self.decide(ask, headers, v, Via::Join) {
+        let (token, joined, view) = match self.decide(ask, headers, v, Via::Join).await {
             Decision::TooSoon { wait_ms } => return super::answer::too_fast(rc, wait_ms),
+            Decision::Unreachable { view } => return unreachable_json(ask, &view),
             Decision::Standing { view } => (sent, false, view),
             Decision::OverBudget { view } | Decision::Expired { view } => (None, false, Some(view)),
             Decision::Admit { visitor, view, .. } => (Some(self.token(rc, visitor)), true, view),
@@ -115,9 +118,12 @@ impl Gateway {
 
     /// A visitor gives up its place (or leaves after being let in). `page`: a plain form post,
     /// answered with a page rather than JSON.
-    fn leave(&self, ask: &Ask<'_>, v: Option<Visitor>, page: bool) -> Response<Body> {
+    async fn leave(&self, ask: &Ask<'_>, v: Option<Visitor>, page: bool) -> Response<Body> {
         let rc = &ask.rc;
-        let left = v.and_then(|v| self.store.leave(ask.room, &v.id));
+        let left = match v {
+            Some(v) => self.store.leave(ask.room, &v.id).await,
+            None => None,
+        };
         if left == Some(Left::Slot) {
             m::session_ended(&rc.name, EndReason::Leave);
         }
@@ -132,6 +138,14 @@ impl Gateway {
         ask.clear_cookie(&mut resp);
         resp
     }
+}
+
+/// The shared store did not answer: 503, the view of a visitor with no place, asking again
+/// soon. The token (if any) is kept: the place is still there when the store is back.
+fn unreachable_json(ask: &Ask<'_>, view: &View) -> Response<Body> {
+    let mut resp = status_json(ask, view, None);
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp
 }
 
 /// The status JSON of one view, with when to ask again.

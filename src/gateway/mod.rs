@@ -29,7 +29,7 @@ use crate::metrics as m;
 use crate::pages::{self, RESERVED_PREFIX};
 use crate::proxy::{self, Body, Forward, OriginClient, headers};
 use crate::room::{Arrival, Decision, Overrides, Prefix, Via, Visitor};
-use crate::store::{Room, SnapshotReport, Store};
+use crate::store::{Backend, Room, SnapshotReport, Store};
 use crate::token::{Claims, Keys};
 
 /// Who is asking: the TCP peer, and whether the connection is TLS (cookies get `Secure`, the
@@ -62,7 +62,7 @@ pub struct Gateway {
     current: ArcSwap<Current>,
     /// The configuration alone, for the TLS handshake (`tls::server_config`).
     tls_config: Arc<ArcSwap<Config>>,
-    store: Arc<dyn Store>,
+    store: Arc<Backend>,
     keys: Keys,
     client: OriginClient,
     /// Wakes the snapshot loop early (a room spent half its reserved tickets).
@@ -82,7 +82,7 @@ impl Gateway {
     pub fn new(
         config: Config,
         keys: Keys,
-        store: Arc<dyn Store>,
+        store: Arc<Backend>,
     ) -> Result<Arc<Self>, crate::StartError> {
         let client = proxy::client(&config.limits, crate::certs::client_config(None)?);
         let config = Arc::new(config);
@@ -129,8 +129,8 @@ impl Gateway {
     }
 
     /// The store the rooms live in.
-    pub fn store(&self) -> &dyn Store {
-        &*self.store
+    pub fn store(&self) -> &Backend {
+        &self.store
     }
 
     /// Swaps in a new configuration: new rooms start empty, rooms kept by name keep their line,
@@ -141,7 +141,7 @@ impl Gateway {
     }
 
     fn swap_arc(&self, config: Arc<Config>) {
-        let current = Arc::new(Current::load(config.clone(), &*self.store));
+        let current = Arc::new(Current::load(config.clone(), &self.store));
         self.tls_config.store(config.clone());
         self.current.store(current.clone());
         // After the swap, so that a tick reading the new configuration agrees.
@@ -230,7 +230,7 @@ impl Current {
     }
 
     /// The rooms of `config` with their handles from `store` and their origin clients.
-    fn load(config: Arc<Config>, store: &dyn Store) -> Self {
+    fn load(config: Arc<Config>, store: &Backend) -> Self {
         let rooms = config
             .rooms
             .iter()

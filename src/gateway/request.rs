@@ -51,7 +51,7 @@ impl Gateway {
             }
             Route::Endpoint => {
                 ask.count("endpoint");
-                self.endpoint(&ask, req)
+                self.endpoint(&ask, req).await
             }
             Route::Bypass => {
                 ask.count("bypass");
@@ -108,7 +108,7 @@ impl Gateway {
         let (visitor, sent_token) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         // A request that is not a navigation is an app's or a script's: a poll, with its floor.
         let via = if ask.html { Via::Page } else { Via::Fetch };
-        let decision = self.decide(ask, req.headers(), visitor, via);
+        let decision = self.decide(ask, req.headers(), visitor, via).await;
         match decision {
             Decision::Admit {
                 visitor, joined, ..
@@ -140,7 +140,8 @@ impl Gateway {
                 ask.clear_cookie(&mut resp);
                 Ok(resp)
             }
-            Decision::OverBudget { view } => {
+            // No place now: past the join budget, or the shared store did not answer.
+            Decision::OverBudget { view } | Decision::Unreachable { view } => {
                 ask.count("queue");
                 waiting(ask, &req, &view, None)
             }
@@ -165,7 +166,7 @@ impl Gateway {
     /// what it did counted: the one place the decision's metrics are emitted (admitted,
     /// duplicates, places expired, joins over budget, polls too soon). `Ask::count` counts the
     /// request itself by the answer it gets.
-    pub(super) fn decide(
+    pub(super) async fn decide(
         &self,
         ask: &Ask<'_>,
         headers: &HeaderMap,
@@ -177,7 +178,7 @@ impl Gateway {
             prefix: Prefix::of(ask.client_ip(headers)),
             via,
         };
-        let decision = self.store.arrive(ask.room, &ask.rc.settings, arrival);
+        let decision = self.store.arrive(ask.room, &ask.rc.settings, arrival).await;
         let name = || ask.rc.name.clone();
         match &decision {
             Decision::Admit { how: Some(how), .. } => {
@@ -194,6 +195,9 @@ impl Gateway {
             }
             Decision::TooSoon { .. } => {
                 metrics::counter!(m::CLIENT_ERRORS, "kind" => "poll_too_fast").increment(1);
+            }
+            Decision::Unreachable { .. } => {
+                metrics::counter!(m::STORE_UNREACHABLE, "room" => name()).increment(1);
             }
             _ => {}
         }
@@ -293,7 +297,7 @@ impl Gateway {
         if let (Some(cmd), Some(v)) = (command, visitor)
             && cmd.as_bytes().eq_ignore_ascii_case(b"revoke")
         {
-            self.revoke(ask, &v);
+            self.revoke(ask, &v).await;
         }
         // The head is on its way: a failure of the body from here can only be cut off, and
         // is counted as the origin's.
@@ -322,8 +326,8 @@ pub(super) fn count_origin_failure(ask: &Ask<'_>, e: &GatewayError) {
 
 impl Gateway {
     /// The origin ended the visitor's session (`Anteroom-Command: revoke`).
-    pub(super) fn revoke(&self, ask: &Ask<'_>, v: &Visitor) {
-        if let Some(reason) = self.store.revoke(ask.room, &v.id) {
+    pub(super) async fn revoke(&self, ask: &Ask<'_>, v: &Visitor) {
+        if let Some(reason) = self.store.revoke(ask.room, &v.id).await {
             m::session_ended(&ask.rc.name, reason);
         }
     }

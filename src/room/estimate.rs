@@ -68,8 +68,30 @@ fn fallback_rate(settings: &Settings) -> f64 {
     }
 }
 
+/// The release rate (per second) from figures alone, for a store that keeps no `RoomState`:
+/// `recent` releases over the last minute, the first at `first_release_ms`; before anything was
+/// measured, `active_users / session_ttl`; never above the `admit_per_minute` budget.
+pub fn rate_of(
+    settings: &Settings,
+    recent: u64,
+    first_release_ms: Option<u64>,
+    now_ms: u64,
+) -> f64 {
+    let measured = match first_release_ms {
+        Some(first) if recent > 0 => {
+            let span = now_ms.saturating_sub(first).clamp(1_000, WINDOW_MS);
+            recent as f64 * 1_000.0 / span as f64
+        }
+        _ => fallback_rate(settings),
+    };
+    match settings.admit_per_minute {
+        Some(budget) => measured.min(f64::from(budget) / 60.0),
+        None => measured,
+    }
+}
+
 /// Estimated seconds until `position` is released, rounded up.
-pub(super) fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
+pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
     if rate_per_sec <= 0.0 || !rate_per_sec.is_finite() {
         return None;
     }

@@ -72,7 +72,7 @@ impl Memory {
             match RoomState::restore(image, &settings, now) {
                 Ok(state) => {
                     tracing::info!(room = %name, sessions, age_s, "room restored from the snapshot");
-                    rooms.insert(name, Arc::new(Room::new(state)));
+                    rooms.insert(name.clone(), Arc::new(Room::new(&name, state)));
                 }
                 Err(e) => {
                     failed = true;
@@ -152,7 +152,7 @@ impl Store for Memory {
         self.rooms
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Room::new(RoomState::fresh(settings, now))))
+            .or_insert_with(|| Arc::new(Room::new(name, RoomState::fresh(settings, now))))
             .clone()
     }
 
@@ -168,17 +168,17 @@ impl Store for Memory {
             .collect()
     }
 
-    fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
+    async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
         let now = self.now_ms();
         let mut st = room.state.lock();
         room::arrive(settings, &mut st, a, now, &mut rand::rng())
     }
 
-    fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
+    async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
         room::leave(&mut room.state.lock(), id)
     }
 
-    fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
+    async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         room::revoke(&mut room.state.lock(), id)
     }
 
@@ -187,7 +187,7 @@ impl Store for Memory {
         room::settle(settings, &mut room.state.lock(), now);
     }
 
-    fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
+    async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
         let now = self.now_ms();
         let mut st = room.state.lock();
         let report = room::tick(settings, &mut st, now, &mut rand::rng());

@@ -16,6 +16,7 @@ pub use memory::{Memory, SnapshotReport};
 pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::room::{
@@ -43,6 +44,64 @@ pub struct Ticked {
     pub reserve_low: bool,
 }
 
+/// The store an instance runs with, chosen by `[store] kind`.
+pub enum Backend {
+    Memory(Memory),
+    /// Rooms in Redis, shared with other instances.
+    Redis(redis::Shared),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Backend::Memory($s) => $e,
+            Backend::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store for Backend {
+    fn now_ms(&self) -> u64 {
+        each!(self, s => s.now_ms())
+    }
+    fn room(&self, name: &str, settings: &Settings) -> Arc<Room> {
+        each!(self, s => s.room(name, settings))
+    }
+    fn find(&self, name: &str) -> Option<Arc<Room>> {
+        each!(self, s => s.find(name))
+    }
+    fn rooms(&self) -> Vec<(String, Arc<Room>)> {
+        each!(self, s => s.rooms())
+    }
+    async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
+        each!(self, s => s.arrive(room, settings, a).await)
+    }
+    async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
+        each!(self, s => s.leave(room, id).await)
+    }
+    async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
+        each!(self, s => s.revoke(room, id).await)
+    }
+    fn settle(&self, room: &Room, settings: &Settings) {
+        each!(self, s => s.settle(room, settings))
+    }
+    async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
+        each!(self, s => s.tick(room, settings).await)
+    }
+    fn reading(&self, room: &Room, settings: &Settings) -> Reading {
+        each!(self, s => s.reading(room, settings))
+    }
+    fn saved_overrides(&self) -> BTreeMap<String, Overrides> {
+        each!(self, s => s.saved_overrides())
+    }
+    fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
+        each!(self, s => s.save_overrides(all))
+    }
+    fn persist(&self) -> std::io::Result<SnapshotReport> {
+        each!(self, s => s.persist())
+    }
+}
+
 /// The rooms' home. Each call on a room is one atomic step of its engine; `settings` are the
 /// room's settings in force (the file's, with the operator's overrides).
 pub trait Store: Send + Sync {
@@ -57,17 +116,23 @@ pub trait Store: Send + Sync {
     /// Every room the store holds, by name.
     fn rooms(&self) -> Vec<(String, Arc<Room>)>;
     /// One request's decision (see [`crate::room::arrive`]).
-    fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision;
+    fn arrive(
+        &self,
+        room: &Room,
+        settings: &Settings,
+        a: Arrival,
+    ) -> impl Future<Output = Decision> + Send;
     /// A visitor gives up its place or slot.
-    fn leave(&self, room: &Room, id: &SessionId) -> Option<Left>;
+    fn leave(&self, room: &Room, id: &SessionId) -> impl Future<Output = Option<Left>> + Send;
     /// The origin ended a session (`Anteroom-Command: revoke`).
-    fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason>;
+    fn revoke(&self, room: &Room, id: &SessionId)
+    -> impl Future<Output = Option<EndReason>> + Send;
     /// Puts changed settings into force at once (a reload, an override): see
     /// [`crate::room::settle`].
     fn settle(&self, room: &Room, settings: &Settings);
     /// One tick: expire, release, measure.
-    fn tick(&self, room: &Room, settings: &Settings) -> Ticked;
-    /// The room's figures now.
+    fn tick(&self, room: &Room, settings: &Settings) -> impl Future<Output = Ticked> + Send;
+    /// The room's figures now (a shared store: as of this instance's last tick).
     fn reading(&self, room: &Room, settings: &Settings) -> Reading;
     /// The overrides kept from an earlier run, by room.
     fn saved_overrides(&self) -> BTreeMap<String, Overrides>;

@@ -63,6 +63,8 @@ struct Effective {
 /// budget; it is held for one decision or one tick, never across I/O or an `.await` (the store
 /// takes it). Overrides are swapped whole.
 pub struct Room {
+    /// The room's name: its key in the store.
+    pub name: String,
     pub(super) state: Mutex<RoomState>,
     overrides: ArcSwap<Overrides>,
     effective: ArcSwapOption<Effective>,
@@ -78,8 +80,9 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
-    pub fn new(state: RoomState) -> Self {
+    pub fn new(name: &str, state: RoomState) -> Self {
         Room {
+            name: name.to_string(),
             state: Mutex::new(state),
             overrides: ArcSwap::from_pointee(Overrides::default()),
             effective: ArcSwapOption::empty(),

@@ -4,6 +4,7 @@
 
 mod network;
 mod room;
+mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -150,11 +151,13 @@ impl Validator<'_> {
         let admin = self.optional_addr(&key(&["listen", "admin"]), f.listen.admin.as_ref());
         let demo = self.demo(f.demo.as_ref());
         let state = self.state(&f.state);
+        let store = self.store(&f.store, &f.token);
         let limits = self.limits(&f.limits);
         let admin_max_connections = self.admin_max_connections(f.admin.max_connections);
         let mut pages = Pages::new();
         let (rooms, hosts) = self.rooms(&f.room, &mut pages);
         let default_room = self.default_room(f.default_room.as_ref(), &rooms);
+        self.shared_lines(&store, &f.room);
         Config {
             file: self.file.clone(),
             tick,
@@ -171,6 +174,7 @@ impl Validator<'_> {
                 previous_secret_envs: f.token.previous_secret_envs.clone(),
             },
             state,
+            store,
             limits,
             demo,
             access_log: f.log.access.unwrap_or(true),

@@ -10,7 +10,7 @@ mod view;
 
 pub use arrive::{Arrival, EXPIRED_RETRY_SECONDS, Via, arrive};
 use view::view_of;
-pub use view::{View, ViewState};
+pub use view::{Deadlines, View, ViewState};
 
 /// A visitor as its valid token describes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub enum Decision {
     Standing { view: Option<View> },
     /// A status poll with no token the room can place.
     Unknown,
+    /// The shared store did not answer: no place can be given or looked up now (the view of a
+    /// visitor with no place, asking again soon).
+    Unreachable { view: View },
 }
 
 /// Decides one request of a visitor (`None`: no valid token) at `now_ms`, updating the room.

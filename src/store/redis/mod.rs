@@ -15,6 +15,11 @@ use ::redis::{RedisError, Script, Value};
 
 use crate::room::{AdmitHow, EndReason, Mode, SessionId, Settings};
 
+mod shared;
+mod view;
+
+pub use shared::Shared;
+
 /// The script every room operation runs.
 const ROOM_LUA: &str = include_str!("room.lua");
 
@@ -70,6 +75,28 @@ pub struct Answer {
     pub active: u64,
     pub released: u64,
     /// Redis's clock at the answer.
+    pub now_ms: u64,
+    /// Releases over the last minute.
+    pub recent_releases: u64,
+    /// When the room first released anyone.
+    pub first_release_ms: Option<u64>,
+}
+
+/// A room's shared figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub active: u64,
+    pub released: u64,
+    pub waiting: u64,
+    pub joined: u64,
+    pub admitted_immediate: u64,
+    pub admitted_released: u64,
+    pub released_total: u64,
+    pub abandoned: u64,
+    pub left_queue: u64,
+    pub duplicates: u64,
+    pub recent_releases: u64,
+    pub first_release_ms: Option<u64>,
     pub now_ms: u64,
 }
 
@@ -242,6 +269,27 @@ impl RedisRooms {
         Ok((!fence.is_empty()).then_some(fence))
     }
 
+    /// The room's shared figures now.
+    pub async fn figures(&self, room: &str, settings: &Settings) -> Result<Figures, StoreError> {
+        let v = self.call(room, settings, "figures", &[]).await?;
+        let n = |i: usize| int(v.get(i));
+        Ok(Figures {
+            active: n(1)?,
+            released: n(2)?,
+            waiting: n(3)?,
+            joined: n(4)?,
+            admitted_immediate: n(5)?,
+            admitted_released: n(6)?,
+            released_total: n(7)?,
+            abandoned: n(8)?,
+            left_queue: n(9)?,
+            duplicates: n(10)?,
+            recent_releases: n(11)?,
+            first_release_ms: Some(n(12)?).filter(|t| *t > 0),
+            now_ms: n(13)?,
+        })
+    }
+
     /// One tick of the room (expire, release), with the fencing value of the lease.
     pub async fn tick(
         &self,
@@ -384,6 +432,8 @@ fn answer(v: &[Value]) -> Result<Answer, StoreError> {
         active: int(v.get(12))?,
         released: int(v.get(13))?,
         now_ms: int(v.get(14))?,
+        recent_releases: int(v.get(15))?,
+        first_release_ms: Some(int(v.get(16))?).filter(|t| *t > 0),
     })
 }
 

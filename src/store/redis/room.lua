@@ -100,13 +100,24 @@ local function position(id, s)
   return -1
 end
 
+-- Releases over the last minute, and when the room first released anyone (0: never).
+local function recent()
+  local n = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', R, now - 60000, '+inf')) do
+    n = n + tonumber(string.match(m, ':(%d+)$'))
+  end
+  return n, count('first_rel')
+end
+
 -- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
--- released before joining, releases so far, seen, since, active, released.
+-- released before joining, releases so far, seen, since, active, released, now, releases over
+-- the last minute, first release.
 local function answer(kind, id, s, joined, how)
   local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
   if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
+  local n, first = recent()
   return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, waiting(), rb,
-           count('rel_total'), seen, since, count('active'), count('released'), now }
+           count('rel_total'), seen, since, count('active'), count('released'), now, n, first }
 end
 
 -- A known session makes a request or polls: it is present (engine: decide::came_back).
@@ -233,11 +244,21 @@ local function tick(fence)
     end
   end
   if released > 0 then
+    redis.call('HSETNX', N, 'first_rel', now)
     redis.call('HINCRBY', N, 'rel_total', released)
     redis.call('ZADD', R, now, now .. ':' .. released)
   end
   redis.call('ZREMRANGEBYSCORE', R, '-inf', now - 60000)
   return { 'ticked', released, count('active'), count('released'), waiting(), unpack(ended) }
+end
+
+-- The room's figures: active, released, waiting, joined, admitted at once, admitted when
+-- released, releases, abandoned, left, duplicates, releases over the last minute, first release.
+local function figures()
+  local n, first = recent()
+  return { 'figures', count('active'), count('released'), waiting(), count('joined'),
+           count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'), count('left'),
+           count('dup'), n, first, now }
 end
 
 -- The tick's lease: ARGV[11] the instance, ARGV[12] the lease ms. Returns the fencing value
@@ -261,5 +282,6 @@ elseif op == 'leave' then return leave(ARGV[11], 'leave')
 elseif op == 'revoke' then return leave(ARGV[11], 'revoke')
 elseif op == 'tick' then return tick(ARGV[11])
 elseif op == 'lease' then return lease(ARGV[11], tonumber(ARGV[12]))
+elseif op == 'figures' then return figures()
 end
 return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

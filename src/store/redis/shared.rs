@@ -1,0 +1,359 @@
+//! The shared store as the gateway uses it: every room's line and sessions in Redis (one script
+//! call per join, request or poll), this instance's room handles and clock, the tick's lease,
+//! and each room's figures as of this instance's last tick.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::time::Instant;
+
+use super::{Answer, Gone, Kind, RedisRooms, StoreError, Ticked as Done};
+use crate::config::RedisSettings;
+use crate::metrics as m;
+use crate::room::{
+    Arrival, Counters, Decision, EXPIRED_RETRY_SECONDS, EndReason, Left, Mode, Overrides,
+    RoomState, SessionId, Settings, Telemetry, TickReport, Via, View, ViewState, Visitor, rate_of,
+    wait_seconds,
+};
+use crate::store::{Reading, Room, SnapshotReport, Store, Ticked, overrides, snapshot};
+
+/// How long a visitor is told to wait before asking again while the store does not answer.
+const UNREACHABLE_RETRY_SECONDS: u64 = 5;
+
+/// Rooms in Redis, shared with every instance that uses the same server and key prefix.
+pub struct Shared {
+    redis: RedisRooms,
+    rooms: RwLock<HashMap<String, Arc<Room>>>,
+    /// This instance's name as a lease holder.
+    instance: String,
+    /// How long a lease lasts without renewal.
+    lease: Duration,
+    /// Each room's figures as of this instance's last tick.
+    readings: Mutex<HashMap<String, Reading>>,
+    /// The overrides file's folder.
+    dir: PathBuf,
+    epoch: Instant,
+    clock_base_ms: u64,
+}
+
+impl Shared {
+    /// Connects to the store `settings` names. `tick`: how often this instance ticks (the lease
+    /// lasts two ticks and a half, so a crashed holder is replaced within three).
+    pub async fn connect(
+        settings: &RedisSettings,
+        dir: &Path,
+        tick: Duration,
+    ) -> Result<Self, StoreError> {
+        let url = settings.url.as_deref().unwrap_or_default();
+        let redis = RedisRooms::connect(url, &settings.key_prefix, settings.timeout).await?;
+        let mut id = [0u8; 8];
+        rand::fill(&mut id);
+        Ok(Shared {
+            redis,
+            rooms: RwLock::new(HashMap::new()),
+            instance: id.iter().map(|b| format!("{b:02x}")).collect(),
+            lease: (tick * 5 / 2).max(Duration::from_millis(500)),
+            readings: Mutex::new(HashMap::new()),
+            dir: dir.to_path_buf(),
+            epoch: Instant::now(),
+            clock_base_ms: snapshot::unix_ms(),
+        })
+    }
+
+    /// A request to the site or the join endpoint without a session the store knows.
+    async fn visit(
+        &self,
+        room: &Room,
+        settings: &Settings,
+        visitor: Option<SessionId>,
+    ) -> Result<Decision, StoreError> {
+        let fresh = SessionId::random(&mut rand::rng());
+        let a = self
+            .redis
+            .decide(&room.name, settings, visitor, fresh)
+            .await?;
+        Ok(decision(settings, &a))
+    }
+
+    /// The join endpoint: a known session's standing, else a new session with its view.
+    async fn join(
+        &self,
+        room: &Room,
+        settings: &Settings,
+        visitor: Option<SessionId>,
+    ) -> Result<Decision, StoreError> {
+        if let Some(id) = visitor {
+            let a = self.redis.status(&room.name, settings, id).await?;
+            if a.kind == Kind::Standing {
+                let view = super::view::of(settings, &a, &mut rand::rng());
+                return Ok(Decision::Standing { view: Some(view) });
+            }
+        }
+        let fresh = SessionId::random(&mut rand::rng());
+        let a = self.redis.decide(&room.name, settings, None, fresh).await?;
+        Ok(match decision(settings, &a) {
+            Decision::Admit {
+                visitor,
+                joined,
+                how,
+                ..
+            } => Decision::Admit {
+                visitor,
+                joined,
+                how,
+                view: Some(super::view::of(settings, &a, &mut rand::rng())),
+            },
+            other => other,
+        })
+    }
+
+    /// The status endpoint.
+    async fn status(
+        &self,
+        room: &Room,
+        settings: &Settings,
+        visitor: Option<SessionId>,
+    ) -> Result<Decision, StoreError> {
+        let a = match visitor {
+            Some(id) => Some(self.redis.status(&room.name, settings, id).await?),
+            None => None,
+        };
+        Ok(match a {
+            Some(a) if a.kind == Kind::Standing => Decision::Standing {
+                view: Some(super::view::of(settings, &a, &mut rand::rng())),
+            },
+            _ if settings.mode == Mode::Reject => Decision::Closed,
+            Some(a) => Decision::Expired {
+                view: View::without_place(ViewState::Expired, a.queue_depth, EXPIRED_RETRY_SECONDS),
+            },
+            None => Decision::Unknown,
+        })
+    }
+
+    /// The tick of one room: the lease, then (holding it) expiry and releases, then the figures.
+    async fn tick_room(&self, room: &Room, settings: &Settings) -> Result<Ticked, StoreError> {
+        let fence = self
+            .redis
+            .lease(&room.name, settings, &self.instance, self.lease)
+            .await?;
+        let mut report = TickReport::default();
+        if let Some(fence) = fence
+            && let Done::Done {
+                released, ended, ..
+            } = self.redis.tick(&room.name, settings, &fence).await?
+        {
+            report.released = u32::try_from(released).unwrap_or(u32::MAX);
+            for e in ended {
+                match e {
+                    Some(reason) => report.ended.push((reason, 0)),
+                    None => report.abandoned += 1,
+                }
+            }
+        }
+        let f = self.redis.figures(&room.name, settings).await?;
+        let rate = rate_of(settings, f.recent_releases, f.first_release_ms, f.now_ms);
+        let paused = settings.paused || settings.mode == Mode::Reject;
+        let reading = Reading {
+            telemetry: Telemetry {
+                queue_depth: f.waiting,
+                active: u32::try_from(f.active).unwrap_or(u32::MAX),
+                released: u32::try_from(f.released).unwrap_or(u32::MAX),
+                release_rate_per_sec: rate,
+                wait_at_back_seconds: if paused {
+                    None
+                } else {
+                    wait_seconds(f.waiting + 1, rate)
+                },
+            },
+            counters: Counters {
+                joined: f.joined,
+                admitted_immediate: f.admitted_immediate,
+                admitted_released: f.admitted_released,
+                released: f.released_total,
+                abandoned: f.abandoned,
+                left_queue: f.left_queue,
+                duplicates: f.duplicates,
+                recovered: 0,
+            },
+            sessions: usize::try_from(f.active + f.released + f.waiting).unwrap_or(usize::MAX),
+            waiting: f.waiting,
+        };
+        self.readings
+            .lock()
+            .insert(room.name.clone(), reading.clone());
+        Ok(Ticked {
+            report,
+            reading,
+            reserve_low: false,
+        })
+    }
+}
+
+/// A page's or a script's answer from the store's.
+fn decision(settings: &Settings, a: &Answer) -> Decision {
+    let visitor = a.session.map(|id| Visitor {
+        id,
+        ticket: a.ticket,
+    });
+    match (&a.kind, visitor) {
+        (Kind::Admit, Some(visitor)) => Decision::Admit {
+            visitor,
+            joined: a.joined,
+            how: a.how,
+            view: None,
+        },
+        (Kind::Wait, Some(visitor)) => Decision::Wait {
+            visitor,
+            joined: a.joined,
+            duplicate: !a.joined,
+            view: super::view::of(settings, a, &mut rand::rng()),
+        },
+        (Kind::Expired, _) => Decision::Expired {
+            view: View::without_place(
+                ViewState::Expired,
+                a.queue_depth,
+                crate::room::poll_after(None, &mut rand::rng()),
+            ),
+        },
+        _ => Decision::Closed,
+    }
+}
+
+/// The answer while the store does not answer (`on_error = "closed"`): no place now.
+fn unreachable(room: &Room, e: &StoreError) -> Decision {
+    tracing::warn!(room = %room.name, error = %e, "shared store unreachable");
+    Decision::Unreachable {
+        view: View::without_place(ViewState::Queued, 0, UNREACHABLE_RETRY_SECONDS),
+    }
+}
+
+impl Store for Shared {
+    fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
+        self.clock_base_ms.saturating_add(elapsed)
+    }
+
+    fn room(&self, name: &str, settings: &Settings) -> Arc<Room> {
+        if let Some(r) = self.find(name) {
+            return r;
+        }
+        let now = self.now_ms();
+        self.rooms
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Room::new(
+                    name,
+                    RoomState::new(now, settings.admit_per_minute),
+                ))
+            })
+            .clone()
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
+    fn rooms(&self) -> Vec<(String, Arc<Room>)> {
+        self.rooms
+            .read()
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect()
+    }
+
+    async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
+        let id = a.visitor.map(|v| v.id);
+        let result = match a.via {
+            Via::Page | Via::Fetch => self.visit(room, settings, id).await,
+            Via::Join => self.join(room, settings, id).await,
+            Via::Status => self.status(room, settings, id).await,
+        };
+        result.unwrap_or_else(|e| unreachable(room, &e))
+    }
+
+    async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
+        let settings = Settings::default();
+        match self.redis.leave(&room.name, &settings, *id).await {
+            Ok(Gone::Place) => Some(Left::Place),
+            Ok(Gone::Slot) => Some(Left::Slot),
+            Ok(Gone::None) => None,
+            Err(e) => {
+                tracing::warn!(room = %room.name, error = %e, "leave not recorded: store unreachable");
+                None
+            }
+        }
+    }
+
+    async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
+        let settings = Settings::default();
+        match self.redis.revoke(&room.name, &settings, *id).await {
+            Ok(Gone::None) => None,
+            Ok(_) => Some(EndReason::Revoke),
+            Err(e) => {
+                tracing::warn!(room = %room.name, error = %e, "revoke not recorded: store unreachable");
+                None
+            }
+        }
+    }
+
+    /// Lines in a shared store are fifo only: nothing to convert.
+    fn settle(&self, _room: &Room, _settings: &Settings) {}
+
+    async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
+        match self.tick_room(room, settings).await {
+            Ok(t) => t,
+            Err(e) => {
+                metrics::counter!(m::STORE_UNREACHABLE, "room" => room.name.clone()).increment(1);
+                tracing::warn!(room = %room.name, error = %e, "tick skipped: store unreachable");
+                Ticked {
+                    report: TickReport::default(),
+                    reading: self.reading(room, settings),
+                    reserve_low: false,
+                }
+            }
+        }
+    }
+
+    fn reading(&self, room: &Room, settings: &Settings) -> Reading {
+        self.readings
+            .lock()
+            .get(&room.name)
+            .cloned()
+            .unwrap_or_else(|| Reading {
+                telemetry: Telemetry {
+                    queue_depth: 0,
+                    active: 0,
+                    released: 0,
+                    release_rate_per_sec: rate_of(settings, 0, None, 0),
+                    wait_at_back_seconds: None,
+                },
+                counters: Counters::default(),
+                sessions: 0,
+                waiting: 0,
+            })
+    }
+
+    fn saved_overrides(&self) -> BTreeMap<String, Overrides> {
+        overrides::load(&self.dir)
+    }
+
+    fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
+        overrides::save(&self.dir, all)
+    }
+
+    /// Redis keeps the rooms: no snapshot to write.
+    fn persist(&self) -> std::io::Result<SnapshotReport> {
+        Ok(SnapshotReport {
+            rooms: 0,
+            sessions: 0,
+            bytes: 0,
+            longest_lock_ms: 0.0,
+            total_ms: 0.0,
+            path: String::new(),
+        })
+    }
+}

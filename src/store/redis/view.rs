@@ -1,0 +1,70 @@
+//! What a visitor is shown, from a shared store's answer: the same words as the engine's view
+//! (`room::decide::view`), computed from the figures the script returns instead of a
+//! `RoomState`.
+
+use std::time::Duration;
+
+use super::{Answer, State};
+use crate::room::{Deadlines, Mode, Settings, View, ViewState, poll_after, rate_of, wait_seconds};
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
+}
+
+/// The view of the session `a` answers for.
+pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> View {
+    let rate = rate_of(settings, a.recent_releases, a.first_release_ms, a.now_ms);
+    let (state, position) = match a.state {
+        Some(State::Queued) if settings.paused => (ViewState::Paused, a.position),
+        Some(State::Queued) => (ViewState::Queued, a.position),
+        // Only between a tick and the visitor's return, which makes it queued: no place yet.
+        Some(State::Missed) => (ViewState::Queued, None),
+        Some(State::Released) => (ViewState::Released, None),
+        Some(State::Active) => (ViewState::Admitted, None),
+        None => (ViewState::Closed, None),
+    };
+    let queued = matches!(a.state, Some(State::Queued | State::Missed));
+    let no_releases = settings.paused || settings.mode == Mode::Reject;
+    let estimated_wait_seconds = match (queued, position) {
+        (true, _) if no_releases => None,
+        (true, Some(p)) => wait_seconds(p, rate),
+        (true, None) => wait_seconds(a.queue_depth, rate),
+        (false, _) => Some(0),
+    };
+    let moved = a.released_total.saturating_sub(a.released_before);
+    let progress_percent = match (queued, position) {
+        (true, Some(p)) => ((moved * 100) / (moved + p).max(1)).min(99) as u8,
+        (true, None) => 0,
+        (false, _) => 100,
+    };
+    View {
+        state,
+        position,
+        queue_depth: a.queue_depth,
+        estimated_wait_seconds,
+        release_rate_per_minute: (rate * 60.0 * 100.0).round() / 100.0,
+        poll_after_seconds: poll_after(estimated_wait_seconds, rng)
+            .min((ms(settings.release_window) / 3_000).max(2)),
+        progress_percent,
+        chance_next_minute: None,
+        next_draw_in_ms: None,
+        deadlines: deadlines(settings, a),
+        slowed_ms_ago: None,
+    }
+}
+
+fn deadlines(settings: &Settings, a: &Answer) -> Deadlines {
+    let left = |at: u64| Some(at.saturating_sub(a.now_ms));
+    match a.state {
+        Some(State::Released) => Deadlines {
+            release_expires_in_ms: left(a.since_ms + ms(settings.release_window)),
+            ..Deadlines::default()
+        },
+        Some(State::Active) => Deadlines {
+            session_expires_in_ms: left(a.seen_ms + ms(settings.session_ttl)),
+            session_ends_in_ms: settings.max_session.and_then(|m| left(a.since_ms + ms(m))),
+            ..Deadlines::default()
+        },
+        _ => Deadlines::default(),
+    }
+}

@@ -1,0 +1,190 @@
+//! Several anteroom processes, one queue: three real gateways share one real redis-server
+//! (`[store] kind = "redis"`). Concurrent visitors spread round robin get exactly
+//! `active_users` admissions and places 1..N each once; a visitor moving between instances
+//! keeps their place and is let in by whichever instance they reach; `anteroom check` refuses
+//! a shared store without `[token] secret_env`.
+
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use support::*;
+
+const SECRET: (&str, &str) = (
+    "ANTEROOM_TEST_SECRET",
+    "a-shared-secret-of-32-bytes-or-more!!",
+);
+
+fn shared_config(redis: &RedisServer, origin: &Origin, extra: &str) -> String {
+    format!(
+        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\n\n[token]\nsecret_env = \"{}\"\n\n\
+         [store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"2s\"\n\n{}",
+        SECRET.0,
+        redis.url(),
+        room("shop", "shop.test", &origin.url(), extra)
+    )
+}
+
+/// `n` gateways on one store, each with its own folder.
+async fn instances(config: &str, n: usize) -> (Vec<Binary>, Vec<tempfile::TempDir>) {
+    let (mut gws, mut dirs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        gws.push(Binary::start(&path, &[SECRET]).await);
+        dirs.push(dir);
+    }
+    (gws, dirs)
+}
+
+fn client(gw: &Binary) -> Client {
+    Client {
+        addr: gw.addr,
+        host: "shop.test".into(),
+        cookies: Default::default(),
+    }
+}
+
+/// The same visitor (cookies kept) asking another instance.
+fn on(c: &Client, gw: &Binary) -> Client {
+    Client {
+        addr: gw.addr,
+        ..c.clone()
+    }
+}
+
+#[tokio::test]
+async fn three_instances_admit_exactly_the_capacity_and_give_each_place_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 10\nabandon_after = \"60s\"",
+    );
+    let (gws, _dirs) = instances(&config, 3).await;
+    let visitors: Vec<Client> = (0..300).map(|i| client(&gws[i % 3])).collect();
+    let arrivals = visitors.iter().cloned().map(|mut c| {
+        tokio::spawn(async move {
+            let r = c.get("/", JSON).await;
+            (r.status.as_u16(), c)
+        })
+    });
+    let (mut admitted, mut queued) = (0, Vec::new());
+    for a in arrivals {
+        let (status, c) = a.await.unwrap();
+        match status {
+            200 => admitted += 1,
+            429 => queued.push(c),
+            other => panic!("a new visitor got {other}"),
+        }
+    }
+    assert_eq!(
+        admitted, 10,
+        "exactly active_users admitted across three instances"
+    );
+    assert_eq!(origin.count(), 10, "the origin saw only the admitted");
+    assert_eq!(queued.len(), 290);
+    // Each visitor asks another instance than the one they joined on: one line.
+    let mut places = Vec::new();
+    for (i, c) in queued.iter().enumerate() {
+        let j = on(c, &gws[(i + 1) % 3])
+            .get("/__anteroom/status", JSON)
+            .await
+            .json();
+        assert_eq!(j["state"], "queued", "{j}");
+        assert_eq!(j["queue_depth"], 290, "{j}");
+        places.push(j["position"].as_u64().unwrap());
+    }
+    let distinct: HashSet<u64> = places.iter().copied().collect();
+    assert_eq!(distinct.len(), 290, "each place given once");
+    assert_eq!(
+        (places.iter().min(), places.iter().max()),
+        (Some(&1), Some(&290))
+    );
+}
+
+#[tokio::test]
+async fn a_visitor_moving_between_instances_keeps_their_place_and_is_let_in_anywhere() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
+    );
+    let (gws, _dirs) = instances(&config, 3).await;
+    let mut first = client(&gws[0]);
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    let mut second = client(&gws[1]);
+    assert_eq!(second.get("/", JSON).await.status, 429);
+    for gw in &gws {
+        let j = on(&second, gw).get("/__anteroom/status", JSON).await.json();
+        assert_eq!(
+            (j["state"].as_str(), j["position"].as_u64()),
+            (Some("queued"), Some(1))
+        );
+    }
+    // The admitted visitor leaves through a third instance; the next tick (whichever instance
+    // holds the lease) releases the one waiting, who is let in by another instance again.
+    let left = on(&first, &gws[2])
+        .send("POST", "/__anteroom/leave", &[("accept", JSON)], "")
+        .await;
+    assert_eq!(left.json()["left"], true);
+    let mut asking = on(&second, &gws[2]);
+    wait_until(Duration::from_secs(10), "the release", || {
+        let mut c = asking.clone();
+        async move {
+            let j = c.get("/__anteroom/status", JSON).await.json();
+            (j["state"] == "released").then_some(())
+        }
+    })
+    .await;
+    let r = on(&second, &gws[0]).get("/checkout", JSON).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(origin.last().path, "/checkout");
+    let r = asking.get("/more", JSON).await;
+    assert_eq!(r.status, 200, "admitted on every instance");
+}
+
+#[tokio::test]
+async fn check_refuses_a_shared_store_without_a_shared_secret_or_with_a_random_line() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let config = shared_config(&redis, &origin, "active_users = 1\nqueue = \"random\"")
+        .replace("[token]\nsecret_env", "[token]\n#secret_env");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(Binary::path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("token.secret_env") && text.contains("shared store"),
+        "{text}"
+    );
+    assert!(
+        text.contains("room[0].queue") && text.contains("fifo"),
+        "{text}"
+    );
+}
