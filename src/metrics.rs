@@ -18,6 +18,9 @@ pub const CONFIG_RELOADS: &str = "anteroom_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_OK: &str = "anteroom_config_last_reload_successful";
 /// Rooms a reload removed; `waiting`: whether visitors were in it (queued or admitted).
 pub const ROOMS_REMOVED: &str = "anteroom_rooms_removed_total";
+/// Shared store calls by operation, and how long each took.
+pub const STORE_REQUESTS: &str = "anteroom_store_requests_total";
+pub const STORE_LATENCY: &str = "anteroom_store_latency_seconds";
 pub const STORE_UNREACHABLE: &str = "anteroom_store_unreachable_total";
 pub const SESSIONS_ENDED: &str = "anteroom_sessions_ended_total";
 pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
@@ -52,6 +55,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(SNAPSHOT_DURATION.into()), &seconds[..6])
+                })
+                .and_then(|b| {
+                    let store = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];
+                    b.set_buckets_for_metric(Matcher::Full(STORE_LATENCY.into()), &store)
                 })
                 .ok()?;
             builder.install_recorder().ok()

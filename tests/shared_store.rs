@@ -25,7 +25,7 @@ const SECRET: (&str, &str) = (
 
 fn shared_config(redis: &RedisServer, origin: &Origin, extra: &str) -> String {
     format!(
-        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\n\n[token]\nsecret_env = \"{}\"\n\n\
+        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[token]\nsecret_env = \"{}\"\n\n\
          [store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"2s\"\n\n{}",
         SECRET.0,
         redis.url(),
@@ -73,7 +73,7 @@ async fn three_instances_admit_exactly_the_capacity_and_give_each_place_once() {
         &origin,
         "active_users = 10\nabandon_after = \"60s\"",
     );
-    let (gws, _dirs) = instances(&config, 3).await;
+    let (mut gws, _dirs) = instances(&config, 3).await;
     let visitors: Vec<Client> = (0..300).map(|i| client(&gws[i % 3])).collect();
     let arrivals = visitors.iter().cloned().map(|mut c| {
         tokio::spawn(async move {
@@ -113,6 +113,15 @@ async fn three_instances_admit_exactly_the_capacity_and_give_each_place_once() {
         (places.iter().min(), places.iter().max()),
         (Some(&1), Some(&290))
     );
+    // One store round trip per join and per poll, counted by the instances themselves.
+    let (mut decides, mut polls) = (0.0, 0.0);
+    for gw in &mut gws {
+        let admin = gw.admin().await;
+        let name = "anteroom_store_requests_total";
+        decides += admin.metric(name, &[("op", "decide")]).await.unwrap_or(0.0);
+        polls += admin.metric(name, &[("op", "status")]).await.unwrap_or(0.0);
+    }
+    assert_eq!((decides, polls), (300.0, 290.0));
 }
 
 #[tokio::test]
@@ -187,4 +196,60 @@ async fn check_refuses_a_shared_store_without_a_shared_secret_or_with_a_random_l
         text.contains("room[0].queue") && text.contains("fifo"),
         "{text}"
     );
+}
+
+/// kill -9 of the instance holding the tick's lease: another instance takes the lease when it
+/// runs out and releases resume; nobody is released twice and nobody loses a place.
+#[tokio::test]
+async fn the_lease_holder_killed_releases_resume_on_another_instance() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
+    );
+    // The first instance ticks alone for a while: it holds the lease when the others start.
+    let (mut first, _d1) = instances(&config, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (others, _d2) = instances(&config, 2).await;
+    let mut admitted = client(&others[0]);
+    assert_eq!(admitted.get("/", JSON).await.status, 200);
+    let mut line = Vec::new();
+    for i in 0..3 {
+        let mut c = client(&others[i % 2]);
+        assert_eq!(c.get("/", JSON).await.status, 429);
+        // The page asks at once: the visitor is back.
+        c.get("/__anteroom/status", JSON).await;
+        line.push(c);
+    }
+    first[0].kill9();
+    // Each admitted visitor leaves; the next in line must be released by a survivor, in order.
+    for (i, c) in line.iter().enumerate() {
+        let left = on(&admitted, &others[1])
+            .send("POST", "/__anteroom/leave", &[("accept", JSON)], "")
+            .await;
+        assert_eq!(left.json()["left"], true, "visitor {i}");
+        let asking = on(c, &others[i % 2]);
+        wait_until(Duration::from_secs(10), "a release after the kill", || {
+            let mut c = asking.clone();
+            async move {
+                let j = c.get("/__anteroom/status", JSON).await.json();
+                (j["state"] == "released").then_some(())
+            }
+        })
+        .await;
+        // Released once: the others are still in line, in their order.
+        for (k, later) in line.iter().enumerate().skip(i + 1) {
+            let j = on(later, &others[0])
+                .get("/__anteroom/status", JSON)
+                .await
+                .json();
+            assert_eq!(j["position"].as_u64(), Some((k - i) as u64), "{j}");
+        }
+        admitted = on(c, &others[(i + 1) % 2]);
+        assert_eq!(admitted.get("/in", JSON).await.status, 200);
+    }
 }

@@ -190,9 +190,21 @@ impl RedisRooms {
             inv.arg(*a);
         }
         let mut conn = self.conn.clone();
-        let reply = tokio::time::timeout(self.timeout, inv.invoke_async::<Value>(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        let started = tokio::time::Instant::now();
+        let reply = tokio::time::timeout(self.timeout, inv.invoke_async::<Value>(&mut conn)).await;
+        let op: &'static str = match op {
+            "decide" => "decide",
+            "status" => "status",
+            "leave" => "leave",
+            "revoke" => "revoke",
+            "tick" => "tick",
+            "lease" => "lease",
+            _ => "figures",
+        };
+        metrics::counter!(crate::metrics::STORE_REQUESTS, "op" => op).increment(1);
+        metrics::histogram!(crate::metrics::STORE_LATENCY, "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        let reply = reply.map_err(|_| StoreError::Timeout(self.timeout))??;
         match reply {
             Value::Array(v) => Ok(v),
             other => Ok(vec![other]),
