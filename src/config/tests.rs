@@ -194,13 +194,13 @@ fn a_redis_store_validates_with_its_defaults() {
         parse(Path::new("gateway.toml"), GOOD).unwrap().store,
         super::StoreSettings::Memory
     );
-    let good = shared("kind = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\non_error = \"open\"");
+    let good = shared("kind = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"");
     let c = parse(Path::new("gateway.toml"), &good).unwrap();
     match c.store {
         super::StoreSettings::Redis(r) => {
             assert_eq!(r.key_prefix, "anteroom");
             assert_eq!(r.timeout, Duration::from_millis(250));
-            assert_eq!(r.on_error, super::OnStoreError::Open);
+            assert_eq!(r.on_error, super::OnStoreError::Closed);
         }
         other => panic!("{other:?}"),
     }
@@ -219,6 +219,10 @@ fn store_errors_name_their_key() {
         ),
         (
             shared("kind = \"redis\"\nurl = \"redis://x\"\non_error = \"retry\""),
+            "store.on_error",
+        ),
+        (
+            shared("kind = \"redis\"\nurl = \"redis://x\"\non_error = \"open\""),
             "store.on_error",
         ),
         (
