@@ -253,3 +253,76 @@ async fn the_lease_holder_killed_releases_resume_on_another_instance() {
         assert_eq!(admitted.get("/in", JSON).await.status, 200);
     }
 }
+
+/// Redis stopped under traffic (`on_error = "closed"`): new visitors get the waiting answer with
+/// no place, polls a 503 with no place, never any other 5xx; when Redis is back (restarted from
+/// its append-only file) every instance goes on without a restart and every place is kept.
+#[tokio::test]
+async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    // The default store timeout: a call to a store that is away gives up after 250 ms.
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
+    )
+    .replace("timeout = \"2s\"", "timeout = \"250ms\"");
+    let (gws, _dirs) = instances(&config, 2).await;
+    let mut admitted = client(&gws[0]);
+    assert_eq!(admitted.get("/", JSON).await.status, 200);
+    let mut line = Vec::new();
+    for gw in &gws {
+        let mut c = client(gw);
+        assert_eq!(c.get("/", JSON).await.status, 429);
+        line.push(c);
+    }
+    redis.stop().await;
+    let outage = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut answers = 0;
+    while tokio::time::Instant::now() < outage {
+        let mut newcomer = client(&gws[answers % 2]);
+        let r = newcomer.get("/", JSON).await;
+        assert_eq!(r.status, 429, "{}", r.body);
+        let j = r.json();
+        assert_eq!(
+            (j["state"].as_str(), j["position"].as_u64()),
+            (Some("queued"), None)
+        );
+        let r = on(&line[0], &gws[answers % 2])
+            .get("/__anteroom/status", JSON)
+            .await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.json()["position"].is_null());
+        answers += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answers >= 4, "answered while Redis was away: {answers}");
+    assert_eq!(
+        origin.count(),
+        1,
+        "nobody reached the origin while Redis was away"
+    );
+    redis.restart().await;
+    for (i, c) in line.iter().enumerate() {
+        let mut asking = on(c, &gws[(i + 1) % 2]);
+        let want = i as u64 + 1;
+        wait_until(Duration::from_secs(10), "the place back", || {
+            let mut c = asking.clone();
+            async move {
+                let r = c.get("/__anteroom/status", JSON).await;
+                (r.status == 200 && r.json()["position"].as_u64() == Some(want)).then_some(())
+            }
+        })
+        .await;
+        asking.get("/__anteroom/status", JSON).await;
+    }
+    let r = on(&admitted, &gws[1]).get("/after", JSON).await;
+    assert_eq!(
+        r.status, 200,
+        "the admitted visitor is still admitted: {}",
+        r.body
+    );
+}

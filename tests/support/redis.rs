@@ -10,6 +10,7 @@ use std::time::Duration;
 /// A running redis-server.
 pub struct RedisServer {
     child: Option<Child>,
+    bin: PathBuf,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
 }
@@ -29,26 +30,44 @@ impl RedisServer {
         let socket = dir.path().join("redis.sock");
         let mut server = RedisServer {
             child: None,
+            bin,
             dir,
             socket,
         };
-        server.spawn(&bin).await;
+        server.spawn().await;
         Some(server)
     }
 
-    async fn spawn(&mut self, bin: &std::path::Path) {
-        let child = Command::new(bin)
+    /// Stops the server as an operator would (SIGTERM: the append-only file is flushed).
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "redis-server did not stop"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Starts it again on the same socket and folder (what the append-only file kept is back).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(&self.bin)
             .args(["--port", "0", "--unixsocket"])
             .arg(&self.socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
