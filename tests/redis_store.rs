@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use anteroom::room::{AdmitHow, SessionId, Settings};
-use anteroom::store::redis::{Gone, Kind, RedisRooms, State, Ticked};
+use anteroom::store::redis::{Gone, Kind, RedisRooms, Request, State, Ticked};
 use support::RedisServer;
 
 /// Stand-ins for three instances: three connections to one server.
@@ -52,7 +52,11 @@ async fn concurrent_joins_on_three_instances_admit_exactly_the_capacity_and_plac
     let joins = (0..300u128).map(|i| {
         let r = rooms[(i % 3) as usize].clone();
         let s = s.clone();
-        tokio::spawn(async move { r.decide("shop", &s, None, fresh(i)).await.unwrap() })
+        tokio::spawn(async move {
+            r.decide("shop", &s, Request::page(None, fresh(i)))
+                .await
+                .unwrap()
+        })
     });
     let mut admitted = 0;
     let mut waiting = Vec::new();
@@ -98,7 +102,7 @@ async fn releases_follow_arrival_order_across_instances_under_one_lease() {
     let (mut queued, mut admitted) = (Vec::new(), Vec::new());
     for i in 0..12u128 {
         let a = rooms[(i % 3) as usize]
-            .decide("line", &s, None, fresh(i))
+            .decide("line", &s, Request::page(None, fresh(i)))
             .await
             .unwrap();
         if a.kind == Kind::Admit {
@@ -141,7 +145,7 @@ async fn releases_follow_arrival_order_across_instances_under_one_lease() {
             if st.state == Some(State::Released) && !released.contains(id) {
                 released.push(*id);
                 let a = rooms[1]
-                    .decide("line", &s, Some(*id), fresh(999))
+                    .decide("line", &s, Request::page(Some(*id), fresh(999)))
                     .await
                     .unwrap();
                 assert_eq!((a.kind, a.how), (Kind::Admit, Some(AdmitHow::Released)));
@@ -198,17 +202,23 @@ async fn a_place_is_the_same_on_every_instance_and_a_missed_turn_goes_to_the_fro
         abandon_after: Duration::from_secs(60),
         ..settings(1)
     };
-    let first = rooms[0].decide("moves", &s, None, fresh(1)).await.unwrap();
+    let first = rooms[0]
+        .decide("moves", &s, Request::page(None, fresh(1)))
+        .await
+        .unwrap();
     assert_eq!(first.kind, Kind::Admit);
     let mut line = Vec::new();
     for i in 2..6u128 {
-        let a = rooms[1].decide("moves", &s, None, fresh(i)).await.unwrap();
+        let a = rooms[1]
+            .decide("moves", &s, Request::page(None, fresh(i)))
+            .await
+            .unwrap();
         line.push(a.session.unwrap());
     }
     for (i, id) in line.iter().enumerate() {
         let on_a = rooms[0].status("moves", &s, *id).await.unwrap();
         let on_b = rooms[1]
-            .decide("moves", &s, Some(*id), fresh(99))
+            .decide("moves", &s, Request::page(Some(*id), fresh(99)))
             .await
             .unwrap();
         assert_eq!(on_a.position, Some(i as u64 + 1));
@@ -263,11 +273,17 @@ async fn sessions_end_by_leave_revoke_idle_and_max_session() {
     };
     let mut ids = Vec::new();
     for i in 0..3u128 {
-        let a = r.decide("ends", &s, None, fresh(i)).await.unwrap();
+        let a = r
+            .decide("ends", &s, Request::page(None, fresh(i)))
+            .await
+            .unwrap();
         assert_eq!(a.kind, Kind::Admit);
         ids.push(a.session.unwrap());
     }
-    let full = r.decide("ends", &s, None, fresh(10)).await.unwrap();
+    let full = r
+        .decide("ends", &s, Request::page(None, fresh(10)))
+        .await
+        .unwrap();
     assert_eq!(full.kind, Kind::Wait, "the room is full");
     assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::Slot);
     assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::None);
@@ -288,7 +304,10 @@ async fn sessions_end_by_leave_revoke_idle_and_max_session() {
     };
     assert_eq!(ended, vec![Some(anteroom::room::EndReason::MaxSession)]);
     assert_eq!(active, 0);
-    let gone = r.decide("ends", &s, Some(ids[2]), fresh(11)).await.unwrap();
+    let gone = r
+        .decide("ends", &s, Request::page(Some(ids[2]), fresh(11)))
+        .await
+        .unwrap();
     assert_eq!(
         gone.kind,
         Kind::Admit,

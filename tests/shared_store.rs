@@ -1,8 +1,10 @@
-//! Several anteroom processes, one queue: three real gateways share one real redis-server
+//! Several anteroom processes, one queue: real gateways share one real redis-server
 //! (`[store] kind = "redis"`). Concurrent visitors spread round robin get exactly
 //! `active_users` admissions and places 1..N each once; a visitor moving between instances
-//! keeps their place and is let in by whichever instance they reach; `anteroom check` refuses
-//! a shared store without `[token] secret_env`.
+//! keeps their place (and their poll floor) and is let in by whichever instance they reach; the
+//! lease holder killed, another instance releases; Redis away gives no place and loses none;
+//! the join budget holds across instances; `anteroom check` refuses a shared store without
+//! `[token] secret_env`.
 
 #![allow(
     unreachable_pub,
@@ -140,8 +142,15 @@ async fn a_visitor_moving_between_instances_keeps_their_place_and_is_let_in_anyw
     assert_eq!(first.get("/", JSON).await.status, 200);
     let mut second = client(&gws[1]);
     assert_eq!(second.get("/", JSON).await.status, 429);
+    // One poll floor per visitor, whichever instance they ask.
+    let polled = on(&second, &gws[0]).get("/__anteroom/status", JSON).await;
+    assert_eq!(polled.status, 200);
+    let again = on(&second, &gws[2]).get("/__anteroom/status", JSON).await;
+    assert_eq!(again.status, 429, "{}", again.body);
+    assert!(again.header("retry-after").is_some());
     for gw in &gws {
-        let j = on(&second, gw).get("/__anteroom/status", JSON).await.json();
+        // The poll floor is the visitor's, whichever instance they ask: `status` waits it out.
+        let j = status(&on(&second, gw)).await;
         assert_eq!(
             (j["state"].as_str(), j["position"].as_u64()),
             (Some("queued"), Some(1))
@@ -243,10 +252,7 @@ async fn the_lease_holder_killed_releases_resume_on_another_instance() {
         .await;
         // Released once: the others are still in line, in their order.
         for (k, later) in line.iter().enumerate().skip(i + 1) {
-            let j = on(later, &others[0])
-                .get("/__anteroom/status", JSON)
-                .await
-                .json();
+            let j = status(&on(later, &others[0])).await;
             assert_eq!(j["position"].as_u64(), Some((k - i) as u64), "{j}");
         }
         admitted = on(c, &others[(i + 1) % 2]);
@@ -325,4 +331,41 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
         "the admitted visitor is still admitted: {}",
         r.body
     );
+}
+
+/// The join budget per client prefix is one budget across instances: a client spreading its
+/// joins over three instances gets `max_joins_per_prefix_per_minute` places, no more.
+#[tokio::test]
+async fn the_join_budget_is_shared_by_every_instance() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nmax_joins_per_prefix_per_minute = 4\nabandon_after = \"60s\"",
+    );
+    let (gws, _dirs) = instances(&config, 3).await;
+    let (mut placed, mut refused) = (0, 0);
+    for i in 0..12 {
+        let r = client(&gws[i % 3]).get("/", JSON).await;
+        if r.status == 200 {
+            placed += 1;
+            continue;
+        }
+        assert_eq!(r.status, 429, "{}", r.body);
+        let j = r.json();
+        assert_eq!(j["state"], "queued", "{j}");
+        match j["position"].as_u64() {
+            Some(_) => placed += 1,
+            None => refused += 1,
+        }
+    }
+    assert_eq!(
+        (placed, refused),
+        (4, 8),
+        "a minute's burst, from one address over three instances"
+    );
+    assert_eq!(origin.count(), 1);
 }

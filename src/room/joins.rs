@@ -11,6 +11,11 @@ use std::net::IpAddr;
 pub struct Prefix(u128);
 
 impl Prefix {
+    /// The prefix as a short stable text (a store's key).
+    pub fn key(self) -> String {
+        format!("{:x}", self.0)
+    }
+
     pub fn of(ip: IpAddr) -> Prefix {
         match ip {
             // The lowest bit tells the families apart: a /56 leaves it zero.

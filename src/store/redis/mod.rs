@@ -13,7 +13,7 @@ use std::time::Duration;
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script, Value};
 
-use crate::room::{AdmitHow, EndReason, Mode, SessionId, Settings};
+use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
 
 mod shared;
 mod view;
@@ -22,6 +22,9 @@ pub use shared::Shared;
 
 /// The script every room operation runs.
 const ROOM_LUA: &str = include_str!("room.lua");
+
+/// How long a start waits for the first connection at least.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most sessions one tick looks at, and most it releases: no script call runs long.
 pub const TICK_BATCH: u32 = 1_000;
@@ -41,6 +44,10 @@ pub enum Kind {
     Standing,
     /// A status poll for a session the room does not know.
     Unknown,
+    /// A queued session polling before its floor (`wait_ms`): nothing computed.
+    TooSoon,
+    /// A new session from a prefix past its join budget (`wait_ms` until it has a join).
+    OverBudget,
 }
 
 /// A session's state in the store.
@@ -80,6 +87,8 @@ pub struct Answer {
     pub recent_releases: u64,
     /// When the room first released anyone.
     pub first_release_ms: Option<u64>,
+    /// `TooSoon` and `OverBudget`: how long until the request would be answered.
+    pub wait_ms: u64,
 }
 
 /// A room's shared figures.
@@ -98,6 +107,31 @@ pub struct Figures {
     pub recent_releases: u64,
     pub first_release_ms: Option<u64>,
     pub now_ms: u64,
+}
+
+/// One request to the site or the join endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// The session the request's valid token names.
+    pub visitor: Option<SessionId>,
+    /// The id a new session takes.
+    pub fresh: SessionId,
+    /// Not a page view: a queued session's request has a poll floor.
+    pub poll: bool,
+    /// A new session from this prefix spends one of its joins (`None`: not budgeted).
+    pub budget: Option<Prefix>,
+}
+
+impl Request {
+    /// A page view: no floor, no budget.
+    pub fn page(visitor: Option<SessionId>, fresh: SessionId) -> Self {
+        Request {
+            visitor,
+            fresh,
+            poll: false,
+            budget: None,
+        }
+    }
 }
 
 /// What one tick did.
@@ -155,12 +189,15 @@ impl std::fmt::Debug for RedisRooms {
 }
 
 impl RedisRooms {
-    /// Connects to `url` (`redis://`, `rediss://` or `redis+unix://`); keys start with `prefix`.
+    /// Connects to `url` (`redis://`, `rediss://` or `redis+unix://`); keys start with `prefix`;
+    /// a call slower than `timeout` fails. The first connection may take a few seconds more (a
+    /// start beside a busy Redis).
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = ::redis::Client::open(url)?;
-        let conn = tokio::time::timeout(timeout, ConnectionManager::new(client))
+        let first = timeout.max(CONNECT_TIMEOUT);
+        let conn = tokio::time::timeout(first, ConnectionManager::new(client))
             .await
-            .map_err(|_| StoreError::Timeout(timeout))??;
+            .map_err(|_| StoreError::Timeout(first))??;
         Ok(RedisRooms {
             conn,
             prefix: prefix.to_string(),
@@ -211,18 +248,19 @@ impl RedisRooms {
         }
     }
 
-    /// One request: `visitor` is the session its valid token names, `fresh` the id a new
-    /// session takes.
+    /// One request (see [`Request`]).
     pub async fn decide(
         &self,
         room: &str,
         settings: &Settings,
-        visitor: Option<SessionId>,
-        fresh: SessionId,
+        r: Request,
     ) -> Result<Answer, StoreError> {
-        let id = visitor.map(|v| hex(&v)).unwrap_or_default();
+        let id = r.visitor.map(|v| hex(&v)).unwrap_or_default();
+        let poll = if r.poll { "1" } else { "0" };
+        let prefix = r.budget.map(Prefix::key).unwrap_or_default();
+        let fresh = hex(&r.fresh);
         let v = self
-            .call(room, settings, "decide", &[&id, &hex(&fresh)])
+            .call(room, settings, "decide", &[&id, &fresh, poll, &prefix])
             .await?;
         answer(&v)
     }
@@ -328,8 +366,8 @@ impl RedisRooms {
     }
 }
 
-/// The settings the script reads, in its order (ARGV[2..10]).
-fn settings_args(s: &Settings) -> [String; 9] {
+/// The settings the script reads, in its order (ARGV[2..11]).
+fn settings_args(s: &Settings) -> [String; 10] {
     let ms = |d: Duration| d.as_millis().to_string();
     let opt = |v: Option<u32>| v.map_or("-1".to_string(), |n| n.to_string());
     [
@@ -342,6 +380,7 @@ fn settings_args(s: &Settings) -> [String; 9] {
         if s.paused { "1" } else { "0" }.to_string(),
         if s.mode == Mode::Reject { "1" } else { "0" }.to_string(),
         TICK_BATCH.to_string(),
+        opt(s.max_joins_per_prefix_per_minute),
     ]
 }
 
@@ -413,6 +452,8 @@ fn answer(v: &[Value]) -> Result<Answer, StoreError> {
         "expired" => Kind::Expired,
         "standing" => Kind::Standing,
         "unknown" => Kind::Unknown,
+        "too_soon" => Kind::TooSoon,
+        "over_budget" => Kind::OverBudget,
         other => return Err(StoreError::Reply(format!("answer {other:?}"))),
     };
     let state = match text(v.get(5))?.as_str() {
@@ -446,6 +487,7 @@ fn answer(v: &[Value]) -> Result<Answer, StoreError> {
         now_ms: int(v.get(14))?,
         recent_releases: int(v.get(15))?,
         first_release_ms: Some(int(v.get(16))?).filter(|t| *t > 0),
+        wait_ms: int(v.get(17))?,
     })
 }
 

@@ -2,7 +2,7 @@
 -- any number of instances. The same rules as src/room/ (decide.rs, tick/): read those first.
 --
 -- KEYS[1]: the room's key base, "{prefix:room}" (one hash tag: a cluster keeps a room on one
--- slot). ARGV[1]: the operation; ARGV[2..10]: the room's settings; ARGV[11..]: the operation's.
+-- slot). ARGV[1]: the operation; ARGV[2..11]: the room's settings; ARGV[12..]: the operation's.
 -- Times are Redis's clock (TIME), in milliseconds, so instances never disagree about "now".
 
 local K = KEYS[1]
@@ -16,6 +16,7 @@ local maxs = tonumber(ARGV[7])       -- max_session ms, -1: none
 local paused = ARGV[8] == '1'
 local reject = ARGV[9] == '1'
 local batch = tonumber(ARGV[10])     -- most sessions one tick looks at or releases
+local joins = tonumber(ARGV[11])     -- max_joins_per_prefix_per_minute, -1: none
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -112,12 +113,68 @@ end
 -- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
 -- released before joining, releases so far, seen, since, active, released, now, releases over
 -- the last minute, first release.
-local function answer(kind, id, s, joined, how)
+local function answer(kind, id, s, joined, how, wait)
   local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
   if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
   local n, first = recent()
   return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, waiting(), rb,
-           count('rel_total'), seen, since, count('active'), count('released'), now, n, first }
+           count('rel_total'), seen, since, count('active'), count('released'), now, n, first,
+           wait or 0 }
+end
+
+-- The release rate (per second) the estimate uses (engine: estimate::rate_of).
+local function release_rate()
+  local n, first = recent()
+  local r
+  if first > 0 and n > 0 then
+    r = n * 1000 / math.min(math.max(now - first, 1000), 60000)
+  else
+    local by_cap = cap >= 0 and cap / math.max(ttl / 1000, 1) or nil
+    local by_budget = rate >= 0 and rate / 60 or nil
+    r = (by_cap and by_budget and math.min(by_cap, by_budget)) or by_cap or by_budget or 1
+  end
+  if rate >= 0 then r = math.min(r, rate / 60) end
+  return r
+end
+
+-- The poll floor of a queued session just answered (engine: set_poll_floor with the
+-- least poll_after its view can carry): half of it, in ms.
+local function floor_ms(id, s)
+  local base = 5
+  if not paused and not reject then
+    local pos = position(id, s)
+    if pos < 1 then pos = waiting() end
+    local r = release_rate()
+    if r > 0 then base = math.min(math.max(math.ceil(pos / r) / 10, 2), 30) end
+  end
+  local secs = math.max(2, math.floor(base * 0.8 + 0.5))
+  secs = math.min(secs, math.max(math.floor(window / 3000), 2))
+  return secs * 500
+end
+
+-- A queued session polling before its floor: present, nothing computed (engine:
+-- poll_too_soon). Returns the answer, or nil to go on.
+local function too_soon(id, s)
+  if s.st ~= 'q' or now >= s.np then return nil end
+  s.seen = now; s.ret = true
+  save(id, s)
+  return answer('too_soon', id, s, false, nil, s.np - now)
+end
+
+-- A new session from client prefix `p` past its join budget: ms until it has a join, else nil
+-- after spending one (engine: JoinBudget::take).
+local function over_budget(p)
+  if joins < 0 or reject or p == '' then return nil end
+  local key = K .. ':j:' .. p
+  local per = math.max(joins, 1)
+  local tok = tonumber(redis.call('HGET', key, 'tok') or per)
+  local last = tonumber(redis.call('HGET', key, 'last') or now)
+  tok = math.min(tok + math.max(0, now - last) / 60000 * per, per)
+  local wait = nil
+  if tok >= 1 then tok = tok - 1 else wait = math.ceil((1 - tok) / per * 60000) end
+  redis.call('HSET', key, 'tok', tok, 'last', now)
+  redis.call('PEXPIRE', key, 60000)
+  return wait
 end
 
 -- A known session makes a request or polls: it is present (engine: decide::came_back).
@@ -151,11 +208,16 @@ local function join(id, had_token)
   return answer('wait', id, s, true)
 end
 
--- One request (engine: decide). ARGV[11]: the token's session or ''; ARGV[12]: a fresh id for
--- a new session.
-local function decide(id, fresh)
+-- One request (engine: arrive, then decide). ARGV[12]: the token's session or ''; ARGV[13]: a
+-- fresh id for a new session; ARGV[14]: '1' when the request is a poll (not a page view);
+-- ARGV[15]: the client's prefix for the join budget ('' : not budgeted).
+local function decide(id, fresh, poll, p)
   if id ~= '' then
     local s = load(id)
+    if s and poll then
+      local soon = too_soon(id, s)
+      if soon then return soon end
+    end
     if s then
       came_back(id, s)
       if s.st == 'a' then
@@ -170,10 +232,13 @@ local function decide(id, fresh)
         return answer('admit', id, s, false, 'released')
       end
       redis.call('HINCRBY', N, 'dup', 1)
+      if poll and s.st == 'q' then s.np = now + floor_ms(id, s) end
       save(id, s)
       return answer('wait', id, s, false)
     end
   end
+  local wait = over_budget(p)
+  if wait then return answer('over_budget', nil, nil, false, nil, wait) end
   if reject then return answer('closed') end
   return join(fresh, id ~= '')
 end
@@ -182,7 +247,10 @@ end
 local function status(id)
   local s = load(id)
   if not s then return answer('unknown') end
+  local soon = too_soon(id, s)
+  if soon then return soon end
   came_back(id, s)
+  if s.st == 'q' then s.np = now + floor_ms(id, s) end
   save(id, s)
   return answer('standing', id, s, false)
 end
@@ -198,7 +266,7 @@ local function leave(id, why)
   return { 'slot' }
 end
 
--- The tick (engine: tick::expire then release), by the lease holder only: ARGV[11] is its
+-- The tick (engine: tick::expire then release), by the lease holder only: ARGV[12] is its
 -- fencing value, refused when another instance took the lease since. Looks at `batch` due
 -- sessions at most and releases `batch` at most, so no call runs long.
 local function tick(fence)
@@ -261,7 +329,7 @@ local function figures()
            count('dup'), n, first, now }
 end
 
--- The tick's lease: ARGV[11] the instance, ARGV[12] the lease ms. Returns the fencing value
+-- The tick's lease: ARGV[12] the instance, ARGV[13] the lease ms. Returns the fencing value
 -- while this instance holds the lease, '' when another does.
 local function lease(me, ms)
   local holder = redis.call('GET', K .. ':lease')
@@ -276,12 +344,12 @@ local function lease(me, ms)
   return fence
 end
 
-if op == 'decide' then return decide(ARGV[11], ARGV[12])
-elseif op == 'status' then return status(ARGV[11])
-elseif op == 'leave' then return leave(ARGV[11], 'leave')
-elseif op == 'revoke' then return leave(ARGV[11], 'revoke')
-elseif op == 'tick' then return tick(ARGV[11])
-elseif op == 'lease' then return lease(ARGV[11], tonumber(ARGV[12]))
+if op == 'decide' then return decide(ARGV[12], ARGV[13], ARGV[14] == '1', ARGV[15])
+elseif op == 'status' then return status(ARGV[12])
+elseif op == 'leave' then return leave(ARGV[12], 'leave')
+elseif op == 'revoke' then return leave(ARGV[12], 'revoke')
+elseif op == 'tick' then return tick(ARGV[12])
+elseif op == 'lease' then return lease(ARGV[12], tonumber(ARGV[13]))
 elseif op == 'figures' then return figures()
 end
 return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

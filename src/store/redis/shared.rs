@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::{Answer, Gone, Kind, RedisRooms, StoreError, Ticked as Done};
+use super::{Answer, Gone, Kind, RedisRooms, Request, StoreError, Ticked as Done};
 use crate::config::RedisSettings;
 use crate::metrics as m;
 use crate::room::{
@@ -63,38 +63,59 @@ impl Shared {
         })
     }
 
-    /// A request to the site or the join endpoint without a session the store knows.
+    /// A request to the site: a script's or an app's is a poll (with its floor); a visitor
+    /// without a token spends a join of its prefix.
     async fn visit(
         &self,
         room: &Room,
         settings: &Settings,
-        visitor: Option<SessionId>,
+        a: Arrival,
     ) -> Result<Decision, StoreError> {
         let fresh = SessionId::random(&mut rand::rng());
-        let a = self
-            .redis
-            .decide(&room.name, settings, visitor, fresh)
-            .await?;
-        Ok(decision(settings, &a))
+        let id = a.visitor.map(|v| v.id);
+        let budget = a.visitor.is_none().then_some(a.prefix);
+        let poll = a.via == Via::Fetch;
+        let r = Request {
+            visitor: id,
+            fresh,
+            poll,
+            budget,
+        };
+        let answer = self.redis.decide(&room.name, settings, r).await?;
+        Ok(decision(settings, &answer))
     }
 
-    /// The join endpoint: a known session's standing, else a new session with its view.
+    /// The join endpoint: a known session's standing (a poll), else a new session with its
+    /// view (budgeted only when no token came at all).
     async fn join(
         &self,
         room: &Room,
         settings: &Settings,
-        visitor: Option<SessionId>,
+        a: Arrival,
     ) -> Result<Decision, StoreError> {
-        if let Some(id) = visitor {
-            let a = self.redis.status(&room.name, settings, id).await?;
-            if a.kind == Kind::Standing {
-                let view = super::view::of(settings, &a, &mut rand::rng());
-                return Ok(Decision::Standing { view: Some(view) });
+        if let Some(v) = a.visitor {
+            let answer = self.redis.status(&room.name, settings, v.id).await?;
+            match answer.kind {
+                Kind::Standing => {
+                    let view = super::view::of(settings, &answer, &mut rand::rng());
+                    return Ok(Decision::Standing { view: Some(view) });
+                }
+                Kind::TooSoon => {
+                    return Ok(Decision::TooSoon {
+                        wait_ms: answer.wait_ms,
+                    });
+                }
+                _ => {}
             }
         }
         let fresh = SessionId::random(&mut rand::rng());
-        let a = self.redis.decide(&room.name, settings, None, fresh).await?;
-        Ok(match decision(settings, &a) {
+        let budget = a.visitor.is_none().then_some(a.prefix);
+        let r = Request {
+            budget,
+            ..Request::page(None, fresh)
+        };
+        let answer = self.redis.decide(&room.name, settings, r).await?;
+        Ok(match decision(settings, &answer) {
             Decision::Admit {
                 visitor,
                 joined,
@@ -104,7 +125,7 @@ impl Shared {
                 visitor,
                 joined,
                 how,
-                view: Some(super::view::of(settings, &a, &mut rand::rng())),
+                view: Some(super::view::of(settings, &answer, &mut rand::rng())),
             },
             other => other,
         })
@@ -125,6 +146,7 @@ impl Shared {
             Some(a) if a.kind == Kind::Standing => Decision::Standing {
                 view: Some(super::view::of(settings, &a, &mut rand::rng())),
             },
+            Some(a) if a.kind == Kind::TooSoon => Decision::TooSoon { wait_ms: a.wait_ms },
             _ if settings.mode == Mode::Reject => Decision::Closed,
             Some(a) => Decision::Expired {
                 view: View::without_place(ViewState::Expired, a.queue_depth, EXPIRED_RETRY_SECONDS),
@@ -211,6 +233,14 @@ fn decision(settings: &Settings, a: &Answer) -> Decision {
             duplicate: !a.joined,
             view: super::view::of(settings, a, &mut rand::rng()),
         },
+        (Kind::TooSoon, _) => Decision::TooSoon { wait_ms: a.wait_ms },
+        (Kind::OverBudget, _) => Decision::OverBudget {
+            view: View::without_place(
+                ViewState::Queued,
+                a.queue_depth,
+                a.wait_ms.div_ceil(1000).max(1),
+            ),
+        },
         (Kind::Expired, _) => Decision::Expired {
             view: View::without_place(
                 ViewState::Expired,
@@ -266,11 +296,10 @@ impl Store for Shared {
     }
 
     async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
-        let id = a.visitor.map(|v| v.id);
         let result = match a.via {
-            Via::Page | Via::Fetch => self.visit(room, settings, id).await,
-            Via::Join => self.join(room, settings, id).await,
-            Via::Status => self.status(room, settings, id).await,
+            Via::Page | Via::Fetch => self.visit(room, settings, a).await,
+            Via::Join => self.join(room, settings, a).await,
+            Via::Status => self.status(room, settings, a.visitor.map(|v| v.id)).await,
         };
         result.unwrap_or_else(|e| unreachable(room, &e))
     }
