@@ -276,7 +276,7 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
         "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
     )
     .replace("timeout = \"2s\"", "timeout = \"250ms\"");
-    let (gws, _dirs) = instances(&config, 2).await;
+    let (mut gws, _dirs) = instances(&config, 2).await;
     let mut admitted = client(&gws[0]);
     assert_eq!(admitted.get("/", JSON).await.status, 200);
     let mut line = Vec::new();
@@ -285,6 +285,8 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
         assert_eq!(c.get("/", JSON).await.status, 429);
         line.push(c);
     }
+    let admin = gws[0].admin().await;
+    assert_eq!(admin.send("GET", "/readyz", "").await.status, 200);
     redis.stop().await;
     let outage = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut answers = 0;
@@ -306,6 +308,11 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(answers >= 4, "answered while Redis was away: {answers}");
+    let ready = admin.send("GET", "/readyz", "").await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.body.as_str()),
+        (503, "store unreachable\n")
+    );
     assert_eq!(
         origin.count(),
         1,

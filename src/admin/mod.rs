@@ -20,6 +20,7 @@ use crate::config::ReloadStatus;
 use crate::gateway::{Gateway, respond};
 use crate::proxy::Body;
 use crate::reload::ReloadHandle;
+use crate::store::Store;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -68,6 +69,9 @@ impl Admin {
         // Read-only and free of secrets: a scraper may use any name for the host.
         match path.as_str() {
             "/healthz" => return respond::plain(StatusCode::OK, "ok\n"),
+            "/readyz" if !self.gw.store().reachable() => {
+                return respond::plain(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n");
+            }
             "/readyz" => return respond::plain(StatusCode::OK, "ready\n"),
             "/metrics" => return metrics_text(),
             _ => {}

@@ -100,6 +100,9 @@ impl Store for Backend {
     fn persist(&self) -> std::io::Result<SnapshotReport> {
         each!(self, s => s.persist())
     }
+    fn reachable(&self) -> bool {
+        each!(self, s => s.reachable())
+    }
 }
 
 /// The rooms' home. Each call on a room is one atomic step of its engine; `settings` are the
@@ -140,4 +143,8 @@ pub trait Store: Send + Sync {
     fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()>;
     /// Writes every room so that a restart finds it (blocking: run it off the async runtime).
     fn persist(&self) -> std::io::Result<SnapshotReport>;
+    /// Whether the store answered its last call (`/readyz`); an in-process store always does.
+    fn reachable(&self) -> bool {
+        true
+    }
 }

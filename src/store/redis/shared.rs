@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -37,6 +38,8 @@ pub struct Shared {
     dir: PathBuf,
     epoch: Instant,
     clock_base_ms: u64,
+    /// Whether the last call to Redis was answered.
+    answered: AtomicBool,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             dir: dir.to_path_buf(),
             epoch: Instant::now(),
             clock_base_ms: snapshot::unix_ms(),
+            answered: AtomicBool::new(true),
         })
     }
 
@@ -301,6 +305,7 @@ impl Store for Shared {
             Via::Join => self.join(room, settings, a).await,
             Via::Status => self.status(room, settings, a.visitor.map(|v| v.id)).await,
         };
+        self.answered.store(result.is_ok(), Ordering::Relaxed);
         result.unwrap_or_else(|e| unreachable(room, &e))
     }
 
@@ -333,7 +338,9 @@ impl Store for Shared {
     fn settle(&self, _room: &Room, _settings: &Settings) {}
 
     async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
-        match self.tick_room(room, settings).await {
+        let ticked = self.tick_room(room, settings).await;
+        self.answered.store(ticked.is_ok(), Ordering::Relaxed);
+        match ticked {
             Ok(t) => t,
             Err(e) => {
                 metrics::counter!(m::STORE_UNREACHABLE, "room" => room.name.clone()).increment(1);
@@ -372,6 +379,10 @@ impl Store for Shared {
 
     fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
         overrides::save(&self.dir, all)
+    }
+
+    fn reachable(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 
     /// Redis keeps the rooms: no snapshot to write.
