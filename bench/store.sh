@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The shared store's cost, memory store against Redis, one instance, one run each (wrk, 64
+# connections, 1 thread): admitted visitors' requests (a valid cookie), joins (no cookie, a
+# full room: every request takes a ticket) and status polls of a queued visitor (answered or
+# told to wait: one store call each). Prints requests/s and, for Redis, the commands per
+# request from INFO commandstats. Needs redis-server and wrk; run from the repository root
+# after `cargo build --release`.
+#   bench/store.sh [seconds per run, default 5]
+set -euo pipefail
+secs=${1:-5}
+bin=./target/release/anteroom
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+redis-server --port 0 --unixsocket "$work/redis.sock" --save "" --appendonly no \
+  --dir "$work" >/dev/null &
+for _ in $(seq 50); do [ -S "$work/redis.sock" ] && break; sleep 0.1; done
+export ANTEROOM_BENCH_SECRET=bench-secret-of-at-least-32-bytes-long
+
+config() { # $1 store table, $2 active_users, $3 http port
+  cat <<TOML
+tick = "1s"
+[listen]
+http = "127.0.0.1:$3"
+[demo]
+listen = "127.0.0.1:$(( $3 + 1 ))"
+[log]
+access = false
+[state]
+dir = "$work/state-$3"
+[token]
+secret_env = "ANTEROOM_BENCH_SECRET"
+$1
+[[room]]
+name = "bench"
+hosts = ["bench.local"]
+origin = "http://127.0.0.1:$(( $3 + 1 ))"
+active_users = $2
+session_ttl = "10m"
+abandon_after = "10m"
+TOML
+}
+
+rps() { wrk -t1 -c64 -d"${secs}s" "$@" | awk '/Requests\/sec/ {print int($2)}'; }
+
+run() { # $1 name, $2 store table, $3 port
+  local port=$3 base="http://127.0.0.1:$3"
+  config "$2" 1 "$port" > "$work/$1-admit.toml"
+  "$bin" run --config "$work/$1-admit.toml" >/dev/null 2>&1 & local pid=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "$base/" -H 'Host: bench.local' && break; sleep 0.1; done
+  local cookie
+  cookie=$(curl -s -D - -o /dev/null -H 'Host: bench.local' -H 'Accept: application/json' "$base/" \
+    | awk -F': ' 'tolower($1)=="set-cookie" {split($2, c, ";"); print c[1]}')
+  local token=${cookie#*=}
+  local admitted joins polls
+  admitted=$(rps -H 'Host: bench.local' -H "Cookie: $cookie" "$base/")
+  if [ "$1" = redis ]; then redis-cli -s "$work/redis.sock" config resetstat >/dev/null; fi
+  joins=$(rps -H 'Host: bench.local' -H 'Accept: application/json' "$base/")
+  local joined=0
+  if [ "$1" = redis ]; then
+    joined=$(redis-cli -s "$work/redis.sock" info commandstats | tr -d '\r' \
+      | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:/ {n+=$2} END {print n+0}')
+  fi
+  polls=$(rps -H 'Host: bench.local' -H 'Accept: application/json' \
+    -H "Anteroom-Token: $token" "$base/__anteroom/status")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  printf '%-7s admitted %7s rps   joins %7s rps   status polls %7s rps' "$1" "$admitted" "$joins" "$polls"
+  if [ "$1" = redis ]; then
+    printf '   (%s script calls for %s joins in %ss)' "$joined" "$((joins * secs))" "$secs"
+  fi
+  echo
+}
+
+run memory "" 9200
+run redis "[store]
+kind = \"redis\"
+url = \"redis+unix://$work/redis.sock\"" 9300
