@@ -40,27 +40,34 @@ abandon_after = "10m"
 TOML
 }
 
-rps() { wrk -t1 -c64 -d"${secs}s" "$@" | awk '/Requests\/sec/ {print int($2)}'; }
+rps() { # requests/s, and how many answers were not 2xx or 3xx
+  wrk -t1 -c64 -d"${secs}s" "$@" \
+    | awk '/Requests\/sec/ {r=int($2)} /Non-2xx/ {bad=$5} END {print r, bad+0}'
+}
 
 run() { # $1 name, $2 store table, $3 port
   local port=$3 base="http://127.0.0.1:$3"
   config "$2" 1 "$port" > "$work/$1-admit.toml"
   "$bin" run --config "$work/$1-admit.toml" >/dev/null 2>&1 & local pid=$!
-  for _ in $(seq 50); do curl -s -o /dev/null "$base/" -H 'Host: bench.local' && break; sleep 0.1; done
+  # Ready when it answers (the status endpoint takes no place).
+  for _ in $(seq 50); do curl -s -o /dev/null "$base/__anteroom/status" -H "Host: bench.local" && break; sleep 0.1; done
   local cookie
   cookie=$(curl -s -D - -o /dev/null -H 'Host: bench.local' -H 'Accept: application/json' "$base/" \
     | awk -F': ' 'tolower($1)=="set-cookie" {split($2, c, ";"); print c[1]}')
   local token=${cookie#*=}
-  local admitted joins polls
-  admitted=$(rps -H 'Host: bench.local' -H "Cookie: $cookie" "$base/")
+  local admitted refused joins polls
+  [ -n "$cookie" ] || { echo "no session cookie" >&2; exit 1; }
+  read -r admitted refused < <(rps -H 'Host: bench.local' -H "Cookie: $cookie" \
+    -H 'Accept: application/json' "$base/")
+  [ "$refused" = 0 ] || { echo "$1: $refused admitted requests were not let in" >&2; exit 1; }
   if [ "$1" = redis ]; then redis-cli -s "$work/redis.sock" config resetstat >/dev/null; fi
-  joins=$(rps -H 'Host: bench.local' -H 'Accept: application/json' "$base/")
+  read -r joins _ < <(rps -H 'Host: bench.local' -H 'Accept: application/json' "$base/")
   local joined=0
   if [ "$1" = redis ]; then
     joined=$(redis-cli -s "$work/redis.sock" info commandstats | tr -d '\r' \
       | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:/ {n+=$2} END {print n+0}')
   fi
-  polls=$(rps -H 'Host: bench.local' -H 'Accept: application/json' \
+  read -r polls _ < <(rps -H 'Host: bench.local' -H 'Accept: application/json' \
     -H "Anteroom-Token: $token" "$base/__anteroom/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   printf '%-7s admitted %7s rps   joins %7s rps   status polls %7s rps' "$1" "$admitted" "$joins" "$polls"

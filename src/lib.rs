@@ -135,7 +135,7 @@ async fn open_store(config: &config::Config) -> Result<store::Backend, StartErro
             let shared = store::redis::Shared::connect(r, &config.state.dir, config.tick)
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))?;
-            Ok(store::Backend::Redis(shared))
+            Ok(store::Backend::Redis(Box::new(shared)))
         }
     }
 }

@@ -376,3 +376,49 @@ async fn the_join_budget_is_shared_by_every_instance() {
     );
     assert_eq!(origin.count(), 1);
 }
+
+/// An admitted visitor's requests make no store round trip once an instance has let them in
+/// (their presence is marked in Redis at each tick, so a short `session_ttl` does not end a
+/// busy session), and an end decided on another instance (a revoke) is learned within a tick.
+#[tokio::test]
+async fn admitted_requests_skip_the_store_and_a_revoke_elsewhere_is_learned_within_a_tick() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nsession_ttl = \"500ms\"\nabandon_after = \"60s\"",
+    );
+    let (mut gws, _dirs) = instances(&config, 2).await;
+    let admin = gws[1].admin().await;
+    let decides = || async {
+        let name = "anteroom_store_requests_total";
+        admin.metric(name, &[("op", "decide")]).await.unwrap_or(0.0)
+    };
+    let mut v = client(&gws[0]);
+    assert_eq!(v.get("/", JSON).await.status, 200);
+    let mut there = on(&v, &gws[1]);
+    // Browsing for twice session_ttl through the other instance.
+    for i in 0..40 {
+        let r = there.get(&format!("/page{i}"), JSON).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        assert!(
+            r.header("set-cookie").is_none(),
+            "the same session all along"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(decides().await, 1.0, "one round trip, then none");
+    // The origin ends the session through the first instance.
+    assert_eq!(v.get("/revoke", JSON).await.status, 200);
+    wait_until(Duration::from_secs(2), "the revoke learned", || {
+        let mut c = there.clone();
+        async move {
+            let r = c.get("/after", JSON).await;
+            (r.status != 200 || r.header("set-cookie").is_some()).then_some(())
+        }
+    })
+    .await;
+}

@@ -48,7 +48,7 @@ pub struct Ticked {
 pub enum Backend {
     Memory(Memory),
     /// Rooms in Redis, shared with other instances.
-    Redis(redis::Shared),
+    Redis(Box<redis::Shared>),
 }
 
 macro_rules! each {

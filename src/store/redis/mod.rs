@@ -236,6 +236,7 @@ impl RedisRooms {
             "revoke" => "revoke",
             "tick" => "tick",
             "lease" => "lease",
+            "seen" => "seen",
             _ => "figures",
         };
         metrics::counter!(crate::metrics::STORE_REQUESTS, "op" => op).increment(1);
@@ -317,6 +318,23 @@ impl RedisRooms {
         let v = self.call(room, settings, "lease", &[instance, &ms]).await?;
         let fence = text(v.first())?;
         Ok((!fence.is_empty()).then_some(fence))
+    }
+
+    /// Marks `sessions` (admitted, let in by this instance without asking) seen now; returns
+    /// those no longer admitted (ended, left, revoked), which the instance must forget.
+    pub async fn seen(
+        &self,
+        room: &str,
+        settings: &Settings,
+        sessions: &[SessionId],
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let ids: Vec<String> = sessions.iter().map(hex).collect();
+        let args: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let v = self.call(room, settings, "seen", &args).await?;
+        Ok(v.iter()
+            .filter_map(|x| text(Some(x)).ok())
+            .filter_map(|s| unhex(&s))
+            .collect())
     }
 
     /// The room's shared figures now.

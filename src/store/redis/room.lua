@@ -320,6 +320,18 @@ local function tick(fence)
   return { 'ticked', released, count('active'), count('released'), waiting(), unpack(ended) }
 end
 
+-- Admitted sessions this instance let in without asking (ARGV[12..]): each still active is
+-- seen now; the others (ended, left, revoked) are returned, to be forgotten by the instance.
+local function seen(ids)
+  local gone = {}
+  for _, id in ipairs(ids) do
+    local s = load(id)
+    if s and s.st == 'a' then s.seen = now; save(id, s)
+    else table.insert(gone, id) end
+  end
+  return gone
+end
+
 -- The room's figures: active, released, waiting, joined, admitted at once, admitted when
 -- released, releases, abandoned, left, duplicates, releases over the last minute, first release.
 local function figures()
@@ -351,5 +363,6 @@ elseif op == 'revoke' then return leave(ARGV[12], 'revoke')
 elseif op == 'tick' then return tick(ARGV[12])
 elseif op == 'lease' then return lease(ARGV[12], tonumber(ARGV[13]))
 elseif op == 'figures' then return figures()
+elseif op == 'seen' then return seen({ unpack(ARGV, 12) })
 end
 return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::{Answer, Gone, Kind, RedisRooms, Request, StoreError, Ticked as Done};
+use super::{Answer, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
 use crate::config::RedisSettings;
 use crate::metrics as m;
 use crate::room::{
@@ -40,6 +40,11 @@ pub struct Shared {
     clock_base_ms: u64,
     /// Whether the last call to Redis was answered.
     answered: AtomicBool,
+    /// Admitted sessions this instance lets in without a round trip, by room: whether a request
+    /// came since the last tick. Each tick marks the requested ones seen in Redis (forgetting
+    /// those Redis no longer has admitted) and forgets the others, so an end decided anywhere
+    /// (revoke, leave, idle, max_session) is learned here within one tick.
+    admitted: Mutex<HashMap<String, HashMap<SessionId, bool>>>,
 }
 
 impl Shared {
@@ -64,6 +69,7 @@ impl Shared {
             epoch: Instant::now(),
             clock_base_ms: snapshot::unix_ms(),
             answered: AtomicBool::new(true),
+            admitted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -75,6 +81,16 @@ impl Shared {
         settings: &Settings,
         a: Arrival,
     ) -> Result<Decision, StoreError> {
+        if let Some(v) = a.visitor
+            && self.cached(&room.name, &v.id)
+        {
+            return Ok(Decision::Admit {
+                visitor: v,
+                joined: false,
+                how: None,
+                view: None,
+            });
+        }
         let fresh = SessionId::random(&mut rand::rng());
         let id = a.visitor.map(|v| v.id);
         let budget = a.visitor.is_none().then_some(a.prefix);
@@ -86,6 +102,15 @@ impl Shared {
             budget,
         };
         let answer = self.redis.decide(&room.name, settings, r).await?;
+        if let (Kind::Admit, Some(State::Active), Some(id)) =
+            (&answer.kind, answer.state, answer.session)
+        {
+            self.admitted
+                .lock()
+                .entry(room.name.clone())
+                .or_default()
+                .insert(id, false);
+        }
         Ok(decision(settings, &answer))
     }
 
@@ -159,8 +184,54 @@ impl Shared {
         })
     }
 
+    /// Whether `id` is an admitted session this instance lets in without asking (and note the
+    /// request, to be marked seen at the next tick).
+    fn cached(&self, room: &str, id: &SessionId) -> bool {
+        let mut admitted = self.admitted.lock();
+        match admitted.get_mut(room).and_then(|m| m.get_mut(id)) {
+            Some(requested) => {
+                *requested = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, room: &str, id: &SessionId) {
+        if let Some(m) = self.admitted.lock().get_mut(room) {
+            m.remove(id);
+        }
+    }
+
+    /// Marks the sessions let in since the last tick seen in Redis, forgetting those it no
+    /// longer has admitted and those with no request since the last tick.
+    async fn flush_seen(&self, room: &Room, settings: &Settings) -> Result<(), StoreError> {
+        let requested: Vec<SessionId> = {
+            let mut admitted = self.admitted.lock();
+            let Some(m) = admitted.get_mut(&room.name) else {
+                return Ok(());
+            };
+            m.retain(|_, requested| *requested);
+            m.iter_mut()
+                .map(|(id, requested)| {
+                    *requested = false;
+                    *id
+                })
+                .collect()
+        };
+        if requested.is_empty() {
+            return Ok(());
+        }
+        let gone = self.redis.seen(&room.name, settings, &requested).await?;
+        for id in gone {
+            self.forget(&room.name, &id);
+        }
+        Ok(())
+    }
+
     /// The tick of one room: the lease, then (holding it) expiry and releases, then the figures.
     async fn tick_room(&self, room: &Room, settings: &Settings) -> Result<Ticked, StoreError> {
+        self.flush_seen(room, settings).await?;
         let fence = self
             .redis
             .lease(&room.name, settings, &self.instance, self.lease)
@@ -310,6 +381,7 @@ impl Store for Shared {
     }
 
     async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
+        self.forget(&room.name, id);
         let settings = Settings::default();
         match self.redis.leave(&room.name, &settings, *id).await {
             Ok(Gone::Place) => Some(Left::Place),
@@ -323,6 +395,7 @@ impl Store for Shared {
     }
 
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
+        self.forget(&room.name, id);
         let settings = Settings::default();
         match self.redis.revoke(&room.name, &settings, *id).await {
             Ok(Gone::None) => None,
