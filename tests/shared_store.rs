@@ -422,3 +422,46 @@ async fn admitted_requests_skip_the_store_and_a_revoke_elsewhere_is_learned_with
     })
     .await;
 }
+
+/// An operator's change through one instance's admin API applies on every instance within a
+/// tick: the other instance's admin API shows it, and its visitors see the message.
+#[tokio::test]
+async fn an_override_through_one_instance_applies_on_every_instance() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(&redis, &origin, "active_users = 1\nabandon_after = \"60s\"");
+    let (mut gws, _dirs) = instances(&config, 2).await;
+    let here = gws[0].admin().await;
+    let there = gws[1].admin().await;
+    here.patch_ok("shop", r#"{"message": "back at noon"}"#)
+        .await;
+    let want = serde_json::json!({"message": "back at noon"});
+    wait_until(
+        Duration::from_secs(3),
+        "the override on the other instance",
+        || {
+            let (there, want) = (there.clone(), want.clone());
+            async move { (there.room("shop").await["overrides"] == want).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(client(&gws[1]).get("/", JSON).await.status, 200);
+    let r = client(&gws[1]).get("/", JSON).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["message"], "back at noon");
+    // Dropped through the other instance: gone on the first too.
+    assert_eq!(
+        there
+            .send("DELETE", "/api/v1/rooms/shop/overrides", "")
+            .await
+            .status,
+        200
+    );
+    wait_until(Duration::from_secs(3), "the overrides dropped everywhere", || {
+        let here = here.clone();
+        async move { (here.room("shop").await["overrides"] == serde_json::json!({})).then_some(()) }
+    })
+    .await;
+}

@@ -107,6 +107,8 @@ pub struct Figures {
     pub recent_releases: u64,
     pub first_release_ms: Option<u64>,
     pub now_ms: u64,
+    /// The operator's overrides as JSON, when set through the shared store.
+    pub overrides: Option<String>,
 }
 
 /// One request to the site or the join endpoint.
@@ -237,6 +239,7 @@ impl RedisRooms {
             "tick" => "tick",
             "lease" => "lease",
             "seen" => "seen",
+            "overrides" => "overrides",
             _ => "figures",
         };
         metrics::counter!(crate::metrics::STORE_REQUESTS, "op" => op).increment(1);
@@ -337,6 +340,17 @@ impl RedisRooms {
             .collect())
     }
 
+    /// Keeps the room's overrides (JSON) for every instance.
+    pub async fn set_overrides(
+        &self,
+        room: &str,
+        settings: &Settings,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        self.call(room, settings, "overrides", &[json]).await?;
+        Ok(())
+    }
+
     /// The room's shared figures now.
     pub async fn figures(&self, room: &str, settings: &Settings) -> Result<Figures, StoreError> {
         let v = self.call(room, settings, "figures", &[]).await?;
@@ -355,6 +369,7 @@ impl RedisRooms {
             recent_releases: n(11)?,
             first_release_ms: Some(n(12)?).filter(|t| *t > 0),
             now_ms: n(13)?,
+            overrides: text(v.get(14)).ok().filter(|o| !o.is_empty()),
         })
     }
 

@@ -333,12 +333,13 @@ local function seen(ids)
 end
 
 -- The room's figures: active, released, waiting, joined, admitted at once, admitted when
--- released, releases, abandoned, left, duplicates, releases over the last minute, first release.
+-- released, releases, abandoned, left, duplicates, releases over the last minute, first release,
+-- now, and the operator's overrides as JSON ('' : none set through a shared store).
 local function figures()
   local n, first = recent()
   return { 'figures', count('active'), count('released'), waiting(), count('joined'),
            count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'), count('left'),
-           count('dup'), n, first, now }
+           count('dup'), n, first, now, redis.call('GET', K .. ':o') or '' }
 end
 
 -- The tick's lease: ARGV[12] the instance, ARGV[13] the lease ms. Returns the fencing value
@@ -364,5 +365,8 @@ elseif op == 'tick' then return tick(ARGV[12])
 elseif op == 'lease' then return lease(ARGV[12], tonumber(ARGV[13]))
 elseif op == 'figures' then return figures()
 elseif op == 'seen' then return seen({ unpack(ARGV, 12) })
+elseif op == 'overrides' then
+  redis.call('SET', K .. ':o', ARGV[12])
+  return 'ok'
 end
 return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

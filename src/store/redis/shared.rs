@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::{Answer, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
+use super::{Answer, Figures, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
 use crate::config::RedisSettings;
 use crate::metrics as m;
 use crate::room::{
@@ -251,33 +251,8 @@ impl Shared {
             }
         }
         let f = self.redis.figures(&room.name, settings).await?;
-        let rate = rate_of(settings, f.recent_releases, f.first_release_ms, f.now_ms);
-        let paused = settings.paused || settings.mode == Mode::Reject;
-        let reading = Reading {
-            telemetry: Telemetry {
-                queue_depth: f.waiting,
-                active: u32::try_from(f.active).unwrap_or(u32::MAX),
-                released: u32::try_from(f.released).unwrap_or(u32::MAX),
-                release_rate_per_sec: rate,
-                wait_at_back_seconds: if paused {
-                    None
-                } else {
-                    wait_seconds(f.waiting + 1, rate)
-                },
-            },
-            counters: Counters {
-                joined: f.joined,
-                admitted_immediate: f.admitted_immediate,
-                admitted_released: f.admitted_released,
-                released: f.released_total,
-                abandoned: f.abandoned,
-                left_queue: f.left_queue,
-                duplicates: f.duplicates,
-                recovered: 0,
-            },
-            sessions: usize::try_from(f.active + f.released + f.waiting).unwrap_or(usize::MAX),
-            waiting: f.waiting,
-        };
+        adopt_overrides(room, &f);
+        let reading = reading_of(settings, &f);
         self.readings
             .lock()
             .insert(room.name.clone(), reading.clone());
@@ -286,6 +261,50 @@ impl Shared {
             reading,
             reserve_low: false,
         })
+    }
+}
+
+/// An operator's change made through any instance applies here at this tick.
+fn adopt_overrides(room: &Room, f: &Figures) {
+    if let Some(o) = f
+        .overrides
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Overrides>(j).ok())
+        && o != *room.overrides()
+    {
+        tracing::info!(room = %room.name, overrides = ?o, "overrides from the shared store");
+        room.set_overrides(o);
+    }
+}
+
+/// A room's figures as the admin API and metrics read them.
+fn reading_of(settings: &Settings, f: &Figures) -> Reading {
+    let rate = rate_of(settings, f.recent_releases, f.first_release_ms, f.now_ms);
+    let paused = settings.paused || settings.mode == Mode::Reject;
+    Reading {
+        telemetry: Telemetry {
+            queue_depth: f.waiting,
+            active: u32::try_from(f.active).unwrap_or(u32::MAX),
+            released: u32::try_from(f.released).unwrap_or(u32::MAX),
+            release_rate_per_sec: rate,
+            wait_at_back_seconds: if paused {
+                None
+            } else {
+                wait_seconds(f.waiting + 1, rate)
+            },
+        },
+        counters: Counters {
+            joined: f.joined,
+            admitted_immediate: f.admitted_immediate,
+            admitted_released: f.admitted_released,
+            released: f.released_total,
+            abandoned: f.abandoned,
+            left_queue: f.left_queue,
+            duplicates: f.duplicates,
+            recovered: 0,
+        },
+        sessions: usize::try_from(f.active + f.released + f.waiting).unwrap_or(usize::MAX),
+        waiting: f.waiting,
     }
 }
 
@@ -450,7 +469,17 @@ impl Store for Shared {
         overrides::load(&self.dir)
     }
 
+    /// Keeps the overrides in Redis (every instance applies them at its next tick) and in this
+    /// instance's file. Called off the async runtime (the admin API's blocking pool).
     fn save_overrides(&self, all: &BTreeMap<String, Overrides>) -> std::io::Result<()> {
+        let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let settings = Settings::default();
+        for (name, o) in all {
+            let json = serde_json::to_string(o).map_err(std::io::Error::other)?;
+            handle
+                .block_on(self.redis.set_overrides(name, &settings, &json))
+                .map_err(std::io::Error::other)?;
+        }
         overrides::save(&self.dir, all)
     }
 
