@@ -424,7 +424,8 @@ async fn admitted_requests_skip_the_store_and_a_revoke_elsewhere_is_learned_with
 }
 
 /// An operator's change through one instance's admin API applies on every instance within a
-/// tick: the other instance's admin API shows it, and its visitors see the message.
+/// tick: the other instance's admin API shows it, and its visitors see the message. Each
+/// instance's room JSON lists the live instances and the lease holder.
 #[tokio::test]
 async fn an_override_through_one_instance_applies_on_every_instance() {
     let Some(redis) = RedisServer::start().await else {
@@ -464,4 +465,20 @@ async fn an_override_through_one_instance_applies_on_every_instance() {
         async move { (here.room("shop").await["overrides"] == serde_json::json!({})).then_some(()) }
     })
     .await;
+    // Each instance's room JSON lists the live instances and which one ticks.
+    for admin in [&here, &there] {
+        let room = admin.room("shop").await;
+        let instances = room["instances"].as_array().unwrap();
+        assert_eq!(instances.len(), 2, "{room}");
+        let holders = instances
+            .iter()
+            .filter(|i| i["lease_holder"] == true)
+            .count();
+        assert_eq!(holders, 1, "{room}");
+        assert!(
+            instances
+                .iter()
+                .all(|i| i["last_seen_ms_ago"].as_u64().unwrap() < 5_000)
+        );
+    }
 }

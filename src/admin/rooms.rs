@@ -113,7 +113,7 @@ impl Admin {
     fn describe(&self, file: &std::sync::Arc<RoomConfig>, room: &Room) -> Value {
         let eff = room.effective(file);
         let reading = self.gw.store().reading(room, &eff.settings);
-        let (t, counters) = (reading.telemetry, reading.counters);
+        let (t, counters, instances) = (reading.telemetry, reading.counters, reading.instances);
         let requests: Map<String, Value> = room
             .figures
             .requests()
@@ -149,6 +149,14 @@ impl Admin {
                 "upstream_errors": upstream,
             },
         });
+        // A shared store: every instance seen within the last minute, and the lease holder.
+        let extra = match extra {
+            Value::Object(mut m) if !instances.is_empty() => {
+                m.insert("instances".into(), json!(instances));
+                Value::Object(m)
+            }
+            other => other,
+        };
         if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
             v.extend(extra);
         }

@@ -135,6 +135,7 @@ fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Reading {
         counters: st.counters.clone(),
         sessions: st.sessions.len(),
         waiting: st.waiting(),
+        instances: Vec::new(),
     }
 }
 

@@ -33,6 +33,17 @@ pub struct Reading {
     pub sessions: usize,
     /// Visitors waiting (in line or at the front).
     pub waiting: u64,
+    /// A shared store: the instances seen within the last minute (empty in-process).
+    pub instances: Vec<Instance>,
+}
+
+/// One instance sharing a store, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub last_seen_ms_ago: u64,
+    /// It holds the room's tick lease.
+    pub lease_holder: bool,
 }
 
 /// What one tick of a room did.

@@ -109,6 +109,10 @@ pub struct Figures {
     pub now_ms: u64,
     /// The operator's overrides as JSON, when set through the shared store.
     pub overrides: Option<String>,
+    /// The instance holding the tick's lease, if any.
+    pub lease_holder: Option<String>,
+    /// Instances seen within the last minute, with when (Redis's clock, ms).
+    pub instances: Vec<(String, u64)>,
 }
 
 /// One request to the site or the join endpoint.
@@ -351,9 +355,14 @@ impl RedisRooms {
         Ok(())
     }
 
-    /// The room's shared figures now.
-    pub async fn figures(&self, room: &str, settings: &Settings) -> Result<Figures, StoreError> {
-        let v = self.call(room, settings, "figures", &[]).await?;
+    /// The room's shared figures now; `instance` (if not empty) is recorded as live.
+    pub async fn figures(
+        &self,
+        room: &str,
+        settings: &Settings,
+        instance: &str,
+    ) -> Result<Figures, StoreError> {
+        let v = self.call(room, settings, "figures", &[instance]).await?;
         let n = |i: usize| int(v.get(i));
         Ok(Figures {
             active: n(1)?,
@@ -370,6 +379,13 @@ impl RedisRooms {
             first_release_ms: Some(n(12)?).filter(|t| *t > 0),
             now_ms: n(13)?,
             overrides: text(v.get(14)).ok().filter(|o| !o.is_empty()),
+            lease_holder: text(v.get(15)).ok().filter(|h| !h.is_empty()),
+            instances: v
+                .get(16..)
+                .unwrap_or_default()
+                .chunks(2)
+                .filter_map(|p| Some((text(p.first()).ok()?, int(p.get(1)).ok()?)))
+                .collect(),
         })
     }
 

@@ -335,11 +335,24 @@ end
 -- The room's figures: active, released, waiting, joined, admitted at once, admitted when
 -- released, releases, abandoned, left, duplicates, releases over the last minute, first release,
 -- now, and the operator's overrides as JSON ('' : none set through a shared store).
-local function figures()
+-- ARGV[12]: the asking instance, recorded as live now; instances not seen for a minute are
+-- dropped. Then come the live instances as (id, last seen ms) pairs and the lease holder.
+local function figures(me)
   local n, first = recent()
-  return { 'figures', count('active'), count('released'), waiting(), count('joined'),
-           count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'), count('left'),
-           count('dup'), n, first, now, redis.call('GET', K .. ':o') or '' }
+  local I = K .. ':inst'
+  if me and me ~= '' then redis.call('HSET', I, me, now) end
+  local live = {}
+  local all = redis.call('HGETALL', I)
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) < now - 60000 then redis.call('HDEL', I, all[i])
+    else table.insert(live, all[i]); table.insert(live, tonumber(all[i + 1])) end
+  end
+  local out = { 'figures', count('active'), count('released'), waiting(), count('joined'),
+                count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'),
+                count('left'), count('dup'), n, first, now, redis.call('GET', K .. ':o') or '',
+                redis.call('GET', K .. ':lease') or '' }
+  for _, x in ipairs(live) do table.insert(out, x) end
+  return out
 end
 
 -- The tick's lease: ARGV[12] the instance, ARGV[13] the lease ms. Returns the fencing value
@@ -363,7 +376,7 @@ elseif op == 'leave' then return leave(ARGV[12], 'leave')
 elseif op == 'revoke' then return leave(ARGV[12], 'revoke')
 elseif op == 'tick' then return tick(ARGV[12])
 elseif op == 'lease' then return lease(ARGV[12], tonumber(ARGV[13]))
-elseif op == 'figures' then return figures()
+elseif op == 'figures' then return figures(ARGV[12])
 elseif op == 'seen' then return seen({ unpack(ARGV, 12) })
 elseif op == 'overrides' then
   redis.call('SET', K .. ':o', ARGV[12])

@@ -19,7 +19,7 @@ use crate::room::{
     RoomState, SessionId, Settings, Telemetry, TickReport, Via, View, ViewState, Visitor, rate_of,
     wait_seconds,
 };
-use crate::store::{Reading, Room, SnapshotReport, Store, Ticked, overrides, snapshot};
+use crate::store::{Instance, Reading, Room, SnapshotReport, Store, Ticked, overrides, snapshot};
 
 /// How long a visitor is told to wait before asking again while the store does not answer.
 const UNREACHABLE_RETRY_SECONDS: u64 = 5;
@@ -250,7 +250,10 @@ impl Shared {
                 }
             }
         }
-        let f = self.redis.figures(&room.name, settings).await?;
+        let f = self
+            .redis
+            .figures(&room.name, settings, &self.instance)
+            .await?;
         adopt_overrides(room, &f);
         let reading = reading_of(settings, &f);
         self.readings
@@ -305,6 +308,15 @@ fn reading_of(settings: &Settings, f: &Figures) -> Reading {
         },
         sessions: usize::try_from(f.active + f.released + f.waiting).unwrap_or(usize::MAX),
         waiting: f.waiting,
+        instances: f
+            .instances
+            .iter()
+            .map(|(id, seen)| Instance {
+                id: id.clone(),
+                last_seen_ms_ago: f.now_ms.saturating_sub(*seen),
+                lease_holder: f.lease_holder.as_deref() == Some(id.as_str()),
+            })
+            .collect(),
     }
 }
 
@@ -462,6 +474,7 @@ impl Store for Shared {
                 counters: Counters::default(),
                 sessions: 0,
                 waiting: 0,
+                instances: Vec::new(),
             })
     }
 
