@@ -482,3 +482,33 @@ async fn an_override_through_one_instance_applies_on_every_instance() {
         );
     }
 }
+
+/// `url_env`: the store's address (with a password, in production) comes from the environment,
+/// read at start.
+#[tokio::test]
+async fn the_store_url_can_come_from_the_environment() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(&redis, &origin, "active_users = 1").replace(
+        &format!("url = \"{}\"", redis.url()),
+        "url_env = \"ANTEROOM_TEST_REDIS_URL\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let url = redis.url();
+    let mut gw = Binary::start(&path, &[SECRET, ("ANTEROOM_TEST_REDIS_URL", &url)]).await;
+    assert_eq!(client(&gw).get("/", JSON).await.status, 200);
+    assert_eq!(
+        client(&gw).get("/", JSON).await.status,
+        429,
+        "the one slot is taken"
+    );
+    let admin = gw.admin().await;
+    let decides = admin
+        .metric("anteroom_store_requests_total", &[("op", "decide")])
+        .await;
+    assert_eq!(decides, Some(2.0), "both decided in Redis");
+}
