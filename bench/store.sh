@@ -57,25 +57,35 @@ run() { # $1 name, $2 store table, $3 port
   local token=${cookie#*=}
   local admitted refused joins polls
   [ -n "$cookie" ] || { echo "no session cookie" >&2; exit 1; }
+  calls_reset
   read -r admitted refused < <(rps -H 'Host: bench.local' -H "Cookie: $cookie" \
     -H 'Accept: application/json' "$base/")
   [ "$refused" = 0 ] || { echo "$1: $refused admitted requests were not let in" >&2; exit 1; }
-  if [ "$1" = redis ]; then redis-cli -s "$work/redis.sock" config resetstat >/dev/null; fi
+  local per_admitted; per_admitted=$(calls_per "$admitted")
+  calls_reset
   read -r joins _ < <(rps -H 'Host: bench.local' -H 'Accept: application/json' "$base/")
-  local joined=0
-  if [ "$1" = redis ]; then
-    joined=$(redis-cli -s "$work/redis.sock" info commandstats | tr -d '\r' \
-      | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:/ {n+=$2} END {print n+0}')
-  fi
+  local per_join; per_join=$(calls_per "$joins")
+  calls_reset
   read -r polls _ < <(rps -H 'Host: bench.local' -H 'Accept: application/json' \
     -H "Anteroom-Token: $token" "$base/__anteroom/status")
+  local per_poll; per_poll=$(calls_per "$polls")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   printf '%-7s admitted %7s rps   joins %7s rps   status polls %7s rps' "$1" "$admitted" "$joins" "$polls"
   if [ "$1" = redis ]; then
-    printf '   (%s script calls for %s joins in %ss)' "$joined" "$((joins * secs))" "$secs"
+    printf '   (script calls per request: admitted %s, join %s, poll %s)' \
+      "$per_admitted" "$per_join" "$per_poll"
   fi
   echo
 }
+
+# Redis's count of script calls (EVALSHA, EVAL) since the last reset; reset.
+calls() {
+  redis-cli -s "$work/redis.sock" info commandstats | tr -d '\r' \
+    | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:/ {n+=$2} END {print n+0}'
+}
+calls_reset() { redis-cli -s "$work/redis.sock" config resetstat >/dev/null; }
+# Script calls per request of a run at $1 requests/s (the tick's few calls included).
+calls_per() { awk -v c="$(calls)" -v n="$1" -v s="$secs" 'BEGIN {printf "%.3f", c / (n * s)}'; }
 
 run memory "" 9200
 run redis "[store]
