@@ -119,7 +119,7 @@ async fn releases_follow_arrival_order_across_instances_under_one_lease() {
     }
     assert_eq!(queued.len(), 10);
     for id in admitted {
-        assert_eq!(rooms[2].leave("line", &s, id).await.unwrap(), Gone::Slot);
+        assert_eq!(rooms[2].leave("line", id).await.unwrap(), Gone::Slot);
     }
     let lease = Duration::from_secs(30);
     let fence = rooms[0]
@@ -149,7 +149,7 @@ async fn releases_follow_arrival_order_across_instances_under_one_lease() {
                     .await
                     .unwrap();
                 assert_eq!((a.kind, a.how), (Kind::Admit, Some(AdmitHow::Released)));
-                assert_eq!(rooms[2].leave("line", &s, *id).await.unwrap(), Gone::Slot);
+                assert_eq!(rooms[2].leave("line", *id).await.unwrap(), Gone::Slot);
             }
         }
     }
@@ -233,7 +233,7 @@ async fn a_place_is_the_same_on_every_instance_and_a_missed_turn_goes_to_the_fro
     // The admitted visitor leaves; the head of the line is released and never comes.
     assert_eq!(
         rooms[0]
-            .leave("moves", &s, first.session.unwrap())
+            .leave("moves", first.session.unwrap())
             .await
             .unwrap(),
         Gone::Slot
@@ -285,11 +285,11 @@ async fn sessions_end_by_leave_revoke_idle_and_max_session() {
         .await
         .unwrap();
     assert_eq!(full.kind, Kind::Wait, "the room is full");
-    assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::Slot);
-    assert_eq!(r.leave("ends", &s, ids[0]).await.unwrap(), Gone::None);
-    assert_eq!(r.revoke("ends", &s, ids[1]).await.unwrap(), Gone::Slot);
+    assert_eq!(r.leave("ends", ids[0]).await.unwrap(), Gone::Slot);
+    assert_eq!(r.leave("ends", ids[0]).await.unwrap(), Gone::None);
+    assert_eq!(r.revoke("ends", ids[1]).await.unwrap(), Gone::Slot);
     assert_eq!(
-        r.leave("ends", &s, full.session.unwrap()).await.unwrap(),
+        r.leave("ends", full.session.unwrap()).await.unwrap(),
         Gone::Place
     );
     // max_session (100 ms) far below session_ttl (5 min) still ends the session on time.

@@ -149,13 +149,9 @@ impl Gateway {
                 ask.count("queue");
                 Ok(answer::too_fast(&ask.rc, wait_ms))
             }
-            Decision::Closed => {
-                ask.count("closed");
-                closed(ask)
-            }
-            // The status endpoint's answers, never a page's or a fetch's: the room takes nobody
-            // here.
-            Decision::Standing { .. } | Decision::Unknown => {
+            // The status endpoint's answers (a standing, an unknown session) never come to a
+            // page or a fetch; were one to, the room takes nobody here.
+            Decision::Closed | Decision::Standing { .. } | Decision::Unknown => {
                 ask.count("closed");
                 closed(ask)
             }
@@ -175,7 +171,10 @@ impl Gateway {
     ) -> Decision {
         let arrival = Arrival {
             visitor,
-            prefix: Prefix::of(ask.client_ip(headers)),
+            // Only a visitor without a token is budgeted: the address is read for no one else.
+            prefix: visitor
+                .is_none()
+                .then(|| Prefix::of(ask.client_ip(headers))),
             via,
         };
         let decision = self.store.arrive(ask.room, &ask.rc.settings, arrival).await;

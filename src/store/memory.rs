@@ -2,14 +2,15 @@
 //! from the snapshot in the state folder at start and written back to it (each room's lock is
 //! held only for a flat copy; the encoding and the disk work follow outside it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::registry::Registry;
 use super::snapshot::{self, Snapshot};
 use super::{Reading, Room, Store, Ticked, overrides};
 use crate::metrics as m;
@@ -30,15 +31,11 @@ pub struct SnapshotReport {
     pub path: String,
 }
 
-/// Rooms in this process. The registry's lock is taken briefly for a lookup or an insert (a
-/// swap, a tick, the admin API, a snapshot), never per request (requests hold their room's
-/// handle).
+/// Rooms in this process, each under its own lock.
 pub struct Memory {
-    rooms: RwLock<HashMap<String, Arc<Room>>>,
+    rooms: Registry,
     /// The state folder: snapshots and overrides.
     dir: PathBuf,
-    epoch: Instant,
-    clock_base_ms: u64,
     /// One snapshot write at a time.
     writing: Mutex<()>,
 }
@@ -47,10 +44,8 @@ impl Memory {
     /// An empty store keeping its files in `dir`.
     pub fn new(dir: &Path) -> Self {
         Memory {
-            rooms: RwLock::new(HashMap::new()),
+            rooms: Registry::new(),
             dir: dir.to_path_buf(),
-            epoch: Instant::now(),
-            clock_base_ms: snapshot::unix_ms(),
             writing: Mutex::new(()),
         }
     }
@@ -63,7 +58,6 @@ impl Memory {
             return;
         };
         let now = self.now_ms();
-        let mut rooms = self.rooms.write();
         let mut failed = false;
         for (name, image) in snap.rooms {
             let settings = settings(&name).unwrap_or_default();
@@ -72,7 +66,7 @@ impl Memory {
             match RoomState::restore(image, &settings, now) {
                 Ok(state) => {
                     tracing::info!(room = %name, sessions, age_s, "room restored from the snapshot");
-                    rooms.insert(name.clone(), Arc::new(Room::new(&name, state)));
+                    self.rooms.insert(&name, state);
                 }
                 Err(e) => {
                     failed = true;
@@ -80,7 +74,6 @@ impl Memory {
                 }
             }
         }
-        drop(rooms);
         if failed {
             snapshot::set_aside(&self.dir, &"a room in it is inconsistent");
         }
@@ -141,32 +134,20 @@ fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Reading {
 
 impl Store for Memory {
     fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
-        self.clock_base_ms.saturating_add(elapsed)
+        self.rooms.now_ms()
     }
 
     fn room(&self, name: &str, settings: &Settings) -> Arc<Room> {
-        if let Some(r) = self.find(name) {
-            return r;
-        }
-        let now = self.now_ms();
         self.rooms
-            .write()
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Room::new(name, RoomState::fresh(settings, now))))
-            .clone()
+            .get_or_make(name, |now| RoomState::fresh(settings, now))
     }
 
     fn find(&self, name: &str) -> Option<Arc<Room>> {
-        self.rooms.read().get(name).cloned()
+        self.rooms.find(name)
     }
 
     fn rooms(&self) -> Vec<(String, Arc<Room>)> {
-        self.rooms
-            .read()
-            .iter()
-            .map(|(n, r)| (n.clone(), r.clone()))
-            .collect()
+        self.rooms.all()
     }
 
     async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {

@@ -9,6 +9,7 @@
 mod memory;
 pub mod overrides;
 pub mod redis;
+mod registry;
 mod room;
 pub mod snapshot;
 

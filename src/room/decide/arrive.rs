@@ -29,11 +29,12 @@ pub enum Via {
 }
 
 /// One request: the visitor its valid token names (`None`: no valid token), the client's
-/// address prefix (for the join budget), and how it came.
+/// address prefix when it has no token (only such a visitor is budgeted; the address is not
+/// looked at for the others), and how it came.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
     pub visitor: Option<Visitor>,
-    pub prefix: Prefix,
+    pub prefix: Option<Prefix>,
     pub via: Via,
 }
 
@@ -69,7 +70,8 @@ fn visit(
     rng: &mut impl rand::Rng,
 ) -> Decision {
     if a.visitor.is_none()
-        && let Some(view) = over_budget(settings, state, a.prefix, now_ms)
+        && let Some(prefix) = a.prefix
+        && let Some(view) = over_budget(settings, state, prefix, now_ms)
     {
         return Decision::OverBudget { view };
     }
@@ -103,7 +105,9 @@ fn join(
                 view: status(settings, state, &v.id, now_ms, rng),
             };
         }
-    } else if let Some(view) = over_budget(settings, state, a.prefix, now_ms) {
+    } else if let Some(prefix) = a.prefix
+        && let Some(view) = over_budget(settings, state, prefix, now_ms)
+    {
         return Decision::OverBudget { view };
     }
     match decide(settings, state, None, now_ms, rng) {

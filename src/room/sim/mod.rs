@@ -238,7 +238,7 @@ impl Sim {
         let prefix = Prefix::of(std::net::IpAddr::from([10, 0, net, 1]));
         let arrival = Arrival {
             visitor: None,
-            prefix,
+            prefix: Some(prefix),
             via: Via::Page,
         };
         let d = arrive(

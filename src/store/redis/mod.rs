@@ -287,27 +287,19 @@ impl RedisRooms {
     }
 
     /// A visitor gives up its place or slot.
-    pub async fn leave(
-        &self,
-        room: &str,
-        settings: &Settings,
-        session: SessionId,
-    ) -> Result<Gone, StoreError> {
-        let v = self
-            .call(room, settings, "leave", &[&hex(&session)])
-            .await?;
-        gone(&v)
+    pub async fn leave(&self, room: &str, session: SessionId) -> Result<Gone, StoreError> {
+        self.end(room, "leave", session).await
     }
 
     /// The origin ended a session.
-    pub async fn revoke(
-        &self,
-        room: &str,
-        settings: &Settings,
-        session: SessionId,
-    ) -> Result<Gone, StoreError> {
+    pub async fn revoke(&self, room: &str, session: SessionId) -> Result<Gone, StoreError> {
+        self.end(room, "revoke", session).await
+    }
+
+    /// Ends a session by `op` (the script reads no settings for it).
+    async fn end(&self, room: &str, op: &str, session: SessionId) -> Result<Gone, StoreError> {
         let v = self
-            .call(room, settings, "revoke", &[&hex(&session)])
+            .call(room, &Settings::default(), op, &[&hex(&session)])
             .await?;
         gone(&v)
     }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
-use tokio::time::Instant;
+use parking_lot::Mutex;
 
 use super::{Answer, Figures, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
 use crate::config::RedisSettings;
@@ -19,7 +18,8 @@ use crate::room::{
     RoomState, SessionId, Settings, Telemetry, TickReport, Via, View, ViewState, Visitor, rate_of,
     wait_seconds,
 };
-use crate::store::{Instance, Reading, Room, SnapshotReport, Store, Ticked, overrides, snapshot};
+use crate::store::registry::Registry;
+use crate::store::{Instance, Reading, Room, SnapshotReport, Store, Ticked, overrides};
 
 /// How long a visitor is told to wait before asking again while the store does not answer.
 const UNREACHABLE_RETRY_SECONDS: u64 = 5;
@@ -27,7 +27,7 @@ const UNREACHABLE_RETRY_SECONDS: u64 = 5;
 /// Rooms in Redis, shared with every instance that uses the same server and key prefix.
 pub struct Shared {
     redis: RedisRooms,
-    rooms: RwLock<HashMap<String, Arc<Room>>>,
+    rooms: Registry,
     /// This instance's name as a lease holder.
     instance: String,
     /// How long a lease lasts without renewal.
@@ -36,8 +36,6 @@ pub struct Shared {
     readings: Mutex<HashMap<String, Reading>>,
     /// The overrides file's folder.
     dir: PathBuf,
-    epoch: Instant,
-    clock_base_ms: u64,
     /// Whether the last call to Redis was answered.
     answered: AtomicBool,
     /// Admitted sessions this instance lets in without a round trip, by room: whether a request
@@ -61,13 +59,11 @@ impl Shared {
         rand::fill(&mut id);
         Ok(Shared {
             redis,
-            rooms: RwLock::new(HashMap::new()),
+            rooms: Registry::new(),
             instance: id.iter().map(|b| format!("{b:02x}")).collect(),
             lease: (tick * 5 / 2).max(Duration::from_millis(500)),
             readings: Mutex::new(HashMap::new()),
             dir: dir.to_path_buf(),
-            epoch: Instant::now(),
-            clock_base_ms: snapshot::unix_ms(),
             answered: AtomicBool::new(true),
             admitted: Mutex::new(HashMap::new()),
         })
@@ -93,7 +89,7 @@ impl Shared {
         }
         let fresh = SessionId::random(&mut rand::rng());
         let id = a.visitor.map(|v| v.id);
-        let budget = a.visitor.is_none().then_some(a.prefix);
+        let budget = a.prefix.filter(|_| a.visitor.is_none());
         let poll = a.via == Via::Fetch;
         let r = Request {
             visitor: id,
@@ -138,7 +134,7 @@ impl Shared {
             }
         }
         let fresh = SessionId::random(&mut rand::rng());
-        let budget = a.visitor.is_none().then_some(a.prefix);
+        let budget = a.prefix.filter(|_| a.visitor.is_none());
         let r = Request {
             budget,
             ..Request::page(None, fresh)
@@ -368,37 +364,21 @@ fn unreachable(room: &Room, e: &StoreError) -> Decision {
 
 impl Store for Shared {
     fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
-        self.clock_base_ms.saturating_add(elapsed)
+        self.rooms.now_ms()
     }
 
     fn room(&self, name: &str, settings: &Settings) -> Arc<Room> {
-        if let Some(r) = self.find(name) {
-            return r;
-        }
-        let now = self.now_ms();
+        // The line lives in Redis; the local state only carries the handle.
         self.rooms
-            .write()
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(Room::new(
-                    name,
-                    RoomState::new(now, settings.admit_per_minute),
-                ))
-            })
-            .clone()
+            .get_or_make(name, |now| RoomState::new(now, settings.admit_per_minute))
     }
 
     fn find(&self, name: &str) -> Option<Arc<Room>> {
-        self.rooms.read().get(name).cloned()
+        self.rooms.find(name)
     }
 
     fn rooms(&self) -> Vec<(String, Arc<Room>)> {
-        self.rooms
-            .read()
-            .iter()
-            .map(|(n, r)| (n.clone(), r.clone()))
-            .collect()
+        self.rooms.all()
     }
 
     async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
@@ -413,8 +393,7 @@ impl Store for Shared {
 
     async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
         self.forget(&room.name, id);
-        let settings = Settings::default();
-        match self.redis.leave(&room.name, &settings, *id).await {
+        match self.redis.leave(&room.name, *id).await {
             Ok(Gone::Place) => Some(Left::Place),
             Ok(Gone::Slot) => Some(Left::Slot),
             Ok(Gone::None) => None,
@@ -427,8 +406,7 @@ impl Store for Shared {
 
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         self.forget(&room.name, id);
-        let settings = Settings::default();
-        match self.redis.revoke(&room.name, &settings, *id).await {
+        match self.redis.revoke(&room.name, *id).await {
             Ok(Gone::None) => None,
             Ok(_) => Some(EndReason::Revoke),
             Err(e) => {
