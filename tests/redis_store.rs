@@ -15,7 +15,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anteroom::room::{AdmitHow, SessionId, Settings};
+use anteroom::room::{AdmitHow, Policy, SessionId, Settings};
 use anteroom::store::redis::{Gone, Kind, RedisRooms, Request, State, Ticked};
 use support::RedisServer;
 
@@ -314,4 +314,284 @@ async fn sessions_end_by_leave_revoke_idle_and_max_session() {
         "a free slot and nobody waiting: admitted again"
     );
     assert!(gone.joined);
+}
+
+fn policy(active_users: u32, policy: Policy) -> Settings {
+    Settings {
+        policy,
+        draw_every: Duration::from_millis(200),
+        ..settings(active_users)
+    }
+}
+
+/// Joins `n` visitors on alternating instances (none admitted: the room is full) and has each
+/// page ask once from the other instance, as the waiting page does.
+async fn queue_up(
+    rooms: &[RedisRooms],
+    room: &str,
+    s: &Settings,
+    ids: std::ops::Range<u128>,
+) -> Vec<SessionId> {
+    let mut line = Vec::new();
+    for i in ids {
+        let r = &rooms[(i % 2) as usize];
+        let a = r
+            .decide(room, s, Request::page(None, fresh(i)))
+            .await
+            .unwrap();
+        assert_eq!(a.kind, Kind::Wait, "{a:?}");
+        let id = a.session.unwrap();
+        rooms[((i + 1) % 2) as usize]
+            .status(room, s, id)
+            .await
+            .unwrap();
+        line.push(id);
+    }
+    line
+}
+
+/// Ticks `room` (holding the lease as instance "a") until everyone in `line` was released, each
+/// released visitor coming in and leaving at once: the release order. Never more admitted or
+/// released than the capacity.
+async fn release_all(
+    rooms: &[RedisRooms],
+    room: &str,
+    s: &Settings,
+    line: &[SessionId],
+) -> Vec<SessionId> {
+    let fence = rooms[0]
+        .lease(room, s, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("instance a holds the lease");
+    let mut order = Vec::new();
+    for _ in 0..line.len() * 3 {
+        let Ticked::Done {
+            active,
+            released_now,
+            ..
+        } = rooms[0].tick(room, s, &fence).await.unwrap()
+        else {
+            panic!("fenced");
+        };
+        assert!(active + released_now <= u64::from(s.active_users.unwrap()));
+        for id in line {
+            if order.contains(id) {
+                continue;
+            }
+            let a = rooms[1]
+                .decide(room, s, Request::page(Some(*id), fresh(999)))
+                .await
+                .unwrap();
+            if a.kind == Kind::Admit {
+                assert_eq!(a.how, Some(AdmitHow::Released));
+                order.push(*id);
+                assert_eq!(rooms[0].leave(room, *id).await.unwrap(), Gone::Slot);
+            }
+        }
+        if order.len() == line.len() {
+            break;
+        }
+    }
+    order
+}
+
+#[tokio::test]
+async fn a_random_line_has_no_places_and_releases_uniformly_across_instances() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 2).await;
+    let s = policy(1, Policy::Random);
+    // 300 rooms of 5 in line: who of the five is released first must be uniform.
+    let mut first = [0u32; 5];
+    for room in 0..300 {
+        let name = format!("random{room}");
+        let holder = rooms[0]
+            .decide(&name, &s, Request::page(None, fresh(100)))
+            .await
+            .unwrap();
+        assert_eq!(holder.kind, Kind::Admit);
+        let line = queue_up(&rooms, &name, &s, 0..5).await;
+        if room == 0 {
+            let a = rooms[1].status(&name, &s, line[0]).await.unwrap();
+            assert_eq!((a.position, a.queue_depth), (None, 5), "no stable place");
+        }
+        rooms[1]
+            .leave(&name, holder.session.unwrap())
+            .await
+            .unwrap();
+        let order = release_all(&rooms, &name, &s, &line).await;
+        assert_eq!(order.len(), 5, "everyone released once");
+        first[line.iter().position(|id| *id == order[0]).unwrap()] += 1;
+    }
+    // Chi-square with 4 degrees of freedom; 18.47 is the 0.1% tail.
+    let chi2: f64 = first
+        .iter()
+        .map(|&o| (f64::from(o) - 60.0).powi(2) / 60.0)
+        .sum();
+    assert!(
+        chi2 < 18.47,
+        "first releases by arrival {first:?}, chi2 {chi2:.1}"
+    );
+}
+
+#[tokio::test]
+async fn a_lottery_draws_its_pool_shuffled_and_gives_places_only_after_the_draw() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 2).await;
+    let s = policy(1, Policy::Lottery);
+    let holder = rooms[0]
+        .decide("draws", &s, Request::page(None, fresh(100)))
+        .await
+        .unwrap();
+    assert_eq!(holder.kind, Kind::Admit);
+    let line = queue_up(&rooms, "draws", &s, 0..20).await;
+    let before = rooms[0].status("draws", &s, line[3]).await.unwrap();
+    assert_eq!(before.position, None, "no place before the draw");
+    let until = before.next_draw_ms.unwrap().saturating_sub(before.now_ms);
+    assert!(until <= 200, "the next draw within draw_every: {until} ms");
+    assert_eq!((before.drawn, before.pool), (0, 20));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let fence = rooms[0]
+        .lease("draws", &s, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let Ticked::Done { drawing, .. } = rooms[0].tick("draws", &s, &fence).await.unwrap() else {
+        panic!("fenced");
+    };
+    assert_eq!(drawing, 0);
+    // Everyone now has a place, each given once, and the order is not the arrival order.
+    let mut places = Vec::new();
+    for id in &line {
+        let a = rooms[0].status("draws", &s, *id).await.unwrap();
+        places.push(a.position.unwrap());
+    }
+    let mut sorted = places.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=20).collect::<Vec<u64>>());
+    assert_ne!(
+        places, sorted,
+        "shuffled (a 1 in 20! chance of arrival order)"
+    );
+    // A new arrival waits for the next draw, behind everyone drawn.
+    let late = rooms[0]
+        .decide("draws", &s, Request::page(None, fresh(500)))
+        .await
+        .unwrap();
+    assert_eq!((late.position, late.drawn, late.pool), (None, 20, 1));
+    // Releases follow the drawn order.
+    rooms[0]
+        .leave("draws", holder.session.unwrap())
+        .await
+        .unwrap();
+    let order = release_all(&rooms, "draws", &s, &line).await;
+    let mut by_place: Vec<(u64, SessionId)> = places.iter().copied().zip(line.clone()).collect();
+    by_place.sort_unstable();
+    let drawn: Vec<SessionId> = by_place.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(order, drawn);
+}
+
+#[tokio::test]
+async fn a_large_draw_goes_on_in_bounded_steps_under_the_lease() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 1).await;
+    let s = Settings {
+        paused: true,
+        ..policy(1, Policy::Lottery)
+    };
+    let mut line = Vec::new();
+    for i in 0..2_500u128 {
+        let a = rooms[0]
+            .decide("big", &s, Request::page(None, fresh(i)))
+            .await
+            .unwrap();
+        line.push(a.session.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let fence = rooms[0]
+        .lease("big", &s, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let Ticked::Done { drawing, .. } = rooms[0].tick("big", &s, &fence).await.unwrap() else {
+        panic!("fenced");
+    };
+    let batch = u64::from(anteroom::store::redis::TICK_BATCH);
+    assert_eq!(drawing, 2_500 - batch, "one batch per call");
+    // Those drawn so far have places; the rest of the draw none yet.
+    let drawn = rooms[0].status("big", &s, line[0]).await.unwrap();
+    assert_eq!((drawn.drawn, drawn.pool), (batch, 2_500 - batch));
+    assert_eq!(
+        rooms[0].draw("big", &s, "stale").await.unwrap(),
+        0,
+        "nothing drawn without the lease's fencing value"
+    );
+    assert_eq!(
+        rooms[0].draw("big", &s, &fence).await.unwrap(),
+        2_500 - 2 * batch
+    );
+    assert_eq!(rooms[0].draw("big", &s, &fence).await.unwrap(), 0);
+    let mut places = HashSet::new();
+    for id in &line {
+        let a = rooms[0]
+            .decide("big", &s, Request::page(Some(*id), fresh(0)))
+            .await
+            .unwrap();
+        assert!(!a.joined);
+        places.insert(a.position.unwrap());
+    }
+    assert_eq!(places, (1..=2_500).collect::<HashSet<u64>>());
+}
+
+/// The places of `ids` as the room with settings `s` answers a page view of each.
+async fn places(r: &RedisRooms, s: &Settings, ids: &[SessionId]) -> Vec<Option<u64>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let a = r
+            .decide("switch", s, Request::page(Some(*id), fresh(999)))
+            .await
+            .unwrap();
+        out.push(a.position);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_policy_change_keeps_everyone_queued_and_the_drawn_in_their_order() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let rooms = instances(&server, 2).await;
+    let fifo = policy(1, Policy::Fifo);
+    let lottery = policy(1, Policy::Lottery);
+    let random = policy(1, Policy::Random);
+    rooms[0]
+        .decide("switch", &fifo, Request::page(None, fresh(100)))
+        .await
+        .unwrap();
+    let line = queue_up(&rooms, "switch", &fifo, 0..6).await;
+    let ordered: Vec<Option<u64>> = (1..=6).map(Some).collect();
+    // fifo -> lottery: the fifo order stands as if already drawn.
+    assert_eq!(places(&rooms[1], &lottery, &line).await, ordered);
+    let late = queue_up(&rooms, "switch", &lottery, 6..8).await;
+    assert_eq!(
+        places(&rooms[1], &lottery, &late).await,
+        vec![None, None],
+        "in the pool"
+    );
+    // lottery -> fifo: the drawn keep their places, the pool lines up behind by ticket.
+    assert_eq!(places(&rooms[1], &fifo, &line).await, ordered);
+    assert_eq!(
+        places(&rooms[1], &fifo, &late).await,
+        vec![Some(7), Some(8)]
+    );
+    // fifo -> random: the drawn still go first; the rest have no place.
+    assert_eq!(places(&rooms[1], &random, &line).await, ordered);
+    assert_eq!(places(&rooms[1], &random, &late).await, vec![None, None]);
 }

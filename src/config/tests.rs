@@ -241,11 +241,6 @@ fn store_errors_name_their_key() {
             ),
             "token.secret_env",
         ),
-        (
-            shared("kind = \"redis\"\nurl = \"redis://x\"")
-                .replace("active_users = 2", "active_users = 2\nqueue = \"lottery\""),
-            "room[0].queue",
-        ),
     ];
     for (text, key) in cases {
         let e = errors(&text);
@@ -253,5 +248,13 @@ fn store_errors_name_their_key() {
             e.iter().any(|m| m.contains(&format!("`{key}`"))),
             "want {key}: {e:?}"
         );
+    }
+    // Every policy works with a shared store.
+    for q in ["fifo", "random", "lottery"] {
+        let text = shared("kind = \"redis\"\nurl = \"redis://x\"").replace(
+            "active_users = 2",
+            &format!("active_users = 2\nqueue = \"{q}\""),
+        );
+        assert_eq!(errors(&text), Vec::<String>::new(), "{q}");
     }
 }

@@ -4,7 +4,6 @@
 use rand::RngExt;
 
 use super::Settings;
-use super::lottery::LotteryQueue;
 use super::state::RoomState;
 
 const WINDOW_MS: u64 = 60_000;
@@ -98,10 +97,11 @@ pub fn wait_seconds(position: u64, rate_per_sec: f64) -> Option<u64> {
     Some((position as f64 / rate_per_sec).ceil() as u64)
 }
 
-/// Estimated seconds for a lottery visitor before their draw: the draw comes (or those already
-/// drawn go through, whichever is later), then on average half the pool goes first.
-pub(super) fn lottery_wait_seconds(
-    q: &LotteryQueue,
+/// Estimated seconds for a lottery visitor before their draw: the draw comes (or the `drawn`
+/// already in line go through, whichever is later), then on average half the `pool` goes first.
+pub fn lottery_wait_seconds(
+    drawn: u64,
+    pool: u64,
     until_draw_ms: u64,
     rate_per_sec: f64,
 ) -> Option<u64> {
@@ -109,9 +109,16 @@ pub(super) fn lottery_wait_seconds(
         return None;
     }
     let until_draw = until_draw_ms as f64 / 1000.0;
-    let drawn_through = q.drawn_len() as f64 / rate_per_sec;
-    let half_pool = (q.pool_len() as f64 + 1.0) / 2.0 / rate_per_sec;
+    let drawn_through = drawn as f64 / rate_per_sec;
+    let half_pool = (pool as f64 + 1.0) / 2.0 / rate_per_sec;
     Some((until_draw.max(drawn_through) + half_pool).ceil() as u64)
+}
+
+/// Random queues: the chance (0..=1, to a thousandth) of a visitor among `waiting` being
+/// released within the next minute, with the line moving at `rate_per_sec`.
+pub fn chance_next_minute(waiting: u64, rate_per_sec: f64) -> f64 {
+    let c = ((rate_per_sec * 60.0) / waiting.max(1) as f64).min(1.0);
+    (c * 1000.0).round() / 1000.0
 }
 
 /// What the page says about a wait: "less than a minute", "about 3 minutes", "about 2 hours".

@@ -28,7 +28,10 @@ pub use decide::{
     Arrival, Deadlines, Decision, EXPIRED_RETRY_SECONDS, Left, Via, View, ViewState, Visitor,
     arrive, decide, leave, poll_too_soon, revoke, set_poll_floor, settle, status,
 };
-pub use estimate::{Telemetry, poll_after, rate_of, telemetry, wait_seconds, wait_text};
+pub use estimate::{
+    Telemetry, chance_next_minute, lottery_wait_seconds, poll_after, rate_of, telemetry,
+    wait_seconds, wait_text,
+};
 pub use joins::{JoinBudget, Prefix};
 pub use line::Line;
 pub use lottery::LotteryQueue;

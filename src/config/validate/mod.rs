@@ -157,7 +157,6 @@ impl Validator<'_> {
         let mut pages = Pages::new();
         let (rooms, hosts) = self.rooms(&f.room, &mut pages);
         let default_room = self.default_room(f.default_room.as_ref(), &rooms);
-        self.shared_lines(&store, &f.room);
         Config {
             file: self.file.clone(),
             tick,

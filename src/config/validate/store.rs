@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::super::file::{RoomFile, StoreFile, TokenFile};
+use super::super::file::{StoreFile, TokenFile};
 use super::super::{OnStoreError, RedisSettings, StoreSettings};
-use super::{Validator, key, room_key};
+use super::{Validator, key};
 
 impl Validator<'_> {
     /// `[store]`. A shared store needs the token secret from `[token] secret_env`: a key
@@ -46,24 +46,6 @@ impl Validator<'_> {
                     format!("{other:?} is not a store; write \"memory\" or \"redis\""),
                 );
                 StoreSettings::Memory
-            }
-        }
-    }
-
-    /// A shared store keeps fifo lines only, so far: a room asking for another is refused by
-    /// name rather than run by rules it did not ask for.
-    pub(super) fn shared_lines(&mut self, store: &StoreSettings, rooms: &[RoomFile]) {
-        if !matches!(store, StoreSettings::Redis(_)) {
-            return;
-        }
-        for (i, r) in rooms.iter().enumerate() {
-            if let Some(q) = r.queue.as_deref().filter(|q| *q != "fifo") {
-                self.error(
-                    &room_key(i, "queue"),
-                    format!(
-                        "{q:?}: a shared store ([store] kind = \"redis\") keeps fifo lines only"
-                    ),
-                );
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::super::Settings;
 use super::super::estimate::{
-    line_rate, lottery_wait_seconds, poll_after, release_rate, wait_seconds,
+    chance_next_minute, line_rate, lottery_wait_seconds, poll_after, release_rate, wait_seconds,
 };
 use super::super::line::Line;
 use super::super::state::{RoomState, Session, SessionId, SessionState};
@@ -154,7 +154,7 @@ pub(super) fn view_of(
         poll_after_seconds: poll_after(estimated_wait_seconds, rng)
             .min((ms(settings.release_window) / 3_000).max(2)),
         progress_percent: progress_percent(state, s, at),
-        chance_next_minute: chance_next_minute(state, at, rate),
+        chance_next_minute: chance(state, at, rate),
         next_draw_in_ms,
         deadlines: Deadlines::of(settings, s, now_ms),
         slowed_ms_ago: state
@@ -187,7 +187,8 @@ fn estimated_wait(
         (true, _, _) if super::super::estimate::no_releases(settings) => None,
         (true, Some(p), _) => wait_seconds(p, rate),
         (true, None, Line::Lottery(q)) => {
-            lottery_wait_seconds(q, next_draw_in_ms.unwrap_or(0), rate)
+            let (drawn, pool) = (q.drawn_len() as u64, q.pool_len() as u64);
+            lottery_wait_seconds(drawn, pool, next_draw_in_ms.unwrap_or(0), rate)
         }
         // Without a stable place, the wait shown is the time to release everyone now in line.
         (true, None, _) => wait_seconds(state.waiting(), rate),
@@ -195,12 +196,10 @@ fn estimated_wait(
     }
 }
 
-/// Random queues: the chance (0..=1, to a thousandth) of a visitor in line being released
-/// within the next minute, with the line moving at `rate` a second.
-fn chance_next_minute(state: &RoomState, at: Standing, rate: f64) -> Option<f64> {
+/// Random queues: the chance of a visitor in line being released within the next minute.
+fn chance(state: &RoomState, at: Standing, rate: f64) -> Option<f64> {
     (at.queued && matches!(state.queue, Line::Random(_)))
-        .then(|| ((rate * 60.0) / state.waiting().max(1) as f64).min(1.0))
-        .map(|c| (c * 1000.0).round() / 1000.0)
+        .then(|| chance_next_minute(state.waiting(), rate))
 }
 
 /// How far along the line a visitor standing `at` has come: releases since they joined against

@@ -89,6 +89,12 @@ pub struct Answer {
     pub first_release_ms: Option<u64>,
     /// `TooSoon` and `OverBudget`: how long until the request would be answered.
     pub wait_ms: u64,
+    /// Lottery rooms: when the next draw is (Redis's clock).
+    pub next_draw_ms: Option<u64>,
+    /// Lottery rooms: visitors with a stable place (drawn, or at the front).
+    pub drawn: u64,
+    /// Lottery rooms: visitors waiting for a draw.
+    pub pool: u64,
 }
 
 /// A room's shared figures.
@@ -150,6 +156,8 @@ pub enum Ticked {
         active: u64,
         released_now: u64,
         waiting: u64,
+        /// Lottery rooms: visitors of a draw under way still to be drawn (by `draw`).
+        drawing: u64,
         /// Sessions that ended (`None`: a queued visitor abandoned).
         ended: Vec<Option<EndReason>>,
     },
@@ -241,6 +249,7 @@ impl RedisRooms {
             "leave" => "leave",
             "revoke" => "revoke",
             "tick" => "tick",
+            "draw" => "draw",
             "lease" => "lease",
             "seen" => "seen",
             "overrides" => "overrides",
@@ -381,20 +390,22 @@ impl RedisRooms {
         })
     }
 
-    /// One tick of the room (expire, release), with the fencing value of the lease.
+    /// One tick of the room (expire, a lottery's draw, release), with the fencing value of the
+    /// lease. Random picks are keyed by a fresh seed from this instance's CSPRNG.
     pub async fn tick(
         &self,
         room: &str,
         settings: &Settings,
         fence: &str,
     ) -> Result<Ticked, StoreError> {
-        let v = self.call(room, settings, "tick", &[fence]).await?;
+        let seed = seed();
+        let v = self.call(room, settings, "tick", &[fence, &seed]).await?;
         if text(v.first())? == "fenced" {
             return Ok(Ticked::Fenced);
         }
         let ended = v
             .iter()
-            .skip(5)
+            .skip(6)
             .map(|e| text(Some(e)).map(|r| end_reason(&r)))
             .collect::<Result<_, _>>()?;
         Ok(Ticked::Done {
@@ -402,13 +413,32 @@ impl RedisRooms {
             active: int(v.get(2))?,
             released_now: int(v.get(3))?,
             waiting: int(v.get(4))?,
+            drawing: int(v.get(5))?,
             ended,
         })
     }
+
+    /// Goes on with a lottery's draw under way (a bounded step, like the tick's): how many are
+    /// left to draw. Nothing is drawn without the lease's current fencing value.
+    pub async fn draw(
+        &self,
+        room: &str,
+        settings: &Settings,
+        fence: &str,
+    ) -> Result<u64, StoreError> {
+        let seed = seed();
+        let v = self.call(room, settings, "draw", &[fence, &seed]).await?;
+        int(v.first())
+    }
 }
 
-/// The settings the script reads, in its order (ARGV[2..11]).
-fn settings_args(s: &Settings) -> [String; 10] {
+/// A fresh secret seed for the script's random picks (128 bits from the thread's CSPRNG).
+fn seed() -> String {
+    hex(&SessionId::random(&mut rand::rng()))
+}
+
+/// The settings the script reads, in its order (ARGV[2..13]).
+fn settings_args(s: &Settings) -> [String; 12] {
     let ms = |d: Duration| d.as_millis().to_string();
     let opt = |v: Option<u32>| v.map_or("-1".to_string(), |n| n.to_string());
     [
@@ -422,6 +452,8 @@ fn settings_args(s: &Settings) -> [String; 10] {
         if s.mode == Mode::Reject { "1" } else { "0" }.to_string(),
         TICK_BATCH.to_string(),
         opt(s.max_joins_per_prefix_per_minute),
+        s.policy.as_str().to_string(),
+        ms(s.draw_every),
     ]
 }
 
@@ -529,6 +561,9 @@ fn answer(v: &[Value]) -> Result<Answer, StoreError> {
         recent_releases: int(v.get(15))?,
         first_release_ms: Some(int(v.get(16))?).filter(|t| *t > 0),
         wait_ms: int(v.get(17))?,
+        next_draw_ms: Some(int(v.get(18))?).filter(|t| *t > 0),
+        drawn: int(v.get(19))?,
+        pool: int(v.get(20))?,
     })
 }
 

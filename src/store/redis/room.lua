@@ -2,7 +2,7 @@
 -- any number of instances. The same rules as src/room/ (decide.rs, tick/): read those first.
 --
 -- KEYS[1]: the room's key base, "{prefix:room}" (one hash tag: a cluster keeps a room on one
--- slot). ARGV[1]: the operation; ARGV[2..11]: the room's settings; ARGV[12..]: the operation's.
+-- slot). ARGV[1]: the operation; ARGV[2..13]: the room's settings; ARGV[14..]: the operation's.
 -- Times are Redis's clock (TIME), in milliseconds, so instances never disagree about "now".
 
 local K = KEYS[1]
@@ -17,20 +17,26 @@ local paused = ARGV[8] == '1'
 local reject = ARGV[9] == '1'
 local batch = tonumber(ARGV[10])     -- most sessions one tick looks at or releases
 local joins = tonumber(ARGV[11])     -- max_joins_per_prefix_per_minute, -1: none
+local policy = ARGV[12]              -- queue: fifo | random | lottery
+local draw_every = tonumber(ARGV[13]) -- lottery: ms between draws
+local function arg(i) return ARGV[13 + i] end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local N = K .. ':n'    -- counters: active, released, joined, adm_i, adm_r, rel_total, ...
-local Q = K .. ':q'    -- the line: session -> ticket
+local Q = K .. ':q'    -- the line (a lottery's pool): session -> ticket
 local F = K .. ':f'    -- the front (back from a missed turn): session -> ticket
+local L = K .. ':l'    -- the drawn of a lottery, released before the line: session -> draw number
+local W = K .. ':w'    -- a draw under way, taken out of the line at the draw: session -> ticket
 local D = K .. ':d'    -- timers: session -> when to look at it next
 local B = K .. ':b'    -- the rate budget: tok, last, rate
 local R = K .. ':r'    -- releases of the last minute: "ms:count" -> ms
 local function S(id) return K .. ':s:' .. id end
 
 local function count(f) return tonumber(redis.call('HGET', N, f) or '0') end
-local function waiting() return redis.call('ZCARD', Q) + redis.call('ZCARD', F) end
+local function card(k) return redis.call('ZCARD', k) end
+local function waiting() return card(Q) + card(F) + card(L) + card(W) end
 
 local function tokens()
   if rate < 0 then return math.huge end
@@ -87,18 +93,101 @@ local function remove(id, s)
   redis.call('ZREM', D, id)
   redis.call('ZREM', Q, id)
   redis.call('ZREM', F, id)
+  redis.call('ZREM', L, id)
+  redis.call('ZREM', W, id)
   if s.st == 'a' then redis.call('HINCRBY', N, 'active', -1) end
   if s.st == 'r' then redis.call('HINCRBY', N, 'released', -1) end
 end
 
--- A place in line: 1 + those ahead (the front first, then the line by ticket).
+-- A place in line: 1 + those ahead. Releases take the front first, then the drawn of a lottery,
+-- then a draw under way, then the line by policy; only fifo gives the line stable places (a
+-- random line has none, a lottery's pool none before its draw).
 local function position(id, s)
   if s.st ~= 'q' then return -1 end
   local r = redis.call('ZRANK', F, id)
   if r then return r + 1 end
+  r = redis.call('ZRANK', L, id)
+  if r then return card(F) + r + 1 end
+  if policy ~= 'fifo' then return -1 end
   r = redis.call('ZRANK', Q, id)
-  if r then return redis.call('ZCARD', F) + r + 1 end
+  if r then return card(F) + card(L) + card(W) + r + 1 end
   return -1
+end
+
+-- Random picks for a random line and a lottery's draws: SHA-1 over the caller's secret seed (from
+-- the instance's CSPRNG, fresh per call) and a counter, so nobody outside can predict a pick.
+local seed, picks = '', 0
+local function pick(n)
+  picks = picks + 1
+  local x = tonumber(string.sub(redis.sha1hex(seed .. ':' .. picks), 1, 12), 16)
+  return math.floor(x / 281474976710656 * n)
+end
+
+-- Takes one session uniformly at random out of the sorted set `k` (O(log n)).
+local function take_random(k)
+  local n = card(k)
+  if n == 0 then return nil end
+  local r = pick(n)
+  local id = redis.call('ZRANGE', k, r, r)[1]
+  redis.call('ZREM', k, id)
+  return id
+end
+
+-- Moves up to `batch` of a draw under way behind the drawn, each picked uniformly among those
+-- left: a shuffle of the whole draw, done in bounded steps. Returns how many are left.
+local function draw_step()
+  for _ = 1, math.min(batch, card(W)) do
+    local id = take_random(W)
+    redis.call('ZADD', L, redis.call('INCR', K .. ':dseq'), id)
+  end
+  return card(W)
+end
+
+-- A lottery's draw when due (engine: LotteryQueue::draw_if_due): the pool becomes the draw under
+-- way (one RENAME, whatever its size) and the next draw is `draw_every` later. A draw due while
+-- the last is still under way waits for it.
+local function draw_if_due()
+  if policy ~= 'lottery' then return end
+  local at = tonumber(redis.call('HGET', N, 'draw_at') or '0')
+  local soonest = now + draw_every
+  if at > now then
+    redis.call('HSET', N, 'draw_at', math.min(at, soonest))
+    return
+  end
+  if card(W) > 0 then return end
+  redis.call('HSET', N, 'draw_at', soonest)
+  if card(Q) > 0 then redis.call('RENAME', Q, W) end
+end
+
+-- The room's policy changed (a reload or an override): nobody queued is lost. A fifo line
+-- becoming a lottery keeps its order as if already drawn (one RENAME, when nobody is drawn yet);
+-- otherwise the line becomes the pool of the next draw. The drawn keep their order whatever the
+-- policy, and go first.
+local function switch()
+  local was = redis.call('HGET', N, 'pol') or 'fifo'
+  if was == policy then return end
+  redis.call('HSET', N, 'pol', policy)
+  if policy ~= 'lottery' then return end
+  redis.call('HSET', N, 'draw_at', now + draw_every)
+  if was == 'fifo' and card(L) == 0 and card(W) == 0 and card(Q) > 0 then
+    redis.call('RENAME', Q, L)
+    redis.call('SET', K .. ':dseq', redis.call('GET', K .. ':seq') or '0')
+  end
+end
+
+-- The next session a release goes to, by the order `position` counts.
+local function next_up()
+  for _, k in ipairs({ F, L }) do
+    local id = redis.call('ZRANGE', k, 0, 0)[1]
+    if id then redis.call('ZREM', k, id); return id end
+  end
+  if card(W) > 0 then return take_random(W) end
+  if policy == 'fifo' then
+    local id = redis.call('ZRANGE', Q, 0, 0)[1]
+    if id then redis.call('ZREM', Q, id) end
+    return id
+  elseif policy == 'random' then return take_random(Q) end
+  return nil
 end
 
 -- Releases over the last minute, and when the room first released anyone (0: never).
@@ -112,14 +201,16 @@ end
 
 -- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
 -- released before joining, releases so far, seen, since, active, released, now, releases over
--- the last minute, first release.
+-- the last minute, first release, wait, then for a lottery: the next draw (0: none), those
+-- drawn or at the front, those in the pool or a draw under way.
 local function answer(kind, id, s, joined, how, wait)
   local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
   if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
   local n, first = recent()
+  local draw_at = policy == 'lottery' and tonumber(redis.call('HGET', N, 'draw_at') or '0') or 0
   return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, waiting(), rb,
            count('rel_total'), seen, since, count('active'), count('released'), now, n, first,
-           wait or 0 }
+           wait or 0, draw_at, card(F) + card(L), card(Q) + card(W) }
 end
 
 -- The release rate (per second) the estimate uses (engine: estimate::rate_of).
@@ -208,10 +299,11 @@ local function join(id, had_token)
   return answer('wait', id, s, true)
 end
 
--- One request (engine: arrive, then decide). ARGV[12]: the token's session or ''; ARGV[13]: a
--- fresh id for a new session; ARGV[14]: '1' when the request is a poll (not a page view);
--- ARGV[15]: the client's prefix for the join budget ('' : not budgeted).
+-- One request (engine: arrive, then decide). Arguments: the token's session or ''; a fresh id
+-- for a new session; '1' when the request is a poll (not a page view); the client's prefix for
+-- the join budget ('' : not budgeted).
 local function decide(id, fresh, poll, p)
+  switch()
   if id ~= '' then
     local s = load(id)
     if s and poll then
@@ -245,6 +337,7 @@ end
 
 -- The standing of a known session (a status poll): present, its answer; unknown: 'unknown'.
 local function status(id)
+  switch()
   local s = load(id)
   if not s then return answer('unknown') end
   local soon = too_soon(id, s)
@@ -266,11 +359,15 @@ local function leave(id, why)
   return { 'slot' }
 end
 
--- The tick (engine: tick::expire then release), by the lease holder only: ARGV[12] is its
--- fencing value, refused when another instance took the lease since. Looks at `batch` due
--- sessions at most and releases `batch` at most, so no call runs long.
+-- The tick (engine: tick::expire then release), by the lease holder only: its first argument is
+-- its fencing value, the second a fresh random seed, refused when another instance took the lease since. Looks at `batch` due
+-- sessions at most and releases `batch` at most, so no call runs long. A lottery draws when due,
+-- moving `batch` at most of the draw; the answer says how many are left to draw (op 'draw').
 local function tick(fence)
   if redis.call('GET', K .. ':lease:fence') ~= fence then return { 'fenced' } end
+  switch()
+  draw_if_due()
+  local drawing = draw_step()
   local ended = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', D, '-inf', now, 'LIMIT', 0, batch)) do
     local s = load(id)
@@ -294,13 +391,8 @@ local function tick(fence)
   local released, looked = 0, 0
   while not paused and looked < batch and has_room() do
     looked = looked + 1
-    local id = redis.call('ZRANGE', F, 0, 0)[1]
-    if id then redis.call('ZREM', F, id)
-    else
-      id = redis.call('ZRANGE', Q, 0, 0)[1]
-      if not id then break end
-      redis.call('ZREM', Q, id)
-    end
+    local id = next_up()
+    if not id then break end
     local s = load(id)
     if s and not s.ret then
       s.st = 'm'; save(id, s)        -- never came back: passed over, its turn missed
@@ -317,10 +409,11 @@ local function tick(fence)
     redis.call('ZADD', R, now, now .. ':' .. released)
   end
   redis.call('ZREMRANGEBYSCORE', R, '-inf', now - 60000)
-  return { 'ticked', released, count('active'), count('released'), waiting(), unpack(ended) }
+  return { 'ticked', released, count('active'), count('released'), waiting(), drawing,
+           unpack(ended) }
 end
 
--- Admitted sessions this instance let in without asking (ARGV[12..]): each still active is
+-- Admitted sessions this instance let in without asking (the arguments): each still active is
 -- seen now; the others (ended, left, revoked) are returned, to be forgotten by the instance.
 local function seen(ids)
   local gone = {}
@@ -335,7 +428,7 @@ end
 -- The room's figures: active, released, waiting, joined, admitted at once, admitted when
 -- released, releases, abandoned, left, duplicates, releases over the last minute, first release,
 -- now, and the operator's overrides as JSON ('' : none set through a shared store).
--- ARGV[12]: the asking instance, recorded as live now; instances not seen for a minute are
+-- The argument: the asking instance, recorded as live now; instances not seen for a minute are
 -- dropped. Then come the live instances as (id, last seen ms) pairs and the lease holder.
 local function figures(me)
   local n, first = recent()
@@ -355,7 +448,7 @@ local function figures(me)
   return out
 end
 
--- The tick's lease: ARGV[12] the instance, ARGV[13] the lease ms. Returns the fencing value
+-- The tick's lease: the arguments are the instance and the lease ms. Returns the fencing value
 -- while this instance holds the lease, '' when another does.
 local function lease(me, ms)
   local holder = redis.call('GET', K .. ':lease')
@@ -370,16 +463,20 @@ local function lease(me, ms)
   return fence
 end
 
-if op == 'decide' then return decide(ARGV[12], ARGV[13], ARGV[14] == '1', ARGV[15])
-elseif op == 'status' then return status(ARGV[12])
-elseif op == 'leave' then return leave(ARGV[12], 'leave')
-elseif op == 'revoke' then return leave(ARGV[12], 'revoke')
-elseif op == 'tick' then return tick(ARGV[12])
-elseif op == 'lease' then return lease(ARGV[12], tonumber(ARGV[13]))
-elseif op == 'figures' then return figures(ARGV[12])
-elseif op == 'seen' then return seen({ unpack(ARGV, 12) })
+if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
+elseif op == 'status' then return status(arg(1))
+elseif op == 'leave' then return leave(arg(1), 'leave')
+elseif op == 'revoke' then return leave(arg(1), 'revoke')
+elseif op == 'tick' then seed = arg(2); return tick(arg(1))
+elseif op == 'draw' then
+  if redis.call('GET', K .. ':lease:fence') ~= arg(1) then return 0 end
+  seed = arg(2)
+  return draw_step()
+elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
+elseif op == 'figures' then return figures(arg(1))
+elseif op == 'seen' then return seen({ unpack(ARGV, 14) })
 elseif op == 'overrides' then
-  redis.call('SET', K .. ':o', ARGV[12])
+  redis.call('SET', K .. ':o', arg(1))
   return 'ok'
 end
 return redis.error_reply('anteroom: unknown operation ' .. tostring(op))

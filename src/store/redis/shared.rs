@@ -235,9 +235,16 @@ impl Shared {
         let mut report = TickReport::default();
         if let Some(fence) = fence
             && let Done::Done {
-                released, ended, ..
+                released,
+                ended,
+                mut drawing,
+                ..
             } = self.redis.tick(&room.name, settings, &fence).await?
         {
+            // A large draw goes on in bounded steps (each call short, others' calls between).
+            while drawing > 0 {
+                drawing = self.redis.draw(&room.name, settings, &fence).await?;
+            }
             report.released = u32::try_from(released).unwrap_or(u32::MAX);
             for e in ended {
                 match e {

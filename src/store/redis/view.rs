@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::{Answer, State};
-use crate::room::{Deadlines, Mode, Settings, View, ViewState, poll_after, rate_of, wait_seconds};
+use crate::room::{
+    Deadlines, Mode, Policy, Settings, View, ViewState, chance_next_minute, lottery_wait_seconds,
+    poll_after, rate_of, wait_seconds,
+};
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
@@ -25,11 +28,20 @@ pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> V
     };
     let queued = matches!(a.state, Some(State::Queued | State::Missed));
     let no_releases = settings.paused || settings.mode == Mode::Reject;
-    let estimated_wait_seconds = match (queued, position) {
-        (true, _) if no_releases => None,
-        (true, Some(p)) => wait_seconds(p, rate),
-        (true, None) => wait_seconds(a.queue_depth, rate),
-        (false, _) => Some(0),
+    // Lottery rooms, before the visitor's draw: the time until it.
+    let next_draw_in_ms = match (settings.policy, queued, position) {
+        (Policy::Lottery, true, None) => a.next_draw_ms.map(|t| t.saturating_sub(a.now_ms)),
+        _ => None,
+    };
+    let estimated_wait_seconds = match (queued, position, settings.policy) {
+        (true, _, _) if no_releases => None,
+        (true, Some(p), _) => wait_seconds(p, rate),
+        (true, None, Policy::Lottery) => {
+            lottery_wait_seconds(a.drawn, a.pool, next_draw_in_ms.unwrap_or(0), rate)
+        }
+        // Without a stable place, the wait shown is the time to release everyone now in line.
+        (true, None, _) => wait_seconds(a.queue_depth, rate),
+        (false, _, _) => Some(0),
     };
     let moved = a.released_total.saturating_sub(a.released_before);
     let progress_percent = match (queued, position) {
@@ -46,8 +58,9 @@ pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> V
         poll_after_seconds: poll_after(estimated_wait_seconds, rng)
             .min((ms(settings.release_window) / 3_000).max(2)),
         progress_percent,
-        chance_next_minute: None,
-        next_draw_in_ms: None,
+        chance_next_minute: (queued && settings.policy == Policy::Random)
+            .then(|| chance_next_minute(a.queue_depth, rate)),
+        next_draw_in_ms,
         deadlines: deadlines(settings, a),
         slowed_ms_ago: None,
     }
