@@ -22,6 +22,10 @@ pub const ROOMS_REMOVED: &str = "anteroom_rooms_removed_total";
 pub const STORE_REQUESTS: &str = "anteroom_store_requests_total";
 pub const STORE_LATENCY: &str = "anteroom_store_latency_seconds";
 pub const STORE_UNREACHABLE: &str = "anteroom_store_unreachable_total";
+/// Requests answered while the shared store did not, by what answered (`on_error`).
+pub const STORE_FALLBACK: &str = "anteroom_store_fallback_total";
+/// 1 while a room runs on this instance's own line (`on_error = "local"`), else 0.
+pub const STORE_LOCAL: &str = "anteroom_store_local";
 pub const SESSIONS_ENDED: &str = "anteroom_sessions_ended_total";
 pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
 pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";

@@ -206,6 +206,9 @@ pub struct StatusJson<'a> {
     /// Queued: when the operator lowered capacity or rate, if after this visitor joined (the
     /// estimated wait may have grown since it was last given).
     pub admissions_slowed_at: Option<String>,
+    /// A shared store's room while its store does not answer: what answered instead
+    /// (`"closed"`: no place now; `"open"`: let through; `"local"`: this instance's own line).
+    pub store_fallback: Option<&'static str>,
     /// When this answer was made.
     pub updated_at: String,
 }
@@ -234,6 +237,7 @@ impl<'a> StatusJson<'a> {
             session_expires_at: view.deadlines.session_expires_in_ms.map(rfc3339_in),
             session_ends_at: view.deadlines.session_ends_in_ms.map(rfc3339_in),
             admissions_slowed_at: view.slowed_ms_ago.map(rfc3339_ago),
+            store_fallback: view.store_fallback,
             updated_at: now_rfc3339(),
         }
     }

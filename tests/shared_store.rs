@@ -300,6 +300,7 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
             .await;
         assert_eq!(r.status, 503, "{}", r.body);
         assert!(r.json()["position"].is_null());
+        assert_eq!(r.json()["store_fallback"], "closed");
         answers += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -573,4 +574,168 @@ async fn a_lottery_and_a_random_line_work_across_instances() {
     // Those already drawn keep their places.
     let j = status(&on(&line[0], &gws[1])).await;
     assert_eq!(j["position"].as_u64(), Some(places[0]), "{j}");
+}
+
+/// Redis stopped for 5 s under traffic with `on_error = "open"`: everyone is let through (no
+/// cookie given, counted), a waiting page is told to come in, never a 5xx; when Redis is back
+/// the room queues again and the place of the visitor who waited is still theirs.
+#[tokio::test]
+async fn a_redis_outage_with_on_error_open_lets_everyone_through_then_queues_again() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
+    )
+    .replace(
+        "timeout = \"2s\"",
+        "timeout = \"250ms\"\non_error = \"open\"",
+    );
+    let (mut gws, _dirs) = instances(&config, 2).await;
+    assert_eq!(client(&gws[0]).get("/", JSON).await.status, 200);
+    let mut waiting = client(&gws[1]);
+    assert_eq!(waiting.get("/", JSON).await.status, 429);
+    redis.stop().await;
+    let outage = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut answers = 0;
+    while tokio::time::Instant::now() < outage {
+        let gw = &gws[answers % 2];
+        let r = client(gw).get("/new", JSON).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.header("set-cookie").is_none(), "no session is made");
+        let j = status(&on(&waiting, gw)).await;
+        assert_eq!(
+            (j["state"].as_str(), j["store_fallback"].as_str()),
+            (Some("admitted"), Some("open")),
+            "{j}"
+        );
+        assert_eq!(on(&waiting, gw).get("/in", JSON).await.status, 200);
+        answers += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answers >= 4, "answered while Redis was away: {answers}");
+    let admin = gws[0].admin().await;
+    let opened = admin
+        .metric(
+            "anteroom_store_fallback_total",
+            &[("room", "shop"), ("on_error", "open")],
+        )
+        .await
+        .unwrap_or(0.0);
+    assert!(opened >= 2.0 * answers as f64 / 2.0, "counted: {opened}");
+    redis.restart().await;
+    let asking = on(&waiting, &gws[0]);
+    wait_until(Duration::from_secs(10), "queueing again", || {
+        let c = asking.clone();
+        async move {
+            let j = status(&c).await;
+            (j["position"].as_u64() == Some(1) && j["store_fallback"].is_null()).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(client(&gws[1]).get("/late", JSON).await.status, 429);
+}
+
+/// Redis stopped with `on_error = "local"`: each instance runs its own line with its share of
+/// the capacity (here 2 over 2 instances: one each); those who waited keep their order, the
+/// admitted visitors this instance knew hold its slot, a leave frees it and the next in line
+/// is let in, marked `store_fallback = "local"`. When Redis is back the local line is handed to
+/// it: the visitor let in during the outage stays admitted, the one who left is gone.
+#[tokio::test]
+async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(
+        &redis,
+        &origin,
+        "active_users = 2\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
+    )
+    .replace(
+        "timeout = \"2s\"",
+        "timeout = \"250ms\"\non_error = \"local\"",
+    );
+    let (mut gws, _dirs) = instances(&config, 2).await;
+    // Both admitted visitors are known to both instances (each asked both once).
+    let mut admitted = Vec::new();
+    for _ in 0..2 {
+        let mut c = client(&gws[0]);
+        assert_eq!(c.get("/", JSON).await.status, 200);
+        assert_eq!(on(&c, &gws[1]).get("/", JSON).await.status, 200);
+        admitted.push(c);
+    }
+    let mut line = Vec::new();
+    for i in 0..3 {
+        let mut c = client(&gws[i % 2]);
+        assert_eq!(c.get("/", JSON).await.status, 429);
+        line.push(c);
+    }
+    // Both instances have seen each other (the figures of a tick).
+    let admin = gws[0].admin().await;
+    wait_until(Duration::from_secs(5), "two instances", || {
+        let admin = admin.clone();
+        async move { (admin.room("shop").await["instances"].as_array()?.len() == 2).then_some(()) }
+    })
+    .await;
+    redis.stop().await;
+    // On instance 0: the line in its shared order, the slot held by those admitted before.
+    for (i, c) in line.iter().enumerate() {
+        let j = status(&on(c, &gws[0])).await;
+        assert_eq!(j["store_fallback"], "local", "{j}");
+        assert_eq!(j["position"].as_u64(), Some(i as u64 + 1), "{j}");
+    }
+    let r = client(&gws[0]).get("/", JSON).await;
+    assert_eq!(r.status, 429, "a newcomer queues behind: {}", r.body);
+    assert_eq!(r.json()["position"], 4);
+    assert_eq!(on(&admitted[0], &gws[0]).get("/in", JSON).await.status, 200);
+    // Both admitted visitors leave: instance 0's share (one slot) goes to the head of the line.
+    for c in &admitted {
+        let left = on(c, &gws[0])
+            .send("POST", "/__anteroom/leave", &[("accept", JSON)], "")
+            .await;
+        assert_eq!(left.json()["left"], true, "{}", left.body);
+    }
+    let admitted_locally = wait_state(&on(&line[0], &gws[0]), "released").await;
+    assert_eq!(admitted_locally["store_fallback"], "local");
+    let mut first = on(&line[0], &gws[0]);
+    assert_eq!(first.get("/checkout", JSON).await.status, 200);
+    let before = origin.count();
+    assert_eq!(
+        admin
+            .metric("anteroom_store_local", &[("room", "shop")])
+            .await,
+        Some(1.0)
+    );
+    redis.restart().await;
+    // Handed back: the visitor let in during the outage is admitted on every instance; those
+    // who left are gone, so the shared line releases the next; the rest keep their order.
+    wait_until(Duration::from_secs(10), "the hand-back", || {
+        let admin = admin.clone();
+        async move {
+            (admin
+                .metric("anteroom_store_local", &[("room", "shop")])
+                .await
+                == Some(0.0))
+            .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(on(&line[0], &gws[1]).get("/after", JSON).await.status, 200);
+    assert!(origin.count() > before);
+    let j = wait_state(&on(&line[1], &gws[1]), "released").await;
+    assert!(j["store_fallback"].is_null(), "{j}");
+    let j = status(&on(&line[2], &gws[0])).await;
+    assert_eq!(j["position"].as_u64(), Some(1), "{j}");
+    for c in &admitted {
+        let r = on(c, &gws[1]).get("/again", JSON).await;
+        assert_ne!(
+            r.status, 200,
+            "a visitor who left is not admitted: {}",
+            r.body
+        );
+    }
 }

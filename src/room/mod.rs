@@ -38,7 +38,7 @@ pub use lottery::LotteryQueue;
 pub use overrides::Overrides;
 pub use persist::{
     BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
-    recover, recoverable, scratch,
+    adopt_active, recover, recoverable, scratch,
 };
 pub use queue::FifoQueue;
 pub use random::RandomQueue;

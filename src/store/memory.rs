@@ -122,7 +122,7 @@ struct Copies {
     longest_lock: f64,
 }
 
-fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Reading {
+pub(super) fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Reading {
     Reading {
         telemetry: room::telemetry(settings, st, now),
         counters: st.counters.clone(),

@@ -82,14 +82,8 @@ impl Validator<'_> {
         );
         let on_error = match s.on_error.as_deref().unwrap_or("closed") {
             "closed" => OnStoreError::Closed,
-            // Refused by name rather than run as "closed" behind the operator's back.
-            "open" | "local" => {
-                self.error(
-                    &key(&["store", "on_error"]),
-                    "only \"closed\" is available so far",
-                );
-                OnStoreError::Closed
-            }
+            "open" => OnStoreError::Open,
+            "local" => OnStoreError::Local,
             other => {
                 self.error(
                     &key(&["store", "on_error"]),

@@ -53,6 +53,9 @@ pub struct View {
     /// Queued: how long ago the operator lowered capacity or rate, if that happened after this
     /// visitor joined (the wait may have grown; the page says why).
     pub slowed_ms_ago: Option<u64>,
+    /// A shared store's room whose store did not answer: what answered instead (`"closed"`,
+    /// `"open"`, `"local"`, as `[store] on_error` says).
+    pub store_fallback: Option<&'static str>,
 }
 
 /// The deadlines a released or admitted visitor lives by, in milliseconds from now.
@@ -72,6 +75,7 @@ impl View {
             next_draw_in_ms: None,
             deadlines: Deadlines::default(),
             slowed_ms_ago: None,
+            store_fallback: None,
         }
     }
 }
@@ -161,6 +165,7 @@ pub(super) fn view_of(
             .slowed_at_ms
             .filter(|t| at.queued && *t >= s.since_ms)
             .map(|t| now_ms.saturating_sub(t)),
+        store_fallback: None,
     }
 }
 

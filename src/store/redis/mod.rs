@@ -15,6 +15,7 @@ use ::redis::{RedisError, Script, Value};
 
 use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
 
+mod fallback;
 mod shared;
 mod view;
 
@@ -117,6 +118,8 @@ pub struct Figures {
     pub overrides: Option<String>,
     /// The instance holding the tick's lease, if any.
     pub lease_holder: Option<String>,
+    /// The last ticket handed out.
+    pub last_ticket: u64,
     /// Instances seen within the last minute, with when (Redis's clock, ms).
     pub instances: Vec<(String, u64)>,
 }
@@ -252,6 +255,7 @@ impl RedisRooms {
             "draw" => "draw",
             "lease" => "lease",
             "seen" => "seen",
+            "adopt" => "adopt",
             "overrides" => "overrides",
             _ => "figures",
         };
@@ -345,6 +349,25 @@ impl RedisRooms {
             .collect())
     }
 
+    /// Takes back the sessions an instance kept on its own line while Redis did not answer
+    /// (`(session, ticket, state)` with state `'a'`, `'r'` or `'q'`); those Redis already has
+    /// are left as they are. How many were taken in.
+    pub async fn adopt(
+        &self,
+        room: &str,
+        sessions: &[(SessionId, u64, char)],
+    ) -> Result<u64, StoreError> {
+        let args: Vec<String> = sessions
+            .iter()
+            .flat_map(|(id, ticket, state)| [hex(id), ticket.to_string(), state.to_string()])
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = self
+            .call(room, &Settings::default(), "adopt", &args)
+            .await?;
+        int(v.first())
+    }
+
     /// Keeps the room's overrides (JSON) for every instance.
     pub async fn set_overrides(
         &self,
@@ -381,8 +404,9 @@ impl RedisRooms {
             now_ms: n(13)?,
             overrides: text(v.get(14)).ok().filter(|o| !o.is_empty()),
             lease_holder: text(v.get(15)).ok().filter(|h| !h.is_empty()),
+            last_ticket: n(16)?,
             instances: v
-                .get(16..)
+                .get(17..)
                 .unwrap_or_default()
                 .chunks(2)
                 .filter_map(|p| Some((text(p.first()).ok()?, int(p.get(1)).ok()?)))

@@ -425,11 +425,49 @@ local function seen(ids)
   return gone
 end
 
+-- Sessions an instance kept on its own line while Redis did not answer (on_error = "local"),
+-- as (session, ticket, state) triples, state 'a' (admitted), 'r' (released), 'q' (in line) or
+-- 'x' (ended: left or revoked there). A session the store does not know is taken in (admitted
+-- ones even past capacity: they are in already); one the local line let further than the store
+-- had it (admitted or released while the store has it waiting) keeps that; an ended one ends.
+-- The ticket counter moves past every ticket taken in. Returns how many sessions changed.
+local function adopt(args)
+  local seq = tonumber(redis.call('GET', K .. ':seq') or '0')
+  local changed = 0
+  for i = 1, #args - 2, 3 do
+    local id, t, st = args[i], tonumber(args[i + 1]), args[i + 2]
+    local s = load(id)
+    local waiting_here = s and (s.st == 'q' or s.st == 'm')
+    if st == 'x' then
+      if s then remove(id, s); changed = changed + 1 end
+    elseif not s then
+      s = { t = t, st = st, seen = now, since = now, ret = true, ns = false, np = 0,
+            rb = count('rel_total') }
+      if st == 'a' then redis.call('HINCRBY', N, 'active', 1)
+      elseif st == 'r' then redis.call('HINCRBY', N, 'released', 1)
+      else s.st = 'q'; redis.call('ZADD', Q, t, id) end
+      save(id, s)
+      changed = changed + 1
+      if t > seq then seq = t end
+    elseif (st == 'a' and s.st ~= 'a') or (st == 'r' and waiting_here) then
+      for _, k in ipairs({ Q, F, L, W }) do redis.call('ZREM', k, id) end
+      if s.st == 'r' then redis.call('HINCRBY', N, 'released', -1) end
+      redis.call('HINCRBY', N, st == 'a' and 'active' or 'released', 1)
+      s.st = st; s.seen = now; s.since = now
+      save(id, s)
+      changed = changed + 1
+    end
+  end
+  redis.call('SET', K .. ':seq', seq)
+  return changed
+end
+
 -- The room's figures: active, released, waiting, joined, admitted at once, admitted when
 -- released, releases, abandoned, left, duplicates, releases over the last minute, first release,
 -- now, and the operator's overrides as JSON ('' : none set through a shared store).
 -- The argument: the asking instance, recorded as live now; instances not seen for a minute are
--- dropped. Then come the live instances as (id, last seen ms) pairs and the lease holder.
+-- dropped. Then come the lease holder, the last ticket handed out, and the live instances as
+-- (id, last seen ms) pairs.
 local function figures(me)
   local n, first = recent()
   local I = K .. ':inst'
@@ -443,7 +481,8 @@ local function figures(me)
   local out = { 'figures', count('active'), count('released'), waiting(), count('joined'),
                 count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'),
                 count('left'), count('dup'), n, first, now, redis.call('GET', K .. ':o') or '',
-                redis.call('GET', K .. ':lease') or '' }
+                redis.call('GET', K .. ':lease') or '',
+                tonumber(redis.call('GET', K .. ':seq') or '0') }
   for _, x in ipairs(live) do table.insert(out, x) end
   return out
 end
@@ -475,6 +514,7 @@ elseif op == 'draw' then
 elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
 elseif op == 'figures' then return figures(arg(1))
 elseif op == 'seen' then return seen({ unpack(ARGV, 14) })
+elseif op == 'adopt' then return adopt({ unpack(ARGV, 14) })
 elseif op == 'overrides' then
   redis.call('SET', K .. ':o', arg(1))
   return 'ok'

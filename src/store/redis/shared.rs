@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::fallback::{Fallback, LastSeen};
 use super::{Answer, Figures, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
 use crate::config::RedisSettings;
 use crate::metrics as m;
@@ -20,9 +21,6 @@ use crate::room::{
 };
 use crate::store::registry::Registry;
 use crate::store::{Instance, Reading, Room, SnapshotReport, Store, Ticked, overrides};
-
-/// How long a visitor is told to wait before asking again while the store does not answer.
-const UNREACHABLE_RETRY_SECONDS: u64 = 5;
 
 /// Rooms in Redis, shared with every instance that uses the same server and key prefix.
 pub struct Shared {
@@ -43,6 +41,8 @@ pub struct Shared {
     /// those Redis no longer has admitted) and forgets the others, so an end decided anywhere
     /// (revoke, leave, idle, max_session) is learned here within one tick.
     admitted: Mutex<HashMap<String, HashMap<SessionId, bool>>>,
+    /// What answers while Redis does not (`on_error`).
+    fallback: Fallback,
 }
 
 impl Shared {
@@ -66,6 +66,7 @@ impl Shared {
             dir: dir.to_path_buf(),
             answered: AtomicBool::new(true),
             admitted: Mutex::new(HashMap::new()),
+            fallback: Fallback::new(settings.on_error),
         })
     }
 
@@ -101,6 +102,9 @@ impl Shared {
         if let (Kind::Admit, Some(State::Active), Some(id)) =
             (&answer.kind, answer.state, answer.session)
         {
+            let ttl = u64::try_from(settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+            self.fallback
+                .admitted(&room.name, &[id], self.now_ms(), ttl);
             self.admitted
                 .lock()
                 .entry(room.name.clone())
@@ -193,6 +197,27 @@ impl Shared {
         }
     }
 
+    /// Gives Redis back the sessions a local line kept while it did not answer (`on_error =
+    /// "local"`), in bounded calls; the admitted ones are let in here without asking.
+    async fn hand_back(&self, room: &Room) -> Result<(), StoreError> {
+        let Some(sessions) = self.fallback.hand_back(&room.name) else {
+            return Ok(());
+        };
+        let mut taken = 0;
+        for chunk in sessions.chunks(super::TICK_BATCH as usize) {
+            taken += self.redis.adopt(&room.name, chunk).await?;
+        }
+        tracing::info!(room = %room.name, sessions = sessions.len(), taken, "shared store back: the local line handed to it");
+        let mut admitted = self.admitted.lock();
+        let here = admitted.entry(room.name.clone()).or_default();
+        for (id, _, state) in sessions {
+            if state == 'a' {
+                here.insert(id, false);
+            }
+        }
+        Ok(())
+    }
+
     fn forget(&self, room: &str, id: &SessionId) {
         if let Some(m) = self.admitted.lock().get_mut(room) {
             m.remove(id);
@@ -219,6 +244,10 @@ impl Shared {
             return Ok(());
         }
         let gone = self.redis.seen(&room.name, settings, &requested).await?;
+        let ttl = u64::try_from(settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.fallback
+            .admitted(&room.name, &requested, self.now_ms(), ttl);
+        self.fallback.not_admitted(&room.name, &gone);
         for id in gone {
             self.forget(&room.name, &id);
         }
@@ -258,6 +287,14 @@ impl Shared {
             .figures(&room.name, settings, &self.instance)
             .await?;
         adopt_overrides(room, &f);
+        self.fallback.note(
+            &room.name,
+            LastSeen {
+                last_ticket: f.last_ticket,
+                instances: f.instances.len(),
+            },
+        );
+        self.hand_back(room).await?;
         let reading = reading_of(settings, &f);
         self.readings
             .lock()
@@ -361,14 +398,6 @@ fn decision(settings: &Settings, a: &Answer) -> Decision {
     }
 }
 
-/// The answer while the store does not answer (`on_error = "closed"`): no place now.
-fn unreachable(room: &Room, e: &StoreError) -> Decision {
-    tracing::warn!(room = %room.name, error = %e, "shared store unreachable");
-    Decision::Unreachable {
-        view: View::without_place(ViewState::Queued, 0, UNREACHABLE_RETRY_SECONDS),
-    }
-}
-
 impl Store for Shared {
     fn now_ms(&self) -> u64 {
         self.rooms.now_ms()
@@ -389,41 +418,53 @@ impl Store for Shared {
     }
 
     async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
+        let now = self.now_ms();
+        // A visitor of a local line stays there until the line is handed back to Redis.
+        if let Some(d) = self.fallback.known(&room.name, settings, a, now) {
+            return d;
+        }
         let result = match a.via {
             Via::Page | Via::Fetch => self.visit(room, settings, a).await,
             Via::Join => self.join(room, settings, a).await,
             Via::Status => self.status(room, settings, a.visitor.map(|v| v.id)).await,
         };
         self.answered.store(result.is_ok(), Ordering::Relaxed);
-        result.unwrap_or_else(|e| unreachable(room, &e))
+        result.unwrap_or_else(|e| {
+            tracing::debug!(room = %room.name, error = %e, "shared store unreachable");
+            self.fallback.answer(&room.name, settings, a, now)
+        })
     }
 
     async fn leave(&self, room: &Room, id: &SessionId) -> Option<Left> {
         self.forget(&room.name, id);
-        match self.redis.leave(&room.name, *id).await {
+        let gone = self.redis.leave(&room.name, *id).await;
+        let local = self.fallback.end(&room.name, id, gone.is_ok());
+        match gone {
             Ok(Gone::Place) => Some(Left::Place),
             Ok(Gone::Slot) => Some(Left::Slot),
-            Ok(Gone::None) => None,
+            Ok(Gone::None) => local,
             Err(e) => {
-                tracing::warn!(room = %room.name, error = %e, "leave not recorded: store unreachable");
-                None
+                tracing::warn!(room = %room.name, error = %e, "leave: store unreachable");
+                local
             }
         }
     }
 
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         self.forget(&room.name, id);
-        match self.redis.revoke(&room.name, *id).await {
-            Ok(Gone::None) => None,
+        let gone = self.redis.revoke(&room.name, *id).await;
+        let local = self.fallback.end(&room.name, id, gone.is_ok());
+        match gone {
+            Ok(Gone::None) => local.map(|_| EndReason::Revoke),
             Ok(_) => Some(EndReason::Revoke),
             Err(e) => {
-                tracing::warn!(room = %room.name, error = %e, "revoke not recorded: store unreachable");
-                None
+                tracing::warn!(room = %room.name, error = %e, "revoke: store unreachable");
+                local.map(|_| EndReason::Revoke)
             }
         }
     }
 
-    /// Lines in a shared store are fifo only: nothing to convert.
+    /// The script converts a line to a new policy at the next call that carries it.
     fn settle(&self, _room: &Room, _settings: &Settings) {}
 
     async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
@@ -434,9 +475,14 @@ impl Store for Shared {
             Err(e) => {
                 metrics::counter!(m::STORE_UNREACHABLE, "room" => room.name.clone()).increment(1);
                 tracing::warn!(room = %room.name, error = %e, "tick skipped: store unreachable");
+                let now = self.now_ms();
+                let (report, reading) = self
+                    .fallback
+                    .tick(&room.name, settings, now)
+                    .unwrap_or_else(|| (TickReport::default(), self.reading(room, settings)));
                 Ticked {
-                    report: TickReport::default(),
-                    reading: self.reading(room, settings),
+                    report,
+                    reading,
                     reserve_low: false,
                 }
             }
