@@ -7,7 +7,7 @@
 //! hold slots in it. When Redis answers again the local sessions are handed to it (`adopt`) and
 //! the local line is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
@@ -44,7 +44,7 @@ pub(super) struct Fallback {
     any_local: AtomicBool,
     last_seen: Mutex<HashMap<String, LastSeen>>,
     /// `local`: sessions that left or were revoked while the store did not answer, by room.
-    ended: Mutex<HashMap<String, Vec<SessionId>>>,
+    ended: Mutex<HashMap<String, HashSet<SessionId>>>,
     /// `local`: the admitted sessions this instance let in, by room, with when it last saw each
     /// (kept for `session_ttl`): they hold slots of a local line.
     recent: Mutex<HashMap<String, HashMap<SessionId, u64>>>,
@@ -62,22 +62,24 @@ impl Fallback {
         }
     }
 
-    /// Notes admitted sessions of `room` this instance let in at `now_ms`, and forgets those
-    /// not seen for `ttl_ms`.
-    pub(super) fn admitted(&self, room: &str, seen: &[SessionId], now_ms: u64, ttl_ms: u64) {
-        if self.on_error != OnStoreError::Local {
+    /// Notes admitted sessions of `room` this instance let in at `now_ms`.
+    pub(super) fn admitted(&self, room: &str, seen: &[SessionId], now_ms: u64) {
+        if self.on_error != OnStoreError::Local || seen.is_empty() {
             return;
         }
         let mut recent = self.recent.lock();
-        let r = recent.entry(room.to_string()).or_default();
+        let r = match recent.get_mut(room) {
+            Some(r) => r,
+            None => recent.entry(room.to_string()).or_default(),
+        };
         for id in seen {
             r.insert(*id, now_ms);
         }
-        r.retain(|_, at| now_ms.saturating_sub(*at) < ttl_ms);
     }
 
-    /// Forgets admitted sessions of `room` the store says are no longer admitted.
-    pub(super) fn not_admitted(&self, room: &str, gone: &[SessionId]) {
+    /// Forgets admitted sessions of `room` the store says are no longer admitted, and those not
+    /// seen for `ttl_ms` (called each tick).
+    pub(super) fn not_admitted(&self, room: &str, gone: &[SessionId], now_ms: u64, ttl_ms: u64) {
         if self.on_error != OnStoreError::Local {
             return;
         }
@@ -85,6 +87,7 @@ impl Fallback {
             for id in gone {
                 r.remove(id);
             }
+            r.retain(|_, at| now_ms.saturating_sub(*at) < ttl_ms);
         }
     }
 
@@ -180,46 +183,61 @@ impl Fallback {
         if self.on_error != OnStoreError::Local {
             return None;
         }
+        if let Some(r) = self.recent.lock().get_mut(room) {
+            r.remove(id);
+        }
         if !recorded {
             self.ended
                 .lock()
                 .entry(room.to_string())
                 .or_default()
-                .push(*id);
+                .insert(*id);
             self.any_local.store(true, Ordering::Relaxed);
         }
         let mut local = self.local.lock();
         room::leave(local.get_mut(room)?, id)
     }
 
-    /// Takes the local line of `room` out, with the sessions ended while the store was away,
-    /// for the shared store to take back.
-    pub(super) fn hand_back(&self, room: &str) -> Option<Vec<Handed>> {
+    /// What the shared store must take back of `room`: the sessions the local line holds (but
+    /// not those it was seeded with, which the store has as it had them) and those ended while
+    /// it was away. The local line keeps answering until [`Fallback::handed`] says the store
+    /// took them.
+    pub(super) fn to_hand_back(&self, room: &str) -> Option<Vec<Handed>> {
         if !self.any_local.load(Ordering::Relaxed) {
             return None;
         }
-        let mut local = self.local.lock();
-        let mut ended = self.ended.lock();
-        let st = local.remove(room);
-        let gone = ended.remove(room);
-        self.any_local
-            .store(!local.is_empty() || !ended.is_empty(), Ordering::Relaxed);
+        let local = self.local.lock();
+        let ended = self.ended.lock();
+        let (st, gone) = (local.get(room), ended.get(room));
         if st.is_none() && gone.is_none() {
             return None;
         }
-        metrics::gauge!(m::STORE_LOCAL, "room" => room.to_string()).set(0.0);
-        let kept = st.iter().flat_map(|st| {
-            st.sessions.iter().map(|(id, s)| {
-                let state = match s.state {
-                    SessionState::Active => 'a',
-                    SessionState::Released => 'r',
-                    SessionState::Queued | SessionState::Missed => 'q',
-                };
-                (*id, s.ticket, state)
-            })
+        let kept = st.into_iter().flat_map(|st| {
+            st.sessions
+                .iter()
+                .filter(|(_, s)| s.ticket > 0)
+                .map(|(id, s)| {
+                    let state = match s.state {
+                        SessionState::Active => 'a',
+                        SessionState::Released => 'r',
+                        SessionState::Queued | SessionState::Missed => 'q',
+                    };
+                    (*id, s.ticket, state)
+                })
         });
-        let gone = gone.into_iter().flatten().map(|id| (id, 0, 'x'));
+        let gone = gone.into_iter().flatten().map(|id| (*id, 0, 'x'));
         Some(kept.chain(gone).collect())
+    }
+
+    /// The store took back what [`Fallback::to_hand_back`] gave: the local line of `room` ends.
+    pub(super) fn handed(&self, room: &str) {
+        let mut local = self.local.lock();
+        let mut ended = self.ended.lock();
+        local.remove(room);
+        ended.remove(room);
+        self.any_local
+            .store(!local.is_empty() || !ended.is_empty(), Ordering::Relaxed);
+        metrics::gauge!(m::STORE_LOCAL, "room" => room.to_string()).set(0.0);
     }
 
     /// The room's settings with capacity and rate divided by the instances last seen.
@@ -254,10 +272,14 @@ impl Fallback {
             to: last + 1,
             until_ms: u64::MAX,
         });
+        let ttl = u64::try_from(share.session_ttl.as_millis()).unwrap_or(u64::MAX);
         let recent = self.recent.lock().get(room).cloned().unwrap_or_default();
         for (id, seen_ms) in recent {
-            room::adopt_active(share, &mut st, id, seen_ms);
+            if now_ms.saturating_sub(seen_ms) < ttl {
+                room::adopt_active(share, &mut st, id, seen_ms);
+            }
         }
+        room::settle(share, &mut st, now_ms);
         st
     }
 }

@@ -355,6 +355,7 @@ impl RedisRooms {
     pub async fn adopt(
         &self,
         room: &str,
+        settings: &Settings,
         sessions: &[(SessionId, u64, char)],
     ) -> Result<u64, StoreError> {
         let args: Vec<String> = sessions
@@ -362,9 +363,7 @@ impl RedisRooms {
             .flat_map(|(id, ticket, state)| [hex(id), ticket.to_string(), state.to_string()])
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let v = self
-            .call(room, &Settings::default(), "adopt", &args)
-            .await?;
+        let v = self.call(room, settings, "adopt", &args).await?;
         int(v.first())
     }
 

@@ -168,7 +168,9 @@ local function switch()
   if was == policy then return end
   redis.call('HSET', N, 'pol', policy)
   if policy ~= 'lottery' then return end
-  redis.call('HSET', N, 'draw_at', now + draw_every)
+  -- Instances that disagree for a moment (a rolling reload) never postpone a draw.
+  local at = tonumber(redis.call('HGET', N, 'draw_at') or '0')
+  if at <= now or at > now + draw_every then redis.call('HSET', N, 'draw_at', now + draw_every) end
   if was == 'fifo' and card(L) == 0 and card(W) == 0 and card(Q) > 0 then
     redis.call('RENAME', Q, L)
     redis.call('SET', K .. ':dseq', redis.call('GET', K .. ':seq') or '0')

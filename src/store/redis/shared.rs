@@ -102,9 +102,7 @@ impl Shared {
         if let (Kind::Admit, Some(State::Active), Some(id)) =
             (&answer.kind, answer.state, answer.session)
         {
-            let ttl = u64::try_from(settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
-            self.fallback
-                .admitted(&room.name, &[id], self.now_ms(), ttl);
+            self.fallback.admitted(&room.name, &[id], self.now_ms());
             self.admitted
                 .lock()
                 .entry(room.name.clone())
@@ -199,14 +197,16 @@ impl Shared {
 
     /// Gives Redis back the sessions a local line kept while it did not answer (`on_error =
     /// "local"`), in bounded calls; the admitted ones are let in here without asking.
-    async fn hand_back(&self, room: &Room) -> Result<(), StoreError> {
-        let Some(sessions) = self.fallback.hand_back(&room.name) else {
+    async fn hand_back(&self, room: &Room, settings: &Settings) -> Result<(), StoreError> {
+        let Some(sessions) = self.fallback.to_hand_back(&room.name) else {
             return Ok(());
         };
         let mut taken = 0;
+        // Each call is idempotent: after a failure the next tick sends the whole line again.
         for chunk in sessions.chunks(super::TICK_BATCH as usize) {
-            taken += self.redis.adopt(&room.name, chunk).await?;
+            taken += self.redis.adopt(&room.name, settings, chunk).await?;
         }
+        self.fallback.handed(&room.name);
         tracing::info!(room = %room.name, sessions = sessions.len(), taken, "shared store back: the local line handed to it");
         let mut admitted = self.admitted.lock();
         let here = admitted.entry(room.name.clone()).or_default();
@@ -243,11 +243,14 @@ impl Shared {
         if requested.is_empty() {
             return Ok(());
         }
-        let gone = self.redis.seen(&room.name, settings, &requested).await?;
+        let mut gone = Vec::new();
+        for chunk in requested.chunks(super::TICK_BATCH as usize) {
+            gone.extend(self.redis.seen(&room.name, settings, chunk).await?);
+        }
         let ttl = u64::try_from(settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
-        self.fallback
-            .admitted(&room.name, &requested, self.now_ms(), ttl);
-        self.fallback.not_admitted(&room.name, &gone);
+        let now = self.now_ms();
+        self.fallback.admitted(&room.name, &requested, now);
+        self.fallback.not_admitted(&room.name, &gone, now, ttl);
         for id in gone {
             self.forget(&room.name, &id);
         }
@@ -294,7 +297,7 @@ impl Shared {
                 instances: f.instances.len(),
             },
         );
-        self.hand_back(room).await?;
+        self.hand_back(room, settings).await?;
         let reading = reading_of(settings, &f);
         self.readings
             .lock()
