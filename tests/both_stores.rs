@@ -22,12 +22,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use support::*;
 
-/// The token secret a shared store needs (`[token] secret_env`), at least 32 bytes.
-const SECRET: (&str, &str) = (
-    "ANTEROOM_TEST_SECRET",
-    "a-shared-secret-of-32-bytes-or-more!!",
-);
-
 /// How long a case waits for anything.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -52,11 +46,7 @@ impl Store {
     fn config(&self, rooms: &str) -> String {
         let store = match self {
             Store::Memory => String::new(),
-            Store::Redis(r) => format!(
-                "[token]\nsecret_env = \"{}\"\n\n[store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"2s\"\n\n",
-                SECRET.0,
-                r.url()
-            ),
+            Store::Redis(r) => r.tables("") + "\n",
         };
         format!(
             "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
@@ -68,7 +58,7 @@ impl Store {
     fn env(&self) -> Vec<(&'static str, &'static str)> {
         match self {
             Store::Memory => Vec::new(),
-            Store::Redis(_) => vec![SECRET],
+            Store::Redis(_) => vec![SHARED_SECRET],
         }
     }
 

@@ -20,17 +20,20 @@ use std::time::Duration;
 
 use support::*;
 
-const SECRET: (&str, &str) = (
-    "ANTEROOM_TEST_SECRET",
-    "a-shared-secret-of-32-bytes-or-more!!",
-);
-
 fn shared_config(redis: &RedisServer, origin: &Origin, extra: &str) -> String {
+    config_with(redis, origin, extra, "")
+}
+
+/// A store that gives up after 250 ms (the default timeout) and then does as `on_error` says.
+fn outage_config(redis: &RedisServer, origin: &Origin, extra: &str, on_error: &str) -> String {
+    let store = format!("timeout = \"250ms\"\non_error = \"{on_error}\"");
+    config_with(redis, origin, extra, &store)
+}
+
+fn config_with(redis: &RedisServer, origin: &Origin, extra: &str, store: &str) -> String {
     format!(
-        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[token]\nsecret_env = \"{}\"\n\n\
-         [store]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"2s\"\n\n{}",
-        SECRET.0,
-        redis.url(),
+        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}\n{}",
+        redis.tables(store),
         room("shop", "shop.test", &origin.url(), extra)
     )
 }
@@ -42,7 +45,7 @@ async fn instances(config: &str, n: usize) -> (Vec<Binary>, Vec<tempfile::TempDi
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        gws.push(Binary::start(&path, &[SECRET]).await);
+        gws.push(Binary::start(&path, &[SHARED_SECRET]).await);
         dirs.push(dir);
     }
     (gws, dirs)
@@ -265,13 +268,12 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
         return;
     };
     let origin = Origin::start().await;
-    // The default store timeout: a call to a store that is away gives up after 250 ms.
-    let config = shared_config(
+    let config = outage_config(
         &redis,
         &origin,
         "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
-    )
-    .replace("timeout = \"2s\"", "timeout = \"250ms\"");
+        "closed",
+    );
     let (mut gws, _dirs) = instances(&config, 2).await;
     let mut admitted = client(&gws[0]);
     assert_eq!(admitted.get("/", JSON).await.status, 200);
@@ -496,7 +498,7 @@ async fn the_store_url_can_come_from_the_environment() {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).unwrap();
     let url = redis.url();
-    let mut gw = Binary::start(&path, &[SECRET, ("ANTEROOM_TEST_REDIS_URL", &url)]).await;
+    let mut gw = Binary::start(&path, &[SHARED_SECRET, ("ANTEROOM_TEST_REDIS_URL", &url)]).await;
     assert_eq!(client(&gw).get("/", JSON).await.status, 200);
     assert_eq!(
         client(&gw).get("/", JSON).await.status,
@@ -585,14 +587,11 @@ async fn a_redis_outage_with_on_error_open_lets_everyone_through_then_queues_aga
         return;
     };
     let origin = Origin::start().await;
-    let config = shared_config(
+    let config = outage_config(
         &redis,
         &origin,
         "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
-    )
-    .replace(
-        "timeout = \"2s\"",
-        "timeout = \"250ms\"\non_error = \"open\"",
+        "open",
     );
     let (mut gws, _dirs) = instances(&config, 2).await;
     assert_eq!(client(&gws[0]).get("/", JSON).await.status, 200);
@@ -650,14 +649,11 @@ async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back
         return;
     };
     let origin = Origin::start().await;
-    let config = shared_config(
+    let config = outage_config(
         &redis,
         &origin,
         "active_users = 2\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
-    )
-    .replace(
-        "timeout = \"2s\"",
-        "timeout = \"250ms\"\non_error = \"local\"",
+        "local",
     );
     let (mut gws, _dirs) = instances(&config, 2).await;
     // Both admitted visitors are known to both instances (each asked both once).

@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads a clock or takes a lock: time and randomness are arguments, so
 //! fairness and capacity can be tested with a fake clock and a seeded generator.
 
+mod adopt;
 mod bucket;
 mod decide;
 mod estimate;
@@ -23,6 +24,7 @@ mod sim;
 mod state;
 mod tick;
 
+pub use adopt::adopt_active;
 pub use bucket::Bucket;
 pub use decide::{
     Arrival, Deadlines, Decision, EXPIRED_RETRY_SECONDS, Left, Via, View, ViewState, Visitor,
@@ -38,7 +40,7 @@ pub use lottery::LotteryQueue;
 pub use overrides::Overrides;
 pub use persist::{
     BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
-    adopt_active, recover, recoverable, scratch,
+    recover, recoverable, scratch,
 };
 pub use queue::FifoQueue;
 pub use random::RandomQueue;

@@ -7,6 +7,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The token secret a shared store needs (`[token] secret_env`, at least 32 bytes): the name
+/// the config gives and the value the gateway's environment has.
+pub const SHARED_SECRET: (&str, &str) = (
+    "ANTEROOM_TEST_SECRET",
+    "a-shared-secret-of-32-bytes-or-more!!",
+);
+
 /// A running redis-server.
 pub struct RedisServer {
     child: Option<Child>,
@@ -16,6 +23,21 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// The `[token]` and `[store]` tables of a gateway sharing this server (a 2 s store
+    /// timeout); `store` adds or overrides `[store]` keys (one per line).
+    pub fn tables(&self, store: &str) -> String {
+        let store = if store.contains("timeout") {
+            store.to_string()
+        } else {
+            format!("timeout = \"2s\"\n{store}")
+        };
+        format!(
+            "[token]\nsecret_env = \"{}\"\n\n[store]\nkind = \"redis\"\nurl = \"{}\"\n{store}\n",
+            SHARED_SECRET.0,
+            self.url()
+        )
+    }
+
     /// Starts one; `None` (after saying so) when this machine has no redis-server.
     pub async fn start() -> Option<RedisServer> {
         let Some(bin) = find("redis-server").or_else(|| find("valkey-server")) else {

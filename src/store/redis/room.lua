@@ -210,9 +210,10 @@ local function answer(kind, id, s, joined, how, wait)
   if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
   local n, first = recent()
   local draw_at = policy == 'lottery' and tonumber(redis.call('HGET', N, 'draw_at') or '0') or 0
-  return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, waiting(), rb,
+  local placed, unplaced = card(F) + card(L), card(Q) + card(W)
+  return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, placed + unplaced, rb,
            count('rel_total'), seen, since, count('active'), count('released'), now, n, first,
-           wait or 0, draw_at, card(F) + card(L), card(Q) + card(W) }
+           wait or 0, draw_at, placed, unplaced }
 end
 
 -- The release rate (per second) the estimate uses (engine: estimate::rate_of).
