@@ -98,12 +98,13 @@ impl Fallback {
 
     /// The answer for a visitor the local line of `room` knows (it stays there until the line is
     /// handed back), else `None`.
+    /// `now_ms` is asked only then: the steady state pays one atomic load.
     pub(super) fn known(
         &self,
         room: &str,
         settings: &Settings,
         a: Arrival,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
     ) -> Option<Decision> {
         if !self.any_local.load(Ordering::Relaxed) {
             return None;
@@ -115,7 +116,7 @@ impl Fallback {
             return None;
         }
         let share = self.share(room, settings);
-        let d = room::arrive(&share, st, a, now_ms, &mut rand::rng());
+        let d = room::arrive(&share, st, a, now_ms(), &mut rand::rng());
         Some(marked(d, "local"))
     }
 

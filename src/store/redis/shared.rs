@@ -421,9 +421,11 @@ impl Store for Shared {
     }
 
     async fn arrive(&self, room: &Room, settings: &Settings, a: Arrival) -> Decision {
-        let now = self.now_ms();
         // A visitor of a local line stays there until the line is handed back to Redis.
-        if let Some(d) = self.fallback.known(&room.name, settings, a, now) {
+        if let Some(d) = self
+            .fallback
+            .known(&room.name, settings, a, || self.now_ms())
+        {
             return d;
         }
         let result = match a.via {
@@ -434,7 +436,7 @@ impl Store for Shared {
         self.answered.store(result.is_ok(), Ordering::Relaxed);
         result.unwrap_or_else(|e| {
             tracing::debug!(room = %room.name, error = %e, "shared store unreachable");
-            self.fallback.answer(&room.name, settings, a, now)
+            self.fallback.answer(&room.name, settings, a, self.now_ms())
         })
     }
 
