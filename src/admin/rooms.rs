@@ -149,16 +149,28 @@ impl Admin {
                 "upstream_errors": upstream,
             },
         });
-        // A shared store: every instance seen within the last minute, and the lease holder.
-        let extra = match extra {
-            Value::Object(mut m) if !instances.is_empty() => {
-                m.insert("instances".into(), json!(instances));
-                Value::Object(m)
-            }
-            other => other,
-        };
         if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
             v.extend(extra);
+            // A shared store: every instance seen within the last minute, and the lease holder;
+            // and the newer file of another instance, when its settings are in force here.
+            if !instances.is_empty() {
+                v.insert("instances".into(), json!(instances));
+            }
+            if let Some(f) = room.shared_file() {
+                v.insert(
+                    "shared_file".into(),
+                    json!({
+                        "instance": f.from,
+                        "file_modified_ms": f.version_ms,
+                        "enabled": f.enabled,
+                        "paused": f.settings.paused,
+                        "active_users": f.settings.active_users,
+                        "admit_per_minute": f.settings.admit_per_minute,
+                        "queue": f.settings.policy.as_str(),
+                        "message": f.message,
+                    }),
+                );
+            }
         }
         v
     }

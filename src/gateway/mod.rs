@@ -144,6 +144,10 @@ impl Gateway {
         let current = Arc::new(Current::load(config.clone(), &self.store));
         self.tls_config.store(config.clone());
         self.current.store(current.clone());
+        let version = crate::store::redis::version_of(&config.file);
+        for (rc, room) in config.rooms.iter().zip(&current.rooms) {
+            self.store.loaded(room, rc, version);
+        }
         // After the swap, so that a tick reading the new configuration agrees.
         for (rc, room) in config.rooms.iter().zip(&current.rooms) {
             self.store.settle(room, &room.effective(rc).settings);

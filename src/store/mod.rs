@@ -14,12 +14,13 @@ mod room;
 pub mod snapshot;
 
 pub use memory::{Memory, SnapshotReport};
-pub use room::{DECISIONS, Figures, Room, UPSTREAM_ERROR_KINDS};
+pub use room::{DECISIONS, Figures, Room, SharedFile, UPSTREAM_ERROR_KINDS};
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::config::RoomConfig;
 use crate::room::{
     Arrival, Counters, Decision, EndReason, Left, Overrides, SessionId, Settings, Telemetry,
     TickReport,
@@ -97,6 +98,9 @@ impl Store for Backend {
     fn settle(&self, room: &Room, settings: &Settings) {
         each!(self, s => s.settle(room, settings))
     }
+    fn loaded(&self, room: &Room, rc: &RoomConfig, version_ms: u64) {
+        each!(self, s => s.loaded(room, rc, version_ms))
+    }
     async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
         each!(self, s => s.tick(room, settings).await)
     }
@@ -145,6 +149,9 @@ pub trait Store: Send + Sync {
     /// Puts changed settings into force at once (a reload, an override): see
     /// [`crate::room::settle`].
     fn settle(&self, room: &Room, settings: &Settings);
+    /// This instance loaded its configuration file (at start or a reload; `version_ms`: the
+    /// file's modification time). A shared store offers the room's settings to every instance.
+    fn loaded(&self, _room: &Room, _rc: &RoomConfig, _version_ms: u64) {}
     /// One tick: expire, release, measure.
     fn tick(&self, room: &Room, settings: &Settings) -> impl Future<Output = Ticked> + Send;
     /// The room's figures now (a shared store: as of this instance's last tick).

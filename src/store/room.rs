@@ -8,7 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::RoomConfig;
-use crate::room::{Overrides, RoomState};
+use crate::room::{Overrides, RoomState, Settings};
 
 /// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
 pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disabled", "closed"];
@@ -52,9 +52,23 @@ impl Figures {
     }
 }
 
+/// A room's settings from the newest configuration file among the instances sharing a store:
+/// they stand in for this instance's file until it loads a newer one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedFile {
+    pub settings: Settings,
+    pub enabled: bool,
+    pub message: Option<String>,
+    /// The instance that loaded the file.
+    pub from: String,
+    /// The file's modification time (unix ms): the newest file wins.
+    pub version_ms: u64,
+}
+
 /// The room's configuration with the overrides applied, and what it was computed from.
 struct Effective {
     base: Arc<RoomConfig>,
+    shared: Option<Arc<SharedFile>>,
     overrides: Arc<Overrides>,
     room: Arc<RoomConfig>,
 }
@@ -67,6 +81,7 @@ pub struct Room {
     pub name: String,
     pub(super) state: Mutex<RoomState>,
     overrides: ArcSwap<Overrides>,
+    shared: ArcSwapOption<SharedFile>,
     effective: ArcSwapOption<Effective>,
     pub figures: Figures,
 }
@@ -75,6 +90,7 @@ impl std::fmt::Debug for Room {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Room")
             .field("overrides", &self.overrides.load())
+            .field("shared", &self.shared.load())
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +101,7 @@ impl Room {
             name: name.to_string(),
             state: Mutex::new(state),
             overrides: ArcSwap::from_pointee(Overrides::default()),
+            shared: ArcSwapOption::empty(),
             effective: ArcSwapOption::empty(),
             figures: Figures::default(),
         }
@@ -99,21 +116,35 @@ impl Room {
         self.overrides.store(Arc::new(overrides));
     }
 
-    /// The configuration in force for this room: `base` (from the file) with the overrides.
+    /// The settings another instance's newer file gives this room (a shared store), if any.
+    pub fn shared_file(&self) -> Option<Arc<SharedFile>> {
+        self.shared.load_full()
+    }
+
+    /// Puts another instance's file in force here (`None`: this instance's own file).
+    pub fn set_shared_file(&self, shared: Option<SharedFile>) {
+        self.shared.store(shared.map(Arc::new));
+    }
+
+    /// The configuration in force for this room: `base` (from the file, or the newer file of
+    /// another instance) with the overrides.
     pub fn effective(&self, base: &Arc<RoomConfig>) -> Arc<RoomConfig> {
         let overrides = self.overrides.load_full();
-        if overrides.is_empty() {
+        let shared = self.shared.load_full();
+        if overrides.is_empty() && shared.is_none() {
             return base.clone();
         }
         if let Some(e) = self.effective.load().as_ref()
             && Arc::ptr_eq(&e.base, base)
             && Arc::ptr_eq(&e.overrides, &overrides)
+            && same(&e.shared, &shared)
         {
             return e.room.clone();
         }
-        let room = Arc::new(apply(base, &overrides));
+        let room = Arc::new(apply(base, shared.as_deref(), &overrides));
         self.effective.store(Some(Arc::new(Effective {
             base: base.clone(),
+            shared,
             overrides,
             room: room.clone(),
         })));
@@ -121,9 +152,22 @@ impl Room {
     }
 }
 
-fn apply(base: &RoomConfig, o: &Overrides) -> RoomConfig {
+fn same(a: &Option<Arc<SharedFile>>, b: &Option<Arc<SharedFile>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn apply(base: &RoomConfig, shared: Option<&SharedFile>, o: &Overrides) -> RoomConfig {
     let mut r = base.clone();
-    r.settings = o.apply(&base.settings);
+    if let Some(f) = shared {
+        r.settings = f.settings.clone();
+        r.enabled = f.enabled;
+        r.message = f.message.clone();
+    }
+    r.settings = o.apply(&r.settings);
     if let Some(e) = o.enabled {
         r.enabled = e;
     }

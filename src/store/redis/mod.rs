@@ -16,10 +16,12 @@ use ::redis::{RedisError, Script, Value};
 use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
 
 mod fallback;
+mod layer;
 mod reply;
 mod shared;
 mod view;
 
+pub use layer::version_of;
 pub use shared::Shared;
 
 use reply::{answer, end_reason, gone, hex, int, text, unhex};
@@ -123,6 +125,8 @@ pub struct Figures {
     pub lease_holder: Option<String>,
     /// The last ticket handed out.
     pub last_ticket: u64,
+    /// The room's settings from the newest configuration file any instance loaded.
+    pub file: layer::Offered,
     /// Instances seen within the last minute, with when (Redis's clock, ms).
     pub instances: Vec<(String, u64)>,
 }
@@ -381,6 +385,20 @@ impl RedisRooms {
         Ok(())
     }
 
+    /// Offers the room's settings from an instance's file; Redis keeps them unless it holds a
+    /// newer file's. Returns whether they were kept.
+    pub async fn offer_file(
+        &self,
+        room: &str,
+        settings: &Settings,
+        offer: &layer::Offered,
+    ) -> Result<bool, StoreError> {
+        let version = offer.version_ms.to_string();
+        let args = [offer.from.as_str(), &version, &offer.json];
+        let v = self.call(room, settings, "file", &args).await?;
+        Ok(int(v.first())? == 1)
+    }
+
     /// The room's shared figures now; `instance` (if not empty) is recorded as live.
     pub async fn figures(
         &self,
@@ -407,8 +425,13 @@ impl RedisRooms {
             overrides: text(v.get(14)).ok().filter(|o| !o.is_empty()),
             lease_holder: text(v.get(15)).ok().filter(|h| !h.is_empty()),
             last_ticket: n(16)?,
+            file: layer::Offered {
+                json: text(v.get(17)).unwrap_or_default(),
+                from: text(v.get(18)).unwrap_or_default(),
+                version_ms: int(v.get(19)).unwrap_or_default(),
+            },
             instances: v
-                .get(17..)
+                .get(20..)
                 .unwrap_or_default()
                 .chunks(2)
                 .filter_map(|p| Some((text(p.first()).ok()?, int(p.get(1)).ok()?)))

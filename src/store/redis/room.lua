@@ -469,8 +469,9 @@ end
 -- released, releases, abandoned, left, duplicates, releases over the last minute, first release,
 -- now, and the operator's overrides as JSON ('' : none set through a shared store).
 -- The argument: the asking instance, recorded as live now; instances not seen for a minute are
--- dropped. Then come the lease holder, the last ticket handed out, and the live instances as
--- (id, last seen ms) pairs.
+-- dropped. Then come the lease holder, the last ticket handed out, the newest configuration
+-- file's settings (JSON, the instance that offered them, their version), and the live instances
+-- as (id, last seen ms) pairs.
 local function figures(me)
   local n, first = recent()
   local I = K .. ':inst'
@@ -486,6 +487,8 @@ local function figures(me)
                 count('left'), count('dup'), n, first, now, redis.call('GET', K .. ':o') or '',
                 redis.call('GET', K .. ':lease') or '',
                 tonumber(redis.call('GET', K .. ':seq') or '0') }
+  local file = redis.call('HMGET', K .. ':c', 'json', 'from', 'v')
+  for i = 1, 3 do table.insert(out, file[i] or (i == 3 and 0 or '')) end
   for _, x in ipairs(live) do table.insert(out, x) end
   return out
 end
@@ -518,6 +521,14 @@ elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
 elseif op == 'figures' then return figures(arg(1))
 elseif op == 'seen' then return seen({ unpack(ARGV, 14) })
 elseif op == 'adopt' then return adopt({ unpack(ARGV, 14) })
+elseif op == 'file' then
+  -- An instance offers its file's settings: arguments instance, version (the file's modification
+  -- time, ms), JSON. The newest file is kept; an equal version replaces (the latest load wins).
+  local held = tonumber(redis.call('HGET', K .. ':c', 'v') or '-1')
+  local v = tonumber(arg(2))
+  if v < held then return { 0 } end
+  redis.call('HSET', K .. ':c', 'json', arg(3), 'from', arg(1), 'v', arg(2))
+  return { 1 }
 elseif op == 'overrides' then
   redis.call('SET', K .. ':o', arg(1))
   return 'ok'
