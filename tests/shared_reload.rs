@@ -27,14 +27,6 @@ fn write_aged(path: &Path, text: &str, age: Duration) {
     f.set_modified(SystemTime::now() - age).unwrap();
 }
 
-fn client(gw: &Binary) -> Client {
-    Client {
-        addr: gw.addr,
-        host: "shop.test".into(),
-        cookies: Default::default(),
-    }
-}
-
 async fn wait_capacity(admin: &Admin, want: u64, what: &str) -> serde_json::Value {
     wait_until(Duration::from_secs(5), what, || {
         let admin = admin.clone();

@@ -128,3 +128,48 @@ fn find(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// `n` gateways on one store, each with its own folder (kept while the folders live).
+pub async fn instances(config: &str, n: usize) -> (Vec<super::Binary>, Vec<tempfile::TempDir>) {
+    let (mut gws, mut dirs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        gws.push(super::Binary::start(&path, &[SHARED_SECRET]).await);
+        dirs.push(dir);
+    }
+    (gws, dirs)
+}
+
+/// A new visitor of `shop.test` on `gw`.
+pub fn client(gw: &super::Binary) -> super::Client {
+    super::Client {
+        addr: gw.addr,
+        host: "shop.test".into(),
+        cookies: Default::default(),
+    }
+}
+
+/// The same visitor (cookies kept) asking another instance.
+pub fn on(c: &super::Client, gw: &super::Binary) -> super::Client {
+    super::Client {
+        addr: gw.addr,
+        ..c.clone()
+    }
+}
+
+/// A gateway of room `shop` (host `shop.test`, room keys `extra`) on `redis`, ticking every
+/// 50 ms; `store` adds `[store]` keys.
+pub fn shop_config(
+    redis: &RedisServer,
+    origin: &super::Origin,
+    extra: &str,
+    store: &str,
+) -> String {
+    format!(
+        "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}\n{}",
+        redis.tables(store),
+        super::room("shop", "shop.test", &origin.url(), extra)
+    )
+}

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script, Value};
 
 use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
@@ -219,7 +219,13 @@ impl RedisRooms {
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = ::redis::Client::open(url)?;
         let first = timeout.max(CONNECT_TIMEOUT);
-        let conn = tokio::time::timeout(first, ConnectionManager::new(client))
+        // Reconnects retry soon and often, so an instance is back within about a tick of
+        // Redis; each attempt gives up after the store's timeout.
+        let config = ConnectionManagerConfig::new()
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(timeout));
+        let conn = tokio::time::timeout(first, ConnectionManager::new_with_config(client, config))
             .await
             .map_err(|_| StoreError::Timeout(first))??;
         Ok(RedisRooms {
@@ -264,6 +270,7 @@ impl RedisRooms {
             "seen" => "seen",
             "adopt" => "adopt",
             "overrides" => "overrides",
+            "file" => "file",
             _ => "figures",
         };
         metrics::counter!(crate::metrics::STORE_REQUESTS, "op" => op).increment(1);

@@ -36,6 +36,10 @@ pub struct Shared {
     dir: PathBuf,
     /// Whether the last call to Redis was answered.
     answered: AtomicBool,
+    /// Whether the last tick reached Redis. While it did not, requests go straight to the
+    /// fallback instead of each waiting out the timeout; the next tick that reaches Redis
+    /// brings them back.
+    ticking: AtomicBool,
     /// Admitted sessions this instance lets in without a round trip, by room: whether a request
     /// came since the last tick. Each tick marks the requested ones seen in Redis (forgetting
     /// those Redis no longer has admitted) and forgets the others, so an end decided anywhere
@@ -67,6 +71,7 @@ impl Shared {
             readings: Mutex::new(HashMap::new()),
             dir: dir.to_path_buf(),
             answered: AtomicBool::new(true),
+            ticking: AtomicBool::new(true),
             admitted: Mutex::new(HashMap::new()),
             fallback: Fallback::new(settings.on_error),
             files: Mutex::new(HashMap::new()),
@@ -470,6 +475,9 @@ impl Store for Shared {
         {
             return d;
         }
+        if !self.ticking.load(Ordering::Relaxed) {
+            return self.fallback.answer(&room.name, settings, a, self.now_ms());
+        }
         let result = match a.via {
             Via::Page | Via::Fetch => self.visit(room, settings, a).await,
             Via::Join => self.join(room, settings, a).await,
@@ -528,6 +536,7 @@ impl Store for Shared {
     async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
         let ticked = self.tick_room(room, settings).await;
         self.answered.store(ticked.is_ok(), Ordering::Relaxed);
+        self.ticking.store(ticked.is_ok(), Ordering::Relaxed);
         match ticked {
             Ok(t) => t,
             Err(e) => {
