@@ -78,10 +78,10 @@ run() { # $1 name, $2 store table, $3 port
   echo
 }
 
-# Redis's count of script calls (EVALSHA, EVAL) since the last reset; reset.
+# Redis's count of script calls (FCALL, EVALSHA, EVAL) since the last reset; reset.
 calls() {
   redis-cli -s "$work/redis.sock" info commandstats | tr -d '\r' \
-    | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:/ {n+=$2} END {print n+0}'
+    | awk -F'[=,]' '/cmdstat_evalsha|cmdstat_eval:|cmdstat_fcall:/ {n+=$2} END {print n+0}'
 }
 calls_reset() { redis-cli -s "$work/redis.sock" config resetstat >/dev/null; }
 # Script calls per request of a run at $1 requests/s (the tick's few calls included).

@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Script, Value};
+use ::redis::{RedisError, Value};
 
 use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
 
+mod code;
 mod fallback;
 mod layer;
 mod reply;
@@ -25,9 +26,6 @@ pub use layer::version_of;
 pub use shared::Shared;
 
 use reply::{answer, end_reason, gone, hex, int, text, unhex};
-
-/// The script every room operation runs.
-const ROOM_LUA: &str = include_str!("room.lua");
 
 /// How long a start waits for the first connection at least.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,7 +198,7 @@ pub enum StoreError {
 pub struct RedisRooms {
     conn: ConnectionManager,
     prefix: String,
-    script: Script,
+    code: code::RoomCode,
     timeout: Duration,
 }
 
@@ -225,15 +223,31 @@ impl RedisRooms {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(timeout));
-        let conn = tokio::time::timeout(first, ConnectionManager::new_with_config(client, config))
+        let mut conn =
+            tokio::time::timeout(first, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| StoreError::Timeout(first))??;
+        let code = code::RoomCode::new();
+        tokio::time::timeout(first, code.load(&mut conn))
             .await
-            .map_err(|_| StoreError::Timeout(first))??;
+            .map_err(|_| StoreError::Timeout(first))?;
         Ok(RedisRooms {
             conn,
             prefix: prefix.to_string(),
-            script: Script::new(ROOM_LUA),
+            code,
             timeout,
         })
+    }
+
+    /// Whether the room code runs as a library function (Redis 7 and later); else as a script.
+    pub fn runs_as_function(&self) -> bool {
+        self.code.functions()
+    }
+
+    /// Runs the room code as a script from now on, as on a Redis without functions (this
+    /// connection and its clones only).
+    pub fn run_as_script(&self) {
+        self.code.use_script();
     }
 
     /// The key base of `room`: every key of the room starts with it and shares its hash tag.
@@ -248,17 +262,15 @@ impl RedisRooms {
         op: &str,
         args: &[&str],
     ) -> Result<Vec<Value>, StoreError> {
-        let mut inv = self.script.key(self.key(room));
-        inv.arg(op);
-        for a in settings_args(settings) {
-            inv.arg(a);
-        }
-        for a in args {
-            inv.arg(*a);
-        }
+        let settings = settings_args(settings);
+        let all: Vec<&str> = std::iter::once(op)
+            .chain(settings.iter().map(String::as_str))
+            .chain(args.iter().copied())
+            .collect();
+        let key = self.key(room);
         let mut conn = self.conn.clone();
         let started = tokio::time::Instant::now();
-        let reply = tokio::time::timeout(self.timeout, inv.invoke_async::<Value>(&mut conn)).await;
+        let reply = tokio::time::timeout(self.timeout, self.code.run(&mut conn, &key, &all)).await;
         let op: &'static str = match op {
             "decide" => "decide",
             "status" => "status",

@@ -5,33 +5,49 @@
 -- slot). ARGV[1]: the operation; ARGV[2..13]: the room's settings; ARGV[14..]: the operation's.
 -- Times are Redis's clock (TIME), in milliseconds, so instances never disagree about "now".
 
-local K = KEYS[1]
-local op = ARGV[1]
-local cap = tonumber(ARGV[2])        -- active_users, -1: none
-local rate = tonumber(ARGV[3])       -- admit_per_minute, -1: none
-local ttl = tonumber(ARGV[4])        -- session_ttl ms
-local abandon = tonumber(ARGV[5])    -- abandon_after ms
-local window = tonumber(ARGV[6])     -- release_window ms
-local maxs = tonumber(ARGV[7])       -- max_session ms, -1: none
-local paused = ARGV[8] == '1'
-local reject = ARGV[9] == '1'
-local batch = tonumber(ARGV[10])     -- most sessions one tick looks at or releases
-local joins = tonumber(ARGV[11])     -- max_joins_per_prefix_per_minute, -1: none
-local policy = ARGV[12]              -- queue: fifo | random | lottery
-local draw_every = tonumber(ARGV[13]) -- lottery: ms between draws
-local function arg(i) return ARGV[13 + i] end
+-- Nothing is kept between calls: `begin` sets every value below from the call's key and
+-- arguments, so the same code runs as a script (EVAL) or a library function (FCALL), whose
+-- helpers are then defined once, at load.
+local K, A, op                   -- the room's key base, the call's arguments, the operation
+local cap, rate                  -- active_users, admit_per_minute (-1: none)
+local ttl, abandon, window, maxs -- session_ttl, abandon_after, release_window, max_session ms
+local paused, reject             -- booleans
+local batch                      -- most sessions one tick looks at or releases
+local joins                      -- max_joins_per_prefix_per_minute, -1: none
+local policy, draw_every         -- queue: fifo | random | lottery; lottery: ms between draws
+local now                        -- Redis's clock, ms
+local N, Q, F, L, W, D, B, R     -- the room's keys (see begin)
+-- Random picks: the caller's secret seed and a counter (see pick).
+local seed, picks = '', 0
+local function arg(i) return A[13 + i] end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function begin(keys, args)
+  K, A, op = keys[1], args, args[1]
+  cap = tonumber(args[2])
+  rate = tonumber(args[3])
+  ttl = tonumber(args[4])
+  abandon = tonumber(args[5])
+  window = tonumber(args[6])
+  maxs = tonumber(args[7])
+  paused = args[8] == '1'
+  reject = args[9] == '1'
+  batch = tonumber(args[10])
+  joins = tonumber(args[11])
+  policy = args[12]
+  draw_every = tonumber(args[13])
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  N = K .. ':n'    -- counters: active, released, joined, adm_i, adm_r, rel_total, ...
+  Q = K .. ':q'    -- the line (a lottery's pool): session -> ticket
+  F = K .. ':f'    -- the front (back from a missed turn): session -> ticket
+  L = K .. ':l'    -- the drawn of a lottery, released before the line: session -> draw number
+  W = K .. ':w'    -- a draw under way, taken out of the line at the draw: session -> ticket
+  D = K .. ':d'    -- timers: session -> when to look at it next
+  B = K .. ':b'    -- the rate budget: tok, last, rate
+  R = K .. ':r'    -- releases of the last minute: "ms:count" -> ms
+  seed, picks = '', 0
+end
 
-local N = K .. ':n'    -- counters: active, released, joined, adm_i, adm_r, rel_total, ...
-local Q = K .. ':q'    -- the line (a lottery's pool): session -> ticket
-local F = K .. ':f'    -- the front (back from a missed turn): session -> ticket
-local L = K .. ':l'    -- the drawn of a lottery, released before the line: session -> draw number
-local W = K .. ':w'    -- a draw under way, taken out of the line at the draw: session -> ticket
-local D = K .. ':d'    -- timers: session -> when to look at it next
-local B = K .. ':b'    -- the rate budget: tok, last, rate
-local R = K .. ':r'    -- releases of the last minute: "ms:count" -> ms
 local function S(id) return K .. ':s:' .. id end
 
 local function count(f) return tonumber(redis.call('HGET', N, f) or '0') end
@@ -99,24 +115,30 @@ local function remove(id, s)
   if s.st == 'r' then redis.call('HINCRBY', N, 'released', -1) end
 end
 
+-- The sizes of the front, the drawn, the draw under way and the line, read once per answer.
+local function sizes()
+  return { f = card(F), l = card(L), w = card(W), q = card(Q) }
+end
+
 -- A place in line: 1 + those ahead. Releases take the front first, then the drawn of a lottery,
 -- then a draw under way, then the line by policy; only fifo gives the line stable places (a
--- random line has none, a lottery's pool none before its draw).
-local function position(id, s)
+-- random line has none, a lottery's pool none before its draw). `z`: the sets' sizes (an empty
+-- set is not asked).
+local function position(id, s, z)
   if s.st ~= 'q' then return -1 end
-  local r = redis.call('ZRANK', F, id)
+  z = z or sizes()
+  local r = z.f > 0 and redis.call('ZRANK', F, id)
   if r then return r + 1 end
-  r = redis.call('ZRANK', L, id)
-  if r then return card(F) + r + 1 end
+  r = z.l > 0 and redis.call('ZRANK', L, id)
+  if r then return z.f + r + 1 end
   if policy ~= 'fifo' then return -1 end
   r = redis.call('ZRANK', Q, id)
-  if r then return card(F) + card(L) + card(W) + r + 1 end
+  if r then return z.f + z.l + z.w + r + 1 end
   return -1
 end
 
 -- Random picks for a random line and a lottery's draws: SHA-1 over the caller's secret seed (from
 -- the instance's CSPRNG, fresh per call) and a counter, so nobody outside can predict a pick.
-local seed, picks = '', 0
 local function pick(n)
   picks = picks + 1
   local x = tonumber(string.sub(redis.sha1hex(seed .. ':' .. picks), 1, 12), 16)
@@ -193,12 +215,16 @@ local function next_up()
 end
 
 -- Releases over the last minute, and when the room first released anyone (0: never).
-local function recent()
+local function recent_count()
   local n = 0
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', R, now - 60000, '+inf')) do
     n = n + tonumber(string.match(m, ':(%d+)$'))
   end
-  return n, count('first_rel')
+  return n
+end
+
+local function recent()
+  return recent_count(), count('first_rel')
 end
 
 -- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
@@ -206,14 +232,17 @@ end
 -- the last minute, first release, wait, then for a lottery: the next draw (0: none), those
 -- drawn or at the front, those in the pool or a draw under way.
 local function answer(kind, id, s, joined, how, wait)
+  local z = sizes()
   local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
-  if s then pos, st, t, seen, since, rb = position(id, s), s.st, s.t, s.seen, s.since, s.rb end
-  local n, first = recent()
-  local draw_at = policy == 'lottery' and tonumber(redis.call('HGET', N, 'draw_at') or '0') or 0
-  local placed, unplaced = card(F) + card(L), card(Q) + card(W)
+  if s then pos, st, t, seen, since, rb = position(id, s, z), s.st, s.t, s.seen, s.since, s.rb end
+  local n = recent_count()
+  local c = redis.call('HMGET', N, 'rel_total', 'active', 'released', 'first_rel', 'draw_at')
+  local function num(i) return tonumber(c[i] or '0') end
+  local draw_at = policy == 'lottery' and num(5) or 0
+  local placed, unplaced = z.f + z.l, z.q + z.w
   return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, placed + unplaced, rb,
-           count('rel_total'), seen, since, count('active'), count('released'), now, n, first,
-           wait or 0, draw_at, placed, unplaced }
+           num(1), seen, since, num(2), num(3), now, n, num(4), wait or 0, draw_at, placed,
+           unplaced }
 end
 
 -- The release rate (per second) the estimate uses (engine: estimate::rate_of).
@@ -508,29 +537,33 @@ local function lease(me, ms)
   return fence
 end
 
-if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
-elseif op == 'status' then return status(arg(1))
-elseif op == 'leave' then return leave(arg(1), 'leave')
-elseif op == 'revoke' then return leave(arg(1), 'revoke')
-elseif op == 'tick' then seed = arg(2); return tick(arg(1))
-elseif op == 'draw' then
-  if redis.call('GET', K .. ':lease:fence') ~= arg(1) then return 0 end
-  seed = arg(2)
-  return draw_step()
-elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
-elseif op == 'figures' then return figures(arg(1))
-elseif op == 'seen' then return seen({ unpack(ARGV, 14) })
-elseif op == 'adopt' then return adopt({ unpack(ARGV, 14) })
-elseif op == 'file' then
-  -- An instance offers its file's settings: arguments instance, version (the file's modification
-  -- time, ms), JSON. The newest file is kept; an equal version replaces (the latest load wins).
-  local held = tonumber(redis.call('HGET', K .. ':c', 'v') or '-1')
-  local v = tonumber(arg(2))
-  if v < held then return { 0 } end
-  redis.call('HSET', K .. ':c', 'json', arg(3), 'from', arg(1), 'v', arg(2))
-  return { 1 }
-elseif op == 'overrides' then
-  redis.call('SET', K .. ':o', arg(1))
-  return 'ok'
+-- One call: the operation ARGV[1] names, on the room KEYS[1].
+local function run(keys, args)
+  begin(keys, args)
+  if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
+  elseif op == 'status' then return status(arg(1))
+  elseif op == 'leave' then return leave(arg(1), 'leave')
+  elseif op == 'revoke' then return leave(arg(1), 'revoke')
+  elseif op == 'tick' then seed = arg(2); return tick(arg(1))
+  elseif op == 'draw' then
+    if redis.call('GET', K .. ':lease:fence') ~= arg(1) then return 0 end
+    seed = arg(2)
+    return draw_step()
+  elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
+  elseif op == 'figures' then return figures(arg(1))
+  elseif op == 'seen' then return seen({ unpack(A, 14) })
+  elseif op == 'adopt' then return adopt({ unpack(A, 14) })
+  elseif op == 'file' then
+    -- An instance offers its file's settings: arguments instance, version (the file's
+    -- modification time, ms), JSON. The newest file is kept; an equal version replaces.
+    local held = tonumber(redis.call('HGET', K .. ':c', 'v') or '-1')
+    local v = tonumber(arg(2))
+    if v < held then return { 0 } end
+    redis.call('HSET', K .. ':c', 'json', arg(3), 'from', arg(1), 'v', arg(2))
+    return { 1 }
+  elseif op == 'overrides' then
+    redis.call('SET', K .. ':o', arg(1))
+    return 'ok'
+  end
+  return redis.error_reply('anteroom: unknown operation ' .. tostring(op))
 end
-return redis.error_reply('anteroom: unknown operation ' .. tostring(op))
