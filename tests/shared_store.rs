@@ -216,6 +216,80 @@ async fn the_lease_holder_killed_releases_resume_on_another_instance() {
     }
 }
 
+/// Kendall's tau between two orders of the same items: 1.0 when they agree on every pair.
+fn kendall_tau(order: &[usize]) -> f64 {
+    let n = order.len();
+    let (mut concordant, mut discordant) = (0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            if order[i] < order[j] {
+                concordant += 1;
+            } else {
+                discordant += 1;
+            }
+        }
+    }
+    (concordant - discordant) as f64 / (concordant + discordant).max(1) as f64
+}
+
+/// Three processes, one slot: 24 visitors join round robin, then each round every waiting
+/// visitor asks a page on a rotating instance, in reverse arrival order; whoever is let in
+/// leaves at once. With one slot at most one visitor is let in per turn, so the order of
+/// admissions is the order of releases: Kendall's tau with arrival order is 1.0.
+#[tokio::test]
+async fn releases_across_three_processes_follow_arrival_order() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let config = shared_config(&redis, &origin, "active_users = 1\nabandon_after = \"60s\"");
+    let (gws, _dirs) = instances(&config, 3).await;
+    let mut first = client(&gws[0]);
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    let mut waiting: Vec<(usize, Client)> = Vec::new();
+    for i in 0..24 {
+        let mut c = client(&gws[i % 3]);
+        assert_eq!(c.get("/", JSON).await.status, 429);
+        // The page asks at once (a visitor who never comes back is passed over at their turn).
+        c.get("/__anteroom/status", JSON).await;
+        waiting.push((i, c));
+    }
+    let left = first
+        .send("POST", "/__anteroom/leave", &[("accept", JSON)], "")
+        .await;
+    assert_eq!(left.json()["left"], true);
+    let mut order = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0;
+    while !waiting.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "released so far: {order:?}"
+        );
+        round += 1;
+        let mut still = Vec::new();
+        while let Some((i, c)) = waiting.pop() {
+            let mut here = on(&c, &gws[(i + round) % 3]);
+            let r = here.get("/shop", JSON).await;
+            if r.status == 200 {
+                order.push(i);
+                let left = on(&here, &gws[(i + round + 1) % 3])
+                    .send("POST", "/__anteroom/leave", &[("accept", JSON)], "")
+                    .await;
+                assert_eq!(left.json()["left"], true, "{}", left.body);
+            } else {
+                assert_eq!(r.status, 429, "{}", r.body);
+                still.push((i, c));
+            }
+        }
+        still.reverse();
+        waiting = still;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(order.len(), 24);
+    assert_eq!(kendall_tau(&order), 1.0, "release order {order:?}");
+}
+
 /// The join budget per client prefix is one budget across instances: a client spreading its
 /// joins over three instances gets `max_joins_per_prefix_per_minute` places, no more.
 #[tokio::test]
