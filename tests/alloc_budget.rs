@@ -128,8 +128,8 @@ fn get(host: &str, extra: &str) -> String {
 
 /// Most allocations an admitted visitor's request and a pass-through request may make in the
 /// gateway (the client's and the origin's own are measured and taken off).
-const ADMITTED_BUDGET: f64 = 60.0;
-const PASS_BUDGET: f64 = 50.0;
+const ADMITTED_BUDGET: f64 = 22.0;
+const PASS_BUDGET: f64 = 22.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admitted_and_pass_through_requests_stay_within_their_allocation_budget() {
@@ -138,7 +138,12 @@ async fn admitted_and_pass_through_requests_stay_within_their_allocation_budget(
     let config = format!(
         "tick = \"10s\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\n\n{}{}",
         support::room("shop", "shop.test", &url, "active_users = 1000"),
-        support::room("open", "open.test", &url, "active_users = 1000\nenabled = false"),
+        support::room(
+            "open",
+            "open.test",
+            &url,
+            "active_users = 1000\nenabled = false"
+        ),
     );
     let gw = support::Gateway::start(&config).await;
     let n = 2000;

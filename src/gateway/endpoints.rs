@@ -21,7 +21,15 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
         let method = req.method().clone();
-        let (visitor, sent) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        // The token as sent, when it named a session: answered back as it is.
+        let sent = visitor
+            .and(super::request::sent_token(
+                &ask.rc,
+                req.headers(),
+                ask.peer.secure,
+            ))
+            .map(str::to_string);
         match (what, method) {
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(ask, req.headers(), visitor, sent).await)

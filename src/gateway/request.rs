@@ -105,7 +105,7 @@ impl Gateway {
         ask: &Ask<'_>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
-        let (visitor, sent_token) = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         // A request that is not a navigation is an app's or a script's: a poll, with its floor.
         let via = if ask.html { Via::Page } else { Via::Fetch };
         let decision = self.decide(ask, req.headers(), visitor, via).await;
@@ -123,8 +123,10 @@ impl Gateway {
                 ..
             } => {
                 ask.count("queue");
-                let token = match sent_token {
-                    Some(t) if !joined => t,
+                // The token the visitor sent is answered as it is (it is valid: it named them).
+                let sent = sent_token(&ask.rc, req.headers(), ask.peer.secure);
+                let token = match sent {
+                    Some(t) if !joined => t.to_string(),
                     _ => self.token(&ask.rc, visitor),
                 };
                 let mut resp = waiting(ask, &req, &view, Some(&token))?;
@@ -231,23 +233,16 @@ impl Gateway {
         room: &RoomConfig,
         headers: &HeaderMap,
         secure: bool,
-    ) -> (Option<Visitor>, Option<String>) {
-        let raw = headers
-            .get(headers::TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| headers::cookie(headers, &room.cookie_name_for(secure)));
-        let Some(raw) = raw else { return (None, None) };
+    ) -> Option<Visitor> {
+        let raw = sent_token(room, headers, secure)?;
         match self.keys.decode(room.id, raw) {
-            Some(c) => (
-                Some(Visitor {
-                    id: c.session,
-                    ticket: c.ticket,
-                }),
-                Some(raw.to_string()),
-            ),
+            Some(c) => Some(Visitor {
+                id: c.session,
+                ticket: c.ticket,
+            }),
             None => {
                 metrics::counter!(m::INVALID_TOKENS, "room" => room.name.clone()).increment(1);
-                (None, None)
+                None
             }
         }
     }
@@ -288,8 +283,9 @@ impl Gateway {
         let client = ask.current.clients.get(ask.index).and_then(Option::as_ref);
         let client = client.unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;
-        metrics::histogram!(m::UPSTREAM_DURATION, "room" => rc.name.clone())
-            .record(started.elapsed().as_secs_f64());
+        ask.room
+            .figures
+            .record_upstream(started.elapsed().as_secs_f64());
         let resp = result.inspect_err(|e| count_origin_failure(ask, e))?;
         let (mut parts, body) = resp.into_parts();
         let command = parts.headers.remove(headers::COMMAND_HEADER);
@@ -304,12 +300,22 @@ impl Gateway {
         let body = body.map_err(move |e| {
             tracing::warn!(room = %rc.name, error = %e, "origin response body failed");
             watched.figures.count_upstream_error("body");
-            metrics::counter!(m::UPSTREAM_ERRORS, "room" => rc.name.clone(), "kind" => "body")
-                .increment(1);
             crate::proxy::BoxError::from(e)
         });
         Ok(Response::from_parts(parts, body.boxed()))
     }
+}
+
+/// The token a request carries: the app's header, else the room's cookie of this connection.
+pub(super) fn sent_token<'h>(
+    room: &RoomConfig,
+    headers: &'h HeaderMap,
+    secure: bool,
+) -> Option<&'h str> {
+    headers
+        .get(headers::TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| headers::cookie(headers, &room.cookie_name_for(secure)))
 }
 
 /// Counts a failed forward against the origin: its own failures only; a client's bad or slow
@@ -319,8 +325,6 @@ pub(super) fn count_origin_failure(ask: &Ask<'_>, e: &GatewayError) {
         return;
     };
     ask.room.figures.count_upstream_error(kind);
-    metrics::counter!(m::UPSTREAM_ERRORS, "room" => ask.rc.name.clone(), "kind" => kind)
-        .increment(1);
 }
 
 impl Gateway {
@@ -359,8 +363,6 @@ impl Ask<'_> {
     /// Counts the request under `decision` (`anteroom_requests_total` and the room's figures).
     pub(super) fn count(&self, decision: &'static str) {
         self.room.figures.count_request(decision);
-        metrics::counter!(m::REQUESTS, "room" => self.rc.name.clone(), "decision" => decision)
-            .increment(1);
     }
 
     /// The client's address (see [`route::client_ip`]).

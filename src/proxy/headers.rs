@@ -117,26 +117,40 @@ fn pair_name(pair: &[u8]) -> &[u8] {
         .trim_ascii()
 }
 
-/// Removes the `name` cookie from every `Cookie` header, dropping headers left empty.
+/// Removes the `name` cookie from every `Cookie` header, dropping headers left empty. Both
+/// spellings go: a visitor may carry the `__Host-` cookie of HTTPS and the plain one of HTTP,
+/// and neither is the origin's business. Headers without it are left as they are (no copy).
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if values.is_empty() {
+    let ours = |p: &[u8]| {
+        let n = pair_name(p);
+        n == name.as_bytes() || n.strip_prefix(b"__Host-") == Some(name.as_bytes())
+    };
+    let carries = |v: &HeaderValue| pairs(v).any(ours);
+    if !headers.get_all(header::COOKIE).iter().any(carries) {
         return;
     }
-    headers.remove(header::COOKIE);
-    // Both spellings: a visitor may carry the `__Host-` cookie of HTTPS and the plain one of
-    // HTTP, and neither is the origin's business.
-    let prefixed = format!("__Host-{name}");
-    for v in values {
-        let kept: Vec<&[u8]> = pairs(&v)
-            .filter(|p| pair_name(p) != name.as_bytes() && pair_name(p) != prefixed.as_bytes())
-            .collect();
-        if kept.is_empty() {
+    let mut kept = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        if !carries(v) {
+            kept.push(v.clone());
             continue;
         }
-        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
-            headers.append(header::COOKIE, v);
+        let mut rest = Vec::new();
+        for p in pairs(v).filter(|p| !ours(p)) {
+            if !rest.is_empty() {
+                rest.extend_from_slice(b"; ");
+            }
+            rest.extend_from_slice(p);
         }
+        if !rest.is_empty()
+            && let Ok(v) = HeaderValue::from_bytes(&rest)
+        {
+            kept.push(v);
+        }
+    }
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
     }
 }
 
@@ -154,9 +168,14 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|v| v.trim_matches('"'))
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host`, and appends to `Via`. A client's own
 /// `X-Forwarded-For` and `Forwarded` are replaced by the peer address, unless the peer is a
-/// trusted proxy: then the peer is appended to the chain it sent.
+/// trusted proxy: then the peer is appended to the chain it sent. One allocation in the common
+/// case (the peer's address); the Host the client sent is reused when it is the host itself.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -164,45 +183,54 @@ pub fn set_forwarded(
     proto: &'static str,
     host: &str,
 ) {
-    let chain: Vec<String> = if trusted {
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
+    use std::io::Write as _;
+    // The peer's address, written on the stack (an IPv6 address is at most 45 bytes).
+    let mut at = std::io::Cursor::new([0u8; 64]);
+    let _ = write!(at, "{peer}");
+    let len = usize::try_from(at.position()).unwrap_or(0);
+    let peer = &at.get_ref()[..len];
+    let value = if trusted {
+        // The chain a trusted proxy sent, then the peer.
+        let mut xff = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(v) = v.to_str() {
+                xff.extend_from_slice(v.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
+        }
+        xff.extend_from_slice(peer);
+        HeaderValue::from_bytes(&xff)
     } else {
         // Every way a client could claim another address, from anyone but a trusted proxy.
         for h in ["forwarded", "x-real-ip", "true-client-ip"] {
             headers.remove(h);
         }
-        Vec::new()
+        HeaderValue::from_bytes(peer)
     };
-    let mut xff = chain.join(", ");
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    xff.push_str(&peer.to_string());
-    match HeaderValue::from_str(&xff) {
+    match value {
         Ok(v) => {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
         Err(_) => {
-            headers.remove("x-forwarded-for");
+            headers.remove(&X_FORWARDED_FOR);
         }
     }
     // A trusted proxy in front (a TLS-terminating load balancer) knows the original scheme and
     // host better than this hop does.
-    if !(trusted && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !(trusted && headers.contains_key("x-forwarded-host")) {
-        match HeaderValue::from_str(host) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        let sent = headers
+            .get(header::HOST)
+            .filter(|v| v.as_bytes() == host.as_bytes())
+            .cloned();
+        match sent.map_or_else(|| HeaderValue::from_str(host), Ok) {
             Ok(v) => {
-                headers.insert("x-forwarded-host", v);
+                headers.insert(X_FORWARDED_HOST, v);
             }
             Err(_) => {
-                headers.remove("x-forwarded-host");
+                headers.remove(&X_FORWARDED_HOST);
             }
         }
     }

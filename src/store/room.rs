@@ -1,13 +1,14 @@
 //! One room's live handle beside its configuration: the engine state (in this process), the
 //! operator's overrides and the request figures the admin API shows.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::RoomConfig;
+use crate::metrics as m;
 use crate::room::{Overrides, RoomState, Settings};
 
 /// Request decisions, the bounded values of `anteroom_requests_total{decision}`.
@@ -17,24 +18,69 @@ pub const DECISIONS: [&str; 6] = ["admit", "queue", "bypass", "endpoint", "disab
 /// response body failed after its head was sent on.
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "invalid_response", "body"];
 
-/// Lifetime request figures of a room, for the admin API (metrics keep their own).
-#[derive(Debug, Default)]
+/// Lifetime request figures of a room, for the admin API, and the room's metric handles: each
+/// series resolved once (at the room's first request), so a request counts itself with atomic
+/// adds, never a label string or a registry lookup.
+#[derive(Debug)]
 pub struct Figures {
+    room: String,
     requests: [AtomicU64; DECISIONS.len()],
     upstream_errors: [AtomicU64; UPSTREAM_ERROR_KINDS.len()],
+    metrics: OnceLock<Handles>,
+}
+
+/// The room's series of the metrics a request touches.
+#[derive(Debug)]
+struct Handles {
+    requests: [metrics::Counter; DECISIONS.len()],
+    upstream_errors: [metrics::Counter; UPSTREAM_ERROR_KINDS.len()],
+    upstream_duration: metrics::Histogram,
 }
 
 impl Figures {
-    pub fn count_request(&self, decision: &str) {
-        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
-            self.requests[i].fetch_add(1, Ordering::Relaxed);
+    fn new(room: &str) -> Self {
+        Figures {
+            room: room.to_string(),
+            requests: Default::default(),
+            upstream_errors: Default::default(),
+            metrics: OnceLock::new(),
         }
     }
 
+    fn handles(&self) -> &Handles {
+        self.metrics.get_or_init(|| {
+            let room = self.room.clone();
+            Handles {
+                requests: DECISIONS.map(
+                    |d| metrics::counter!(m::REQUESTS, "room" => room.clone(), "decision" => d),
+                ),
+                upstream_errors: UPSTREAM_ERROR_KINDS.map(
+                    |k| metrics::counter!(m::UPSTREAM_ERRORS, "room" => room.clone(), "kind" => k),
+                ),
+                upstream_duration: metrics::histogram!(m::UPSTREAM_DURATION, "room" => room),
+            }
+        })
+    }
+
+    /// One request, by the decision it got (`anteroom_requests_total{room,decision}` too).
+    pub fn count_request(&self, decision: &str) {
+        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
+            self.requests[i].fetch_add(1, Ordering::Relaxed);
+            self.handles().requests[i].increment(1);
+        }
+    }
+
+    /// One failure of the origin (`anteroom_upstream_errors_total{room,kind}` too).
     pub fn count_upstream_error(&self, kind: &str) {
         if let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+            self.handles().upstream_errors[i].increment(1);
         }
+    }
+
+    /// How long the origin took to answer (`anteroom_upstream_duration_seconds{room}`).
+    pub fn record_upstream(&self, seconds: f64) {
+        self.handles().upstream_duration.record(seconds);
     }
 
     pub fn requests(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
@@ -103,7 +149,7 @@ impl Room {
             overrides: ArcSwap::from_pointee(Overrides::default()),
             shared: ArcSwapOption::empty(),
             effective: ArcSwapOption::empty(),
-            figures: Figures::default(),
+            figures: Figures::new(name),
         }
     }
 
