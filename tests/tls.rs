@@ -26,10 +26,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::default_provider;
@@ -47,70 +43,6 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-// ---------------------------------------------------------------------------------------------
-// Certificates
-
-/// A test certificate authority.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A leaf certificate signed by a test CA.
-struct Leaf {
-    der: CertificateDer<'static>,
-    /// The chain as a server file holds it: the leaf, then the CA.
-    chain_pem: String,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A root store trusting only this CA.
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        roots
-    }
-
-    /// A server certificate for `names` (DNS names, wildcards or IP addresses), with a new key.
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &*self.issuer).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            chain_pem: cert.pem() + &self.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-impl Leaf {
-    /// Writes `{stem}.pem` (the chain) and `{stem}.key` into `dir`.
-    fn put(&self, dir: &TempDir, stem: &str) {
-        put(dir, &format!("{stem}.pem"), &self.chain_pem);
-        put(dir, &format!("{stem}.key"), &self.key_pem);
-    }
-}
-
-fn put(dir: &TempDir, name: &str, text: &str) {
-    std::fs::write(dir.path().join(name), text).unwrap();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration and the gateway

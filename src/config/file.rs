@@ -157,4 +157,6 @@ pub struct RoomFile {
     pub origin_ca: Option<String>,
     /// The Host the origin receives instead of the client's.
     pub origin_host: Option<String>,
+    /// `"http1"` (default), `"h2"` or `"auto"` (ALPN, https origins).
+    pub origin_protocol: Option<String>,
 }

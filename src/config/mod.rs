@@ -161,6 +161,20 @@ pub struct Origin {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `origin_host`: the Host the origin receives instead of the client's.
     pub host: Option<http::HeaderValue>,
+    /// `origin_protocol`: the HTTP version spoken to the origin.
+    pub protocol: OriginProtocol,
+}
+
+/// The HTTP version anteroom speaks to a room's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OriginProtocol {
+    /// HTTP/1.1 over a pool of connections (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 only: ALPN `h2` for an https origin, prior knowledge (h2c) for http.
+    H2,
+    /// An https origin's choice by ALPN (h2 or HTTP/1.1); an http origin gets HTTP/1.1.
+    Auto,
 }
 
 /// A path that skips the queue: exact, or a `prefix*` pattern.

@@ -84,7 +84,11 @@ impl Gateway {
         keys: Keys,
         store: Arc<Backend>,
     ) -> Result<Arc<Self>, crate::StartError> {
-        let client = proxy::client(&config.limits, crate::certs::client_config(None)?);
+        let client = proxy::client(
+            &config.limits,
+            crate::certs::client_config(None)?,
+            crate::config::OriginProtocol::Http1,
+        );
         let config = Arc::new(config);
         let gw = Gateway {
             boot: config.clone(),
@@ -244,8 +248,16 @@ impl Current {
             .rooms
             .iter()
             .map(|rc| {
-                let tls = rc.origin.tls.as_ref()?;
-                Some(proxy::client(&config.limits, (**tls).clone()))
+                // A room of its own CA or its own protocol has its own client; the rest share one.
+                let (tls, protocol) = (rc.origin.tls.as_ref(), rc.origin.protocol);
+                if tls.is_none() && protocol == crate::config::OriginProtocol::Http1 {
+                    return None;
+                }
+                let tls = match tls {
+                    Some(tls) => (**tls).clone(),
+                    None => crate::certs::client_config(None).ok()?,
+                };
+                Some(proxy::client(&config.limits, tls, protocol))
             })
             .collect();
         let closed = config.rooms.iter().map(|_| Default::default()).collect();

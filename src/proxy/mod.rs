@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::{Limits, Origin};
+use crate::config::{Limits, Origin, OriginProtocol};
 use crate::error::GatewayError;
 
 /// Any error a body may end with.
@@ -39,23 +39,35 @@ pub type OriginClient = Client<StrictConnector<HttpsConnector<HttpConnector>>, B
 /// closing. The rest of that race is handled by retrying idempotent requests.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 
-/// A client whose TLS trusts what `tls` trusts (see `tls::client_config`).
-pub fn client(limits: &Limits, tls: rustls::ClientConfig) -> OriginClient {
+/// A client whose TLS trusts what `tls` trusts (see `tls::client_config`), speaking `protocol`
+/// to origins: HTTP/1.1; HTTP/2 only (ALPN `h2`, or prior knowledge over plain TCP); or what
+/// an https origin picks by ALPN. HTTP/2 connections are multiplexed, one per origin.
+pub fn client(
+    limits: &Limits,
+    tls: rustls::ClientConfig,
+    protocol: OriginProtocol,
+) -> OriginClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(limits.origin_connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    let strict = StrictConnector::new(https, limits.max_header_bytes);
-    Client::builder(TokioExecutor::new())
+        .https_or_http();
+    let https = match protocol {
+        OriginProtocol::Http1 => https.enable_http1().wrap_connector(connector),
+        OriginProtocol::H2 => https.enable_http2().wrap_connector(connector),
+        OriginProtocol::Auto => https.enable_all_versions().wrap_connector(connector),
+    };
+    let h2_only = protocol == OriginProtocol::H2;
+    let strict = StrictConnector::new(https, limits.max_header_bytes, h2_only);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
-        .build(strict)
+        .http2_only(h2_only);
+    builder.build(strict)
 }
 
 /// The spliced connections of upgraded requests (WebSockets): held so that a stop can wait for

@@ -51,17 +51,24 @@ impl InvalidResponse {
 pub struct StrictConnector<C> {
     inner: C,
     max_head: usize,
+    /// Every connection speaks HTTP/2 (prior knowledge): nothing to scan.
+    h2_only: bool,
 }
 
 impl<C> StrictConnector<C> {
-    pub fn new(inner: C, max_head: usize) -> Self {
-        StrictConnector { inner, max_head }
+    pub fn new(inner: C, max_head: usize, h2_only: bool) -> Self {
+        StrictConnector {
+            inner,
+            max_head,
+            h2_only,
+        }
     }
 }
 
 impl<C> tower_service::Service<Uri> for StrictConnector<C>
 where
     C: tower_service::Service<Uri>,
+    C::Response: Connection,
     C::Future: Send + 'static,
 {
     type Response = Strict<C::Response>;
@@ -74,13 +81,17 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.inner.call(uri);
-        let max_head = self.max_head;
+        let (max_head, h2_only) = (self.max_head, self.h2_only);
         Box::pin(async move {
+            let inner = connecting.await?;
+            // HTTP/2 frames its messages itself (binary, length-prefixed): there is no head
+            // for two parsers to read differently, so an h2 connection is never scanned.
+            let h2 = h2_only || inner.connected().is_negotiated_h2();
             Ok(Strict {
-                inner: connecting.await?,
+                inner,
                 max_head,
                 head: None,
-                upgraded: false,
+                upgraded: h2,
                 scratch: Vec::new(),
             })
         })

@@ -5,6 +5,7 @@
 
 mod admin;
 mod binary;
+mod certs;
 mod origin;
 mod raw;
 mod redis;
@@ -12,6 +13,8 @@ mod redis;
 pub use admin::*;
 #[allow(unused_imports)]
 pub use binary::*;
+#[allow(unused_imports)]
+pub use certs::*;
 #[allow(unused_imports)]
 pub use origin::*;
 #[allow(unused_imports)]

@@ -5,7 +5,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::super::file::RoomFile;
 use super::super::locate::Seg;
-use super::super::{Bypass, Origin, RoomConfig};
+use super::super::{Bypass, Origin, OriginProtocol, RoomConfig};
 use super::{Validator, room_key};
 use crate::pages::{self, Pages};
 use crate::room::{Mode, Policy, Settings, View, ViewState};
@@ -162,6 +162,20 @@ impl Validator<'_> {
         }
         if let Some(h) = &r.origin_host {
             origin.host = Some(self.origin_host(i, h)?);
+        }
+        if let Some(p) = &r.origin_protocol {
+            origin.protocol = match p.as_str() {
+                "http1" => OriginProtocol::Http1,
+                "h2" => OriginProtocol::H2,
+                "auto" => OriginProtocol::Auto,
+                other => {
+                    self.error(
+                        &room_key(i, "origin_protocol"),
+                        format!("{other:?} is not one of \"http1\", \"h2\", \"auto\""),
+                    );
+                    return None;
+                }
+            };
         }
         Some(origin)
     }
@@ -410,6 +424,7 @@ fn parse_origin(s: &str) -> Option<Origin> {
             authority,
             tls: None,
             host: None,
+            protocol: OriginProtocol::Http1,
         }),
         _ => None,
     }
