@@ -76,6 +76,24 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
+/// A public listener shared with other processes bound the same way (`SO_REUSEPORT`): the
+/// kernel spreads new connections over them.
+fn bind_shared(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.set_reuseport(true)?;
+            s.bind(addr)?;
+            s.listen(1024)
+        })
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
 /// Loads `config_path`, binds every listener and starts serving.
 pub async fn start(config_path: &Path) -> Result<Running, StartError> {
     start_with(config_path, env::Env::process()).await
@@ -168,10 +186,19 @@ struct Listeners {
 
 impl Listeners {
     async fn bind(listen: &config::Listen) -> Result<Self, StartError> {
-        let public = bind("http", listen.http).await?;
-        let secure = match listen.https {
-            Some(addr) => Some(bind("https", addr).await?),
-            None => None,
+        let (public, secure) = if listen.reuse_port {
+            let public = bind_shared("http", listen.http)?;
+            (
+                public,
+                listen.https.map(|a| bind_shared("https", a)).transpose()?,
+            )
+        } else {
+            let public = bind("http", listen.http).await?;
+            let secure = match listen.https {
+                Some(addr) => Some(bind("https", addr).await?),
+                None => None,
+            };
+            (public, secure)
         };
         let admin = match listen.admin {
             Some(addr) => Some(bind("admin", addr).await?),

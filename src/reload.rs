@@ -271,6 +271,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "listen.http" => listen.http,
         "listen.https" => listen.https,
         "listen.admin" => listen.admin,
+        "listen.reuse_port" => listen.reuse_port,
         "admin.max_connections" => admin_max_connections,
         "demo.listen" => demo,
         "token" => token,

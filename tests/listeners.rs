@@ -165,3 +165,51 @@ async fn the_listeners_cannot_starve_each_other_of_descriptors() {
     );
     drop(held);
 }
+
+/// `reuse_port`: a second gateway binds the same public port (one process per core, or a new
+/// process started before the old one stops), and both answer; without it the second start
+/// fails naming the listener.
+#[tokio::test]
+async fn reuse_port_lets_two_gateways_share_the_public_port() {
+    let origin = Origin::start().await;
+    let first = Gateway::start(&format!(
+        "{}{}",
+        base_config("1s").replace("[listen]\n", "[listen]\nreuse_port = true\n"),
+        room(
+            "open",
+            "open.test",
+            &origin.url(),
+            "active_users = 5\nenabled = false"
+        )
+    ))
+    .await;
+    let port = first.addr.port();
+    let shared = |reuse: bool| {
+        format!(
+            "{}{}",
+            base_config("1s").replace(
+                "[listen]\nhttp = \"127.0.0.1:0\"\n",
+                &format!("[listen]\nhttp = \"127.0.0.1:{port}\"\nreuse_port = {reuse}\n")
+            ),
+            room(
+                "open",
+                "open.test",
+                &origin.url(),
+                "active_users = 5\nenabled = false"
+            )
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, shared(false)).unwrap();
+    let refused = anteroom::start(&path).await.err().unwrap().to_string();
+    assert!(refused.contains("http"), "{refused}");
+    let second = Gateway::start(&shared(true)).await;
+    assert_eq!(second.addr, first.addr);
+    // Connections spread over both; every one is answered.
+    for i in 0..20 {
+        let r = first.client("open.test").get(&format!("/{i}"), JSON).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(origin.count(), 20);
+}

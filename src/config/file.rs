@@ -48,6 +48,8 @@ pub struct ListenFile {
     pub http: Option<String>,
     pub https: Option<String>,
     pub admin: Option<String>,
+    /// `SO_REUSEPORT` on the public listeners: several processes share the ports.
+    pub reuse_port: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -72,6 +72,9 @@ pub struct Listen {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// `reuse_port`: the public listeners (http, https) are bound with `SO_REUSEPORT`, so that
+    /// several processes (one per core, or an old and a new one during an upgrade) share them.
+    pub reuse_port: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

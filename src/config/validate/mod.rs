@@ -164,6 +164,7 @@ impl Validator<'_> {
                 http: http.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
                 https,
                 admin,
+                reuse_port: f.listen.reuse_port.unwrap_or(false),
             },
             admin_token_env: f.admin.token_env.clone(),
             admin_token: None,
