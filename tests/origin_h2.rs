@@ -22,15 +22,26 @@ use rustls::pki_types::pem::PemObject;
 use support::*;
 use tokio_rustls::TlsAcceptor;
 
-/// What the origin answers: the version it was spoken to in, the Host it saw and the path.
+/// What the origin answers: the version it was spoken to in, the `Host` header and the
+/// authority (HTTP/2's `:authority`) it saw, and the path.
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let host = req
+    let hosts: Vec<&str> = req
         .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let body = format!("{:?} host={host} path={}", req.version(), req.uri().path());
+        .get_all("host")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .collect();
+    let host = if hosts.is_empty() {
+        "-".to_string()
+    } else {
+        hosts.join(",")
+    };
+    let authority = req.uri().authority().map_or("-", |a| a.as_str());
+    let body = format!(
+        "{:?} host={host} authority={authority} path={}",
+        req.version(),
+        req.uri().path()
+    );
     Ok(Response::new(Full::new(Bytes::from(body))))
 }
 
@@ -84,11 +95,18 @@ async fn a_room_speaks_h2_to_an_origin_that_only_speaks_h2() {
             "active_users = 100\norigin_protocol = \"h2\""
         ),
         room("one", "one.test", &origin, "active_users = 100"),
+    ) + &room(
+        "named",
+        "named.test",
+        &origin,
+        "active_users = 100\norigin_protocol = \"h2\"\norigin_host = \"internal.test\"",
     );
     let gw = Gateway::start(&config).await;
     let r = gw.client("two.test").get("/first", JSON).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body, "HTTP/2.0 host=two.test path=/first");
+    // The site's host as the authority, no `Host` beside it (an HTTP/2 server such as nginx
+    // refuses the two together).
+    assert_eq!(r.body, "HTTP/2.0 host=- authority=two.test path=/first");
     // Many at once, multiplexed on the origin connection.
     let asks = (0..20).map(|i| {
         let mut c = gw.client("two.test");
@@ -97,8 +115,14 @@ async fn a_room_speaks_h2_to_an_origin_that_only_speaks_h2() {
     for (i, a) in asks.enumerate() {
         let r = a.await.unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(r.body, format!("HTTP/2.0 host=two.test path=/many/{i}"));
+        assert_eq!(
+            r.body,
+            format!("HTTP/2.0 host=- authority=two.test path=/many/{i}")
+        );
     }
+    // `origin_host` is the authority the origin sees.
+    let r = gw.client("named.test").get("/n", JSON).await;
+    assert_eq!(r.body, "HTTP/2.0 host=- authority=internal.test path=/n");
     // The default (HTTP/1.1) cannot talk to it: the origin's failure, a 502.
     let r = gw.client("one.test").get("/", JSON).await;
     assert_eq!(r.status, 502, "{}", r.body);
@@ -146,15 +170,15 @@ async fn auto_takes_what_an_https_origin_offers_by_alpn() {
         cookies: Default::default(),
     };
     let expect = [
-        ("auto.test", "HTTP/2.0"),
-        ("plain.test", "HTTP/1.1"),
-        ("h2.test", "HTTP/2.0"),
-        ("older.test", "HTTP/1.1"),
+        ("auto.test", "HTTP/2.0 host=- authority=auto.test"),
+        ("plain.test", "HTTP/1.1 host=plain.test authority=-"),
+        ("h2.test", "HTTP/2.0 host=- authority=h2.test"),
+        ("older.test", "HTTP/1.1 host=older.test authority=-"),
     ];
-    for (host, version) in expect {
+    for (host, seen) in expect {
         let r = client(host).get("/v", JSON).await;
         assert_eq!(r.status, 200, "{host}: {}", r.body);
-        assert_eq!(r.body, format!("{version} host={host} path=/v"), "{host}");
+        assert_eq!(r.body, format!("{seen} path=/v"), "{host}");
     }
 }
 

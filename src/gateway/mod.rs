@@ -88,6 +88,7 @@ impl Gateway {
             &config.limits,
             crate::certs::client_config(None)?,
             crate::config::OriginProtocol::Http1,
+            None,
         );
         let config = Arc::new(config);
         let gw = Gateway {
@@ -257,7 +258,9 @@ impl Current {
                     Some(tls) => (**tls).clone(),
                     None => crate::certs::client_config(None).ok()?,
                 };
-                Some(proxy::client(&config.limits, tls, protocol))
+                let target = (protocol != crate::config::OriginProtocol::Http1)
+                    .then(|| rc.origin.authority.clone());
+                Some(proxy::client(&config.limits, tls, protocol, target))
             })
             .collect();
         let closed = config.rooms.iter().map(|_| Default::default()).collect();

@@ -4,16 +4,18 @@
 mod body;
 pub mod headers;
 mod strict;
+mod target;
 
 pub use body::BodyError;
 pub use strict::InvalidResponse;
 use strict::StrictConnector;
+use target::FixedTarget;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
@@ -32,7 +34,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A pooled origin client: `http://` and `https://` (rustls), HTTP/1.1, response heads checked.
-pub type OriginClient = Client<StrictConnector<HttpsConnector<HttpConnector>>, Body>;
+pub type OriginClient = Client<StrictConnector<FixedTarget<HttpsConnector<HttpConnector>>>, Body>;
 
 /// How long an idle origin connection is kept for reuse: below the keep-alive of common origin
 /// servers (Node and Apache close after 5 s), so the pool rarely offers one the origin is
@@ -41,11 +43,14 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// A client whose TLS trusts what `tls` trusts (see `tls::client_config`), speaking `protocol`
 /// to origins: HTTP/1.1; HTTP/2 only (ALPN `h2`, or prior knowledge over plain TCP); or what
-/// an https origin picks by ALPN. HTTP/2 connections are multiplexed, one per origin.
+/// an https origin picks by ALPN. HTTP/2 connections are multiplexed, one per origin and site.
+/// `target`: the origin every request dials (the requests of `h2` and `auto` rooms carry the
+/// site's host as their authority, see [`forward`]).
 pub fn client(
     limits: &Limits,
     tls: rustls::ClientConfig,
     protocol: OriginProtocol,
+    target: Option<http::uri::Authority>,
 ) -> OriginClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(limits.origin_connect_timeout));
@@ -60,6 +65,7 @@ pub fn client(
         OriginProtocol::Auto => https.enable_all_versions().wrap_connector(connector),
     };
     let h2_only = protocol == OriginProtocol::H2;
+    let https = FixedTarget::new(https, target);
     let strict = StrictConnector::new(https, limits.max_header_bytes, h2_only);
     let mut builder = Client::builder(TokioExecutor::new());
     builder
@@ -168,9 +174,26 @@ fn to_origin(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room
+    // names the origin's own.
+    let host = f.origin.host.clone().or_else(|| {
+        let routed = routed_authority.as_ref();
+        routed
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| parts.headers.get(http::header::HOST).cloned())
+            .or_else(|| http::HeaderValue::from_str(f.host).ok())
+    });
+    // An HTTP/2 origin reads the site from `:authority`: the request carries the host as its
+    // authority (the client dials the origin regardless) and no `Host` beside it.
+    let site = (f.origin.protocol != OriginProtocol::Http1)
+        .then(|| {
+            host.as_ref()
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        })
+        .flatten();
     parts.uri = Uri::builder()
         .scheme(f.origin.scheme.clone())
-        .authority(f.origin.authority.clone())
+        .authority(site.clone().unwrap_or_else(|| f.origin.authority.clone()))
         .path_and_query(path)
         .build()
         .map_err(|_| GatewayError::BadRequest("request target"))?;
@@ -181,16 +204,14 @@ fn to_origin(
     for h in &headers::PATH_OVERRIDES {
         parts.headers.remove(h);
     }
-    // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room
-    // names the origin's own.
-    if let Some(h) = &f.origin.host {
-        parts.headers.insert(http::header::HOST, h.clone());
-    } else if let Some(Ok(v)) = routed_authority.map(|a| http::HeaderValue::from_str(a.as_str())) {
-        parts.headers.insert(http::header::HOST, v);
-    } else if !parts.headers.contains_key(http::header::HOST)
-        && let Ok(v) = http::HeaderValue::from_str(f.host)
-    {
-        parts.headers.insert(http::header::HOST, v);
+    match (site, host) {
+        (Some(_), _) => {
+            parts.headers.remove(http::header::HOST);
+        }
+        (None, Some(h)) => {
+            parts.headers.insert(http::header::HOST, h);
+        }
+        (None, None) => {}
     }
     headers::set_forwarded(&mut parts.headers, f.peer, f.trusted_peer, f.proto, f.host);
     if let Some(proto) = upgrade {
