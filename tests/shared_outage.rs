@@ -23,6 +23,38 @@ fn outage_config(redis: &RedisServer, origin: &Origin, extra: &str, on_error: &s
     shop_config(redis, origin, extra, &store)
 }
 
+/// Waits until `admin`'s room lists two live instances (each has seen the other's tick).
+async fn two_instances(admin: &Admin) {
+    wait_until(Duration::from_secs(5), "two instances", || {
+        let admin = admin.clone();
+        async move { (admin.room("shop").await["instances"].as_array()?.len() == 2).then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until `admin`'s instance reaches Redis again (`/readyz`: its last tick did).
+async fn reaching_redis(admin: &Admin) {
+    wait_until(Duration::from_secs(10), "the store reached", || {
+        let admin = admin.clone();
+        async move { (admin.send("GET", "/readyz", "").await.status == 200).then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until `admin`'s instance has handed its local line back to Redis.
+async fn handed_back(admin: &Admin) {
+    wait_until(Duration::from_secs(10), "the hand-back", || {
+        let admin = admin.clone();
+        async move {
+            let local = admin
+                .metric("anteroom_store_local", &[("room", "shop")])
+                .await;
+            (local == Some(0.0)).then_some(())
+        }
+    })
+    .await;
+}
+
 /// Redis stopped under traffic (`on_error = "closed"`): new visitors get the waiting answer with
 /// no place, polls a 503 with no place, never any other 5xx; when Redis is back (restarted from
 /// its append-only file) every instance goes on without a restart and every place is kept.
@@ -206,11 +238,8 @@ async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back
     }
     // Both instances have seen each other (the figures of a tick).
     let admin = gws[0].admin().await;
-    wait_until(Duration::from_secs(5), "two instances", || {
-        let admin = admin.clone();
-        async move { (admin.room("shop").await["instances"].as_array()?.len() == 2).then_some(()) }
-    })
-    .await;
+    let other = gws[1].admin().await;
+    two_instances(&admin).await;
     redis.stop().await;
     // On instance 0: the line in its shared order, the slot held by those admitted before.
     for (i, c) in line.iter().enumerate() {
@@ -243,17 +272,9 @@ async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back
     redis.restart().await;
     // Handed back: the visitor let in during the outage is admitted on every instance; those
     // who left are gone, so the shared line releases the next; the rest keep their order.
-    wait_until(Duration::from_secs(10), "the hand-back", || {
-        let admin = admin.clone();
-        async move {
-            (admin
-                .metric("anteroom_store_local", &[("room", "shop")])
-                .await
-                == Some(0.0))
-            .then_some(())
-        }
-    })
-    .await;
+    handed_back(&admin).await;
+    // Each instance is back at its own next tick.
+    reaching_redis(&other).await;
     assert_eq!(on(&line[0], &gws[1]).get("/after", JSON).await.status, 200);
     assert!(origin.count() > before);
     let j = wait_state(&on(&line[1], &gws[1]), "released").await;
@@ -289,11 +310,7 @@ async fn a_redis_outage_under_traffic_with_on_error_local_loses_nobody() {
     let (mut gws, _dirs) = instances(&config, 2).await;
     let admin = gws[0].admin().await;
     let other = gws[1].admin().await;
-    wait_until(Duration::from_secs(5), "two instances", || {
-        let admin = admin.clone();
-        async move { (admin.room("shop").await["instances"].as_array()?.len() == 2).then_some(()) }
-    })
-    .await;
+    two_instances(&admin).await;
     redis.stop().await;
     let gws = std::sync::Arc::new(gws);
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -343,28 +360,8 @@ async fn a_redis_outage_under_traffic_with_on_error_local_loses_nobody() {
     );
     assert!(joined.len() > 50, "queued locally: {}", joined.len());
     redis.restart().await;
-    wait_until(Duration::from_secs(10), "the hand-back", || {
-        let admin = admin.clone();
-        async move {
-            (admin
-                .metric("anteroom_store_local", &[("room", "shop")])
-                .await
-                == Some(0.0))
-            .then_some(())
-        }
-    })
-    .await;
-    wait_until(Duration::from_secs(10), "the other hand-back", || {
-        let other = other.clone();
-        async move {
-            (other
-                .metric("anteroom_store_local", &[("room", "shop")])
-                .await
-                == Some(0.0))
-            .then_some(())
-        }
-    })
-    .await;
+    handed_back(&admin).await;
+    handed_back(&other).await;
     // Every visitor queued during the outage is in the shared line, each at their own place.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut places = HashSet::new();
