@@ -3,7 +3,10 @@
 //! time, Redis keeps the newest, and each instance puts it in force at its next tick. Hosts,
 //! pages and upstreams stay each instance's own; what a room admits is the same everywhere.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +99,61 @@ pub struct Offered {
     pub json: String,
     pub from: String,
     pub version_ms: u64,
+}
+
+/// Each room's settings from this instance's file, offered to the others at the room's next
+/// tick after every load.
+#[derive(Debug, Default)]
+pub(super) struct OwnFiles(Mutex<HashMap<String, OwnFile>>);
+
+#[derive(Debug, Clone)]
+struct OwnFile {
+    json: String,
+    version_ms: u64,
+    /// Whether Redis has seen them since the last load.
+    offered: bool,
+}
+
+impl OwnFiles {
+    /// This instance loaded its file: `rc`'s settings are to be offered.
+    pub(super) fn loaded(&self, room: &str, rc: &RoomConfig, version_ms: u64) {
+        let own = OwnFile {
+            json: encode(rc),
+            version_ms,
+            offered: false,
+        };
+        self.0.lock().insert(room.to_string(), own);
+    }
+
+    /// The offer to send for `room` (from instance `me`), if one is waiting.
+    pub(super) fn to_offer(&self, room: &str, me: &str) -> Option<Offered> {
+        let files = self.0.lock();
+        let f = files.get(room).filter(|f| !f.offered)?;
+        Some(Offered {
+            json: f.json.clone(),
+            from: me.to_string(),
+            version_ms: f.version_ms,
+        })
+    }
+
+    /// `offer` reached Redis; a newer load since then is offered at the next tick.
+    pub(super) fn offered(&self, room: &str, offer: &Offered) {
+        if let Some(f) = self.0.lock().get_mut(room)
+            && f.json == offer.json
+            && f.version_ms == offer.version_ms
+        {
+            f.offered = true;
+        }
+    }
+
+    /// The room's own settings as offered, once Redis has seen them.
+    pub(super) fn offered_json(&self, room: &str) -> Option<String> {
+        let files = self.0.lock();
+        files
+            .get(room)
+            .filter(|f| f.offered)
+            .map(|f| f.json.clone())
+    }
 }
 
 /// Puts the newest file's settings in force on `room`: none when they are the same as this

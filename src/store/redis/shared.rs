@@ -48,7 +48,7 @@ pub struct Shared {
     /// What answers while Redis does not (`on_error`).
     fallback: Fallback,
     /// Each room's settings from this instance's file, offered to the others at the next tick.
-    files: Mutex<HashMap<String, OwnFile>>,
+    files: super::layer::OwnFiles,
 }
 
 impl Shared {
@@ -74,7 +74,7 @@ impl Shared {
             ticking: AtomicBool::new(true),
             admitted: Mutex::new(HashMap::new()),
             fallback: Fallback::new(settings.on_error),
-            files: Mutex::new(HashMap::new()),
+            files: super::layer::OwnFiles::default(),
         })
     }
 
@@ -265,31 +265,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Sends the room's settings from this instance's file to Redis, once after each load.
-    async fn offer_own_file(&self, room: &Room, settings: &Settings) -> Result<(), StoreError> {
-        let offer = self
-            .files
-            .lock()
-            .get(&room.name)
-            .filter(|f| !f.offered)
-            .map(|f| super::layer::Offered {
-                json: f.json.clone(),
-                from: self.instance.clone(),
-                version_ms: f.version_ms,
-            });
-        if let Some(offer) = offer {
-            self.redis.offer_file(&room.name, settings, &offer).await?;
-            // Unless a newer load replaced them meanwhile: those are offered at the next tick.
-            if let Some(f) = self.files.lock().get_mut(&room.name)
-                && f.json == offer.json
-                && f.version_ms == offer.version_ms
-            {
-                f.offered = true;
-            }
-        }
-        Ok(())
-    }
-
     /// The tick of one room: the lease, then (holding it) expiry and releases, then the figures.
     async fn tick_room(&self, room: &Room, settings: &Settings) -> Result<Ticked, StoreError> {
         self.flush_seen(room, settings).await?;
@@ -318,15 +293,17 @@ impl Shared {
                 }
             }
         }
-        self.offer_own_file(room, settings).await?;
+        if let Some(offer) = self.files.to_offer(&room.name, &self.instance) {
+            self.redis.offer_file(&room.name, settings, &offer).await?;
+            self.files.offered(&room.name, &offer);
+        }
         let f = self
             .redis
             .figures(&room.name, settings, &self.instance)
             .await?;
         adopt_overrides(room, &f);
-        let own = self.files.lock().get(&room.name).cloned();
-        if let Some(own) = own.filter(|o| o.offered) {
-            super::layer::adopt(room, &f.file, &own.json);
+        if let Some(own) = self.files.offered_json(&room.name) {
+            super::layer::adopt(room, &f.file, &own);
         }
         self.fallback.note(
             &room.name,
@@ -346,15 +323,6 @@ impl Shared {
             reserve_low: false,
         })
     }
-}
-
-/// A room's settings from this instance's file (see `layer`).
-#[derive(Debug, Clone)]
-struct OwnFile {
-    json: String,
-    version_ms: u64,
-    /// Whether Redis has seen them since the last load.
-    offered: bool,
 }
 
 /// An operator's change made through any instance applies here at this tick.
@@ -525,12 +493,7 @@ impl Store for Shared {
     /// This instance's file is in force here at once, and offered to the others at the next tick.
     fn loaded(&self, room: &Room, rc: &RoomConfig, version_ms: u64) {
         room.set_shared_file(None);
-        let own = OwnFile {
-            json: super::layer::encode(rc),
-            version_ms,
-            offered: false,
-        };
-        self.files.lock().insert(room.name.clone(), own);
+        self.files.loaded(&room.name, rc, version_ms);
     }
 
     async fn tick(&self, room: &Room, settings: &Settings) -> Ticked {
