@@ -17,10 +17,19 @@ use std::time::Duration;
 
 use support::*;
 
-/// A store that gives up after 250 ms (the default timeout) and then does as `on_error` says.
-fn outage_config(redis: &RedisServer, origin: &Origin, extra: &str, on_error: &str) -> String {
+/// A redis-server, an origin and two instances of room `shop` (room keys `extra`) whose store
+/// gives up after 250 ms (the default timeout) and then does as `on_error` says; `None`
+/// without a redis-server (outside CI).
+async fn two_on_redis(
+    extra: &str,
+    on_error: &str,
+) -> Option<(RedisServer, Origin, Vec<Binary>, Vec<tempfile::TempDir>)> {
+    let redis = RedisServer::start().await?;
+    let origin = Origin::start().await;
     let store = format!("timeout = \"250ms\"\non_error = \"{on_error}\"");
-    shop_config(redis, origin, extra, &store)
+    let config = shop_config(&redis, &origin, extra, &store);
+    let (gws, dirs) = instances(&config, 2).await;
+    Some((redis, origin, gws, dirs))
 }
 
 /// Waits until `admin`'s room lists two live instances (each has seen the other's tick).
@@ -60,17 +69,14 @@ async fn handed_back(admin: &Admin) {
 /// its append-only file) every instance goes on without a restart and every place is kept.
 #[tokio::test]
 async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
-    let Some(mut redis) = RedisServer::start().await else {
-        return;
-    };
-    let origin = Origin::start().await;
-    let config = outage_config(
-        &redis,
-        &origin,
+    let Some((mut redis, origin, mut gws, _dirs)) = two_on_redis(
         "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
         "closed",
-    );
-    let (mut gws, _dirs) = instances(&config, 2).await;
+    )
+    .await
+    else {
+        return;
+    };
     let mut admitted = client(&gws[0]);
     assert_eq!(admitted.get("/", JSON).await.status, 200);
     let mut line = Vec::new();
@@ -140,17 +146,14 @@ async fn a_redis_outage_gives_no_place_then_every_place_is_back() {
 /// the room queues again and the place of the visitor who waited is still theirs.
 #[tokio::test]
 async fn a_redis_outage_with_on_error_open_lets_everyone_through_then_queues_again() {
-    let Some(mut redis) = RedisServer::start().await else {
-        return;
-    };
-    let origin = Origin::start().await;
-    let config = outage_config(
-        &redis,
-        &origin,
+    let Some((mut redis, _origin, mut gws, _dirs)) = two_on_redis(
         "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
         "open",
-    );
-    let (mut gws, _dirs) = instances(&config, 2).await;
+    )
+    .await
+    else {
+        return;
+    };
     assert_eq!(client(&gws[0]).get("/", JSON).await.status, 200);
     let mut waiting = client(&gws[1]);
     assert_eq!(waiting.get("/", JSON).await.status, 429);
@@ -211,17 +214,14 @@ async fn a_redis_outage_with_on_error_open_lets_everyone_through_then_queues_aga
 /// it: the visitor let in during the outage stays admitted, the one who left is gone.
 #[tokio::test]
 async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back() {
-    let Some(mut redis) = RedisServer::start().await else {
-        return;
-    };
-    let origin = Origin::start().await;
-    let config = outage_config(
-        &redis,
-        &origin,
+    let Some((mut redis, origin, mut gws, _dirs)) = two_on_redis(
         "active_users = 2\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
         "local",
-    );
-    let (mut gws, _dirs) = instances(&config, 2).await;
+    )
+    .await
+    else {
+        return;
+    };
     // Both admitted visitors are known to both instances (each asked both once).
     let mut admitted = Vec::new();
     for _ in 0..2 {
@@ -297,17 +297,14 @@ async fn a_redis_outage_with_on_error_local_runs_a_local_line_then_hands_it_back
 /// line, each place given once, and the line released from Redis again.
 #[tokio::test]
 async fn a_redis_outage_under_traffic_with_on_error_local_loses_nobody() {
-    let Some(mut redis) = RedisServer::start().await else {
-        return;
-    };
-    let origin = Origin::start().await;
-    let config = outage_config(
-        &redis,
-        &origin,
+    let Some((mut redis, origin, mut gws, _dirs)) = two_on_redis(
         "active_users = 4\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
         "local",
-    );
-    let (mut gws, _dirs) = instances(&config, 2).await;
+    )
+    .await
+    else {
+        return;
+    };
     let admin = gws[0].admin().await;
     let other = gws[1].admin().await;
     two_instances(&admin).await;
