@@ -361,3 +361,27 @@ fn numbers_out_of_range_are_refused_at_restore() {
     assert!(RoomState::restore(huge_count, &settings, now).is_err());
     assert!(RoomState::restore(image, &settings, now).is_ok());
 }
+
+/// The file `write` streams is byte for byte what `encode` makes, and reads back.
+#[test]
+fn the_streamed_file_is_the_encoded_one() {
+    let ops: Vec<Op> = (0..400)
+        .map(|i| match i % 5 {
+            0..=2 => Op::Join,
+            3 => Op::Return(i),
+            _ => Op::Tick(700),
+        })
+        .collect();
+    let (mut state, _, now) = room_after(&ops, 7);
+    let snap = Snapshot {
+        written_unix_ms: now,
+        rooms: vec![("r".into(), state.capture(now).image())],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let size = write(dir.path(), &snap).unwrap();
+    let on_disk = std::fs::read(path(dir.path())).unwrap();
+    assert_eq!(on_disk, encode(&snap).unwrap());
+    assert_eq!(size, on_disk.len() as u64);
+    assert_eq!(read(dir.path()).unwrap(), Some(snap));
+    assert!(!dir.path().join("snapshot.bin.tmp").exists());
+}
