@@ -19,6 +19,8 @@ pub const BUILTIN_CLOSED: &str = "builtin/closed.html";
 pub const BUILTIN_ERROR: &str = "builtin/error.html";
 /// Where the reserved endpoints live.
 pub const RESERVED_PREFIX: &str = "/__anteroom/";
+const STATUS_URL: &str = "/__anteroom/status";
+const LEAVE_URL: &str = "/__anteroom/leave";
 
 /// The compiled templates of one configuration, each with what its Content-Security-Policy
 /// must allow.
@@ -94,9 +96,19 @@ impl Pages {
     }
 
     pub fn render(&self, name: &str, ctx: Value) -> Result<Rendered, String> {
+        self.render_with(name, |nonce| context! { csp_nonce => nonce, ..ctx })
+    }
+
+    /// Renders `name` with the context `build` makes from the response's CSP nonce (`""` when
+    /// the template needs none): a context built whole is read faster than a merged one.
+    pub fn render_with(
+        &self,
+        name: &str,
+        build: impl FnOnce(&str) -> Value,
+    ) -> Result<Rendered, String> {
         let inline = self.inline.get(name);
         let nonce = inline.filter(|i| i.nonce).map(|_| csp::nonce());
-        let ctx = context! { csp_nonce => nonce.as_deref().unwrap_or(""), ..ctx };
+        let ctx = build(nonce.as_deref().unwrap_or(""));
         let html = self
             .env
             .get_template(name)
@@ -147,13 +159,15 @@ pub fn rfc3339_ago(ms: u64) -> String {
 /// `form_not_sent`: the page answers a form post, whose body was never forwarded. `has_place`:
 /// the visitor holds a place (no place: a join over budget, an expired one).
 pub fn waiting_context(
+    nonce: &str,
     room: &str,
     view: &View,
     message: Option<&str>,
-    form_not_sent: bool,
-    has_place: bool,
+    flags: (bool, bool),
 ) -> Value {
+    let (form_not_sent, has_place) = flags;
     context! {
+        csp_nonce => nonce,
         form_not_sent => form_not_sent,
         has_place => has_place,
         room => room,
@@ -164,8 +178,8 @@ pub fn waiting_context(
         estimated_wait_text => wait_text(view.estimated_wait_seconds),
         progress_percent => view.progress_percent,
         poll_after_seconds => view.poll_after_seconds,
-        status_url => format!("{RESERVED_PREFIX}status"),
-        leave_url => format!("{RESERVED_PREFIX}leave"),
+        status_url => STATUS_URL,
+        leave_url => LEAVE_URL,
         message => message,
         next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
         admissions_slowed_at => view.slowed_ms_ago.map(rfc3339_ago),

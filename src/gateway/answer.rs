@@ -27,11 +27,13 @@ pub(super) fn waiting<B>(
     let mut resp = if ask.html {
         let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
         let has_place = token.is_some();
-        let ctx = pages::waiting_context(&room.name, view, message, form_not_sent, has_place);
+        let flags = (form_not_sent, has_place);
         let page = ask
             .config
             .pages
-            .render(&room.page, ctx)
+            .render_with(&room.page, |nonce| {
+                pages::waiting_context(nonce, &room.name, view, message, flags)
+            })
             .map_err(GatewayError::Render)?;
         respond::html(room.page_status, page)
     } else {

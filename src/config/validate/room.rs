@@ -375,12 +375,14 @@ impl Validator<'_> {
             progress_percent: 30,
             ..View::without_place(ViewState::Queued, 40, 5)
         };
-        let ctx = if k == "page" {
-            pages::waiting_context(room, &sample, Some("sample"), false, true)
+        let rendered = if k == "page" {
+            pages.render_with(&name, |nonce| {
+                pages::waiting_context(nonce, room, &sample, Some("sample"), (false, true))
+            })
         } else {
-            pages::closed_context(room, Some("sample"), 30)
+            pages.render(&name, pages::closed_context(room, Some("sample"), 30))
         };
-        if let Err(e) = pages.render(&name, ctx) {
+        if let Err(e) = rendered {
             self.error(
                 &room_key(i, k),
                 format!("{} does not render: {e}", full.display()),
