@@ -111,11 +111,13 @@ impl Shared {
             (&answer.kind, answer.state, answer.session)
         {
             self.fallback.admitted(&room.name, &[id], self.now_ms());
+            // Counted as a request since the last tick, so that a tick right after this one
+            // keeps the session cached (and marks it seen) rather than forgetting it.
             self.admitted
                 .lock()
                 .entry(room.name.clone())
                 .or_default()
-                .insert(id, false);
+                .insert(id, true);
         }
         Ok(decision(settings, &answer))
     }
