@@ -20,21 +20,22 @@ use std::time::Duration;
 
 use support::*;
 
-fn shared_config(redis: &RedisServer, origin: &Origin, extra: &str) -> String {
-    shop_config(redis, origin, extra, "")
+/// A redis-server, an origin, and the configuration of room `shop` (room keys `extra`) on
+/// them; `None` without a redis-server (outside CI).
+async fn shop_on_redis(extra: &str) -> Option<(RedisServer, Origin, String)> {
+    let redis = RedisServer::start().await?;
+    let origin = Origin::start().await;
+    let config = shop_config(&redis, &origin, extra, "");
+    Some((redis, origin, config))
 }
 
 #[tokio::test]
 async fn three_instances_admit_exactly_the_capacity_and_give_each_place_once() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, origin, config)) =
+        shop_on_redis("active_users = 10\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 10\nabandon_after = \"60s\"",
-    );
     let (mut gws, _dirs) = instances(&config, 3).await;
     let visitors: Vec<Client> = (0..300).map(|i| client(&gws[i % 3])).collect();
     let arrivals = visitors.iter().cloned().map(|mut c| {
@@ -88,15 +89,11 @@ async fn three_instances_admit_exactly_the_capacity_and_give_each_place_once() {
 
 #[tokio::test]
 async fn a_visitor_moving_between_instances_keeps_their_place_and_is_let_in_anywhere() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, origin, config)) =
+        shop_on_redis("active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
-    );
     let (gws, _dirs) = instances(&config, 3).await;
     let mut first = client(&gws[0]);
     assert_eq!(first.get("/", JSON).await.status, 200);
@@ -140,14 +137,14 @@ async fn a_visitor_moving_between_instances_keeps_their_place_and_is_let_in_anyw
 
 #[tokio::test]
 async fn check_refuses_a_shared_store_without_a_shared_secret() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) =
+        shop_on_redis("active_users = 1\nqueue = \"random\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
-    let config = shared_config(&redis, &origin, "active_users = 1\nqueue = \"random\"")
-        .replace("[token]\nsecret_env", "[token]\n#secret_env");
+    let config = config.replace("[token]\nsecret_env", "[token]\n#secret_env");
     std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(Binary::path())
         .arg("check")
@@ -167,15 +164,11 @@ async fn check_refuses_a_shared_store_without_a_shared_secret() {
 /// runs out and releases resume; nobody is released twice and nobody loses a place.
 #[tokio::test]
 async fn the_lease_holder_killed_releases_resume_on_another_instance() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) =
+        shop_on_redis("active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 1\nrelease_window = \"6s\"\nabandon_after = \"60s\"",
-    );
     // The first instance ticks alone for a while: it holds the lease when the others start.
     let (mut first, _d1) = instances(&config, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -238,11 +231,11 @@ fn kendall_tau(order: &[usize]) -> f64 {
 /// admissions is the order of releases: Kendall's tau with arrival order is 1.0.
 #[tokio::test]
 async fn releases_across_three_processes_follow_arrival_order() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) =
+        shop_on_redis("active_users = 1\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(&redis, &origin, "active_users = 1\nabandon_after = \"60s\"");
     let (gws, _dirs) = instances(&config, 3).await;
     let mut first = client(&gws[0]);
     assert_eq!(first.get("/", JSON).await.status, 200);
@@ -294,15 +287,13 @@ async fn releases_across_three_processes_follow_arrival_order() {
 /// joins over three instances gets `max_joins_per_prefix_per_minute` places, no more.
 #[tokio::test]
 async fn the_join_budget_is_shared_by_every_instance() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, origin, config)) = shop_on_redis(
+        "active_users = 1\nmax_joins_per_prefix_per_minute = 4\nabandon_after = \"60s\"",
+    )
+    .await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 1\nmax_joins_per_prefix_per_minute = 4\nabandon_after = \"60s\"",
-    );
     let (gws, _dirs) = instances(&config, 3).await;
     let (mut placed, mut refused) = (0, 0);
     for i in 0..12 {
@@ -332,15 +323,11 @@ async fn the_join_budget_is_shared_by_every_instance() {
 /// busy session), and an end decided on another instance (a revoke) is learned within a tick.
 #[tokio::test]
 async fn admitted_requests_skip_the_store_and_a_revoke_elsewhere_is_learned_within_a_tick() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) =
+        shop_on_redis("active_users = 1\nsession_ttl = \"500ms\"\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 1\nsession_ttl = \"500ms\"\nabandon_after = \"60s\"",
-    );
     let (mut gws, _dirs) = instances(&config, 2).await;
     let admin = gws[1].admin().await;
     let decides = || async {
@@ -378,11 +365,11 @@ async fn admitted_requests_skip_the_store_and_a_revoke_elsewhere_is_learned_with
 /// instance's room JSON lists the live instances and the lease holder.
 #[tokio::test]
 async fn an_override_through_one_instance_applies_on_every_instance() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) =
+        shop_on_redis("active_users = 1\nabandon_after = \"60s\"").await
+    else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(&redis, &origin, "active_users = 1\nabandon_after = \"60s\"");
     let (mut gws, _dirs) = instances(&config, 2).await;
     let here = gws[0].admin().await;
     let there = gws[1].admin().await;
@@ -437,11 +424,10 @@ async fn an_override_through_one_instance_applies_on_every_instance() {
 /// read at start.
 #[tokio::test]
 async fn the_store_url_can_come_from_the_environment() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((redis, _origin, config)) = shop_on_redis("active_users = 1").await else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(&redis, &origin, "active_users = 1").replace(
+    let config = config.replace(
         &format!("url = \"{}\"", redis.url()),
         "url_env = \"ANTEROOM_TEST_REDIS_URL\"",
     );
@@ -468,15 +454,9 @@ async fn the_store_url_can_come_from_the_environment() {
 /// random by an operator on one instance, the other answers a newcomer with their odds.
 #[tokio::test]
 async fn a_lottery_and_a_random_line_work_across_instances() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((_redis, _origin, config)) = shop_on_redis("active_users = 1\nqueue = \"lottery\"\ndraw_every = \"1s\"\nabandon_after = \"60s\"\nrelease_window = \"3s\"").await else {
         return;
     };
-    let origin = Origin::start().await;
-    let config = shared_config(
-        &redis,
-        &origin,
-        "active_users = 1\nqueue = \"lottery\"\ndraw_every = \"1s\"\nabandon_after = \"60s\"\nrelease_window = \"3s\"",
-    );
     let (mut gws, _dirs) = instances(&config, 2).await;
     let mut holder = client(&gws[0]);
     assert_eq!(holder.get("/", JSON).await.status, 200);

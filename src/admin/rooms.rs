@@ -157,23 +157,25 @@ impl Admin {
                 v.insert("instances".into(), json!(instances));
             }
             if let Some(f) = room.shared_file() {
-                v.insert(
-                    "shared_file".into(),
-                    json!({
-                        "instance": f.from,
-                        "file_modified_ms": f.version_ms,
-                        "enabled": f.enabled,
-                        "paused": f.settings.paused,
-                        "active_users": f.settings.active_users,
-                        "admit_per_minute": f.settings.admit_per_minute,
-                        "queue": f.settings.policy.as_str(),
-                        "message": f.message,
-                    }),
-                );
+                v.insert("shared_file".into(), shared_file(&f));
             }
         }
         v
     }
+}
+
+/// Another instance's newer file, while its settings are in force here.
+fn shared_file(f: &crate::store::SharedFile) -> Value {
+    json!({
+        "instance": f.from,
+        "file_modified_ms": f.version_ms,
+        "enabled": f.enabled,
+        "paused": f.settings.paused,
+        "active_users": f.settings.active_users,
+        "admit_per_minute": f.settings.admit_per_minute,
+        "queue": f.settings.policy.as_str(),
+        "message": f.message,
+    })
 }
 
 /// The values an operator can override, as a room has them.

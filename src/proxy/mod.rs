@@ -174,23 +174,23 @@ fn to_origin(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // The Host the client sent (HTTP/2 sends none: the authority stands for it), unless the room
-    // names the origin's own.
-    let host = f.origin.host.clone().or_else(|| {
+    // The Host the origin sees: the room's `origin_host`, else the routed authority, else the
+    // client's own (kept as it is; HTTP/2 sends none, the authority stands for it).
+    let forced = f.origin.host.clone().or_else(|| {
         let routed = routed_authority.as_ref();
-        routed
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-            .or_else(|| parts.headers.get(http::header::HOST).cloned())
-            .or_else(|| http::HeaderValue::from_str(f.host).ok())
+        routed.and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
     });
     // An HTTP/2 origin reads the site from `:authority`: the request carries the host as its
     // authority (the client dials the origin regardless) and no `Host` beside it.
-    let site = (f.origin.protocol != OriginProtocol::Http1)
-        .then(|| {
-            host.as_ref()
-                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-        })
-        .flatten();
+    let site = if f.origin.protocol == OriginProtocol::Http1 {
+        None
+    } else {
+        let host = forced
+            .as_ref()
+            .or_else(|| parts.headers.get(http::header::HOST));
+        host.and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| Authority::try_from(f.host).ok())
+    };
     parts.uri = Uri::builder()
         .scheme(f.origin.scheme.clone())
         .authority(site.clone().unwrap_or_else(|| f.origin.authority.clone()))
@@ -204,14 +204,14 @@ fn to_origin(
     for h in &headers::PATH_OVERRIDES {
         parts.headers.remove(h);
     }
-    match (site, host) {
-        (Some(_), _) => {
-            parts.headers.remove(http::header::HOST);
-        }
-        (None, Some(h)) => {
-            parts.headers.insert(http::header::HOST, h);
-        }
-        (None, None) => {}
+    if site.is_some() {
+        parts.headers.remove(http::header::HOST);
+    } else if let Some(h) = forced {
+        parts.headers.insert(http::header::HOST, h);
+    } else if !parts.headers.contains_key(http::header::HOST)
+        && let Ok(v) = http::HeaderValue::from_str(f.host)
+    {
+        parts.headers.insert(http::header::HOST, v);
     }
     headers::set_forwarded(&mut parts.headers, f.peer, f.trusted_peer, f.proto, f.host);
     if let Some(proto) = upgrade {
