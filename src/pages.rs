@@ -1,6 +1,7 @@
 //! Pages and the status JSON: templates compiled at load (auto-escaped), the waiting, closed
 //! and error pages, and the choice between HTML and JSON for a request.
 
+pub mod assets;
 mod csp;
 
 use std::collections::HashMap;
@@ -21,6 +22,13 @@ pub const BUILTIN_ERROR: &str = "builtin/error.html";
 pub const RESERVED_PREFIX: &str = "/__anteroom/";
 const STATUS_URL: &str = "/__anteroom/status";
 const LEAVE_URL: &str = "/__anteroom/leave";
+/// The endpoint URLs as template values, written as they are (`/` not escaped).
+static URLS: std::sync::LazyLock<(Value, Value)> = std::sync::LazyLock::new(|| {
+    (
+        Value::from_safe_string(STATUS_URL.to_string()),
+        Value::from_safe_string(LEAVE_URL.to_string()),
+    )
+});
 
 /// The compiled templates of one configuration, each with what its Content-Security-Policy
 /// must allow.
@@ -61,6 +69,14 @@ impl Pages {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
+        // Every page may load anteroom's own script and style sheet by these URLs.
+        // (Fixed URLs of ours: written as they are, `/` not escaped.)
+        for (var, name) in [
+            ("waiting_js_url", "waiting.js"),
+            ("waiting_css_url", "waiting.css"),
+        ] {
+            env.add_global(var, Value::from_safe_string(assets::url(name).to_string()));
+        }
         let mut pages = Pages {
             env,
             inline: HashMap::new(),
@@ -178,8 +194,8 @@ pub fn waiting_context(
         estimated_wait_text => wait_text(view.estimated_wait_seconds),
         progress_percent => view.progress_percent,
         poll_after_seconds => view.poll_after_seconds,
-        status_url => STATUS_URL,
-        leave_url => LEAVE_URL,
+        status_url => URLS.0.clone(),
+        leave_url => URLS.1.clone(),
         message => message,
         next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
         admissions_slowed_at => view.slowed_ms_ago.map(rfc3339_ago),

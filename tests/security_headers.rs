@@ -36,6 +36,12 @@ fn blocks<'a>(html: &'a str, tag: &str) -> Vec<(&'a str, &'a str)> {
     found
 }
 
+/// The value of attribute `name` in an opening tag.
+fn attr<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    let at = head.find(&format!(" {name}=\""))? + name.len() + 3;
+    head[at..].split('"').next()
+}
+
 /// The sources of one CSP directive.
 fn directive<'a>(csp: &'a str, name: &str) -> Vec<&'a str> {
     csp.split(';')
@@ -85,6 +91,15 @@ fn assert_gateway_page(r: &Reply, what: &str) {
     for (tag, dir) in [("script", "script-src"), ("style", "style-src")] {
         let allowed = directive(csp, dir);
         for (head, body) in blocks(&r.body, tag) {
+            // anteroom's own script, from the page's own origin.
+            if let Some(src) = attr(head, "src") {
+                assert!(src.starts_with("/__anteroom/"), "{what}: {head}");
+                assert!(
+                    allowed.contains(&"'self'"),
+                    "{what}: {head} under {allowed:?}"
+                );
+                continue;
+            }
             assert!(
                 allowed.contains(&sha256(body).as_str()),
                 "{what}: the inline {head} block is not allowed by {dir} {allowed:?}"
@@ -131,9 +146,53 @@ async fn gateway_pages_allow_exactly_their_own_inline_blocks_and_origin_answers_
     assert_eq!(r.status, 200);
     assert!(r.body.contains("in line"), "{}", r.body);
     assert_gateway_page(&r, "waiting page");
+    let scripts = blocks(&r.body, "script");
+    assert_eq!(scripts.len(), 1, "the page has its script: {scripts:?}");
+    let script = attr(scripts[0].0, "src").expect("the script is a file");
+    let sheet = r
+        .body
+        .split("<link ")
+        .nth(1)
+        .and_then(|l| attr(l, "href"))
+        .expect("the page has its style sheet");
     assert!(
-        !blocks(&r.body, "script").is_empty(),
-        "the page has its script"
+        r.body.len() < 6_000,
+        "the page is a few kilobytes: {}",
+        r.body.len()
+    );
+    // Both files: kept for good by their versioned URLs, answered 304 when current.
+    for (url, kind) in [(script, "text/javascript"), (sheet, "text/css")] {
+        let got = second.get(url, "*/*").await;
+        assert_eq!(got.status, 200, "{url}");
+        assert_eq!(
+            got.header("content-type"),
+            Some(&*format!("{kind}; charset=utf-8"))
+        );
+        assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(
+            got.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{url}"
+        );
+        assert!(got.body.len() > 1_000, "{url}: {}", got.body);
+        let etag = got.header("etag").expect("a validator").to_string();
+        let again = second
+            .send("GET", url, &[("if-none-match", &etag)], "")
+            .await;
+        assert_eq!((again.status.as_u16(), again.body.as_str()), (304, ""));
+        // Another build's URL is not kept for good.
+        let path = url.split('?').next().unwrap_or(url);
+        let other = second.get(&format!("{path}?v=0"), "*/*").await;
+        assert_eq!(other.status, 200);
+        assert_eq!(other.header("cache-control"), Some("no-cache"));
+        let post = second.send("POST", path, &[], "").await;
+        assert_eq!(post.status, 405, "{url}");
+    }
+    assert!(
+        r.header("content-security-policy")
+            .is_some_and(|c| directive(c, "style-src") == ["'self'"]),
+        "{:?}",
+        r.header("content-security-policy")
     );
     let r = second.get("/__anteroom/status", JSON).await;
     assert_eq!(r.status, 200);

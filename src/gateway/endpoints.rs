@@ -1,5 +1,5 @@
-//! The reserved endpoints under `/__anteroom/`: status, join, leave. They never reach the
-//! origin.
+//! The reserved endpoints under `/__anteroom/`: status, join, leave, and the waiting page's
+//! script and style sheet. They never reach the origin.
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,6 +21,15 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let what = &req.uri().path()[RESERVED_PREFIX.len()..];
         let method = req.method().clone();
+        if let Some(asset) = crate::pages::assets::find(what) {
+            return Ok(match method {
+                Method::GET | Method::HEAD => respond::asset(asset, &req),
+                _ => respond::json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method not allowed"}),
+                ),
+            });
+        }
         let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         // The token as sent, when it named a session: answered back as it is.
         let sent = visitor

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
 use crate::pages::Rendered;
+use crate::pages::assets::Asset;
 use crate::proxy::Body;
 
 pub fn body(bytes: impl Into<Bytes>) -> Body {
@@ -36,6 +37,38 @@ fn response(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    r
+}
+
+/// One of anteroom's own files: kept for a year when asked for by its versioned URL, checked
+/// with its validator otherwise; `304` when the client's copy is current.
+pub fn asset<B>(asset: &Asset, req: &http::Request<B>) -> Response<Body> {
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| asset.matches(v));
+    let mut r = if fresh {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        response(StatusCode::OK, asset.content_type, asset.body.clone())
+    };
+    let cache = if asset.versioned(req.uri().query()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&asset.etag) {
+        h.insert(header::ETAG, v);
+    }
     r
 }
 

@@ -8,6 +8,10 @@
 //! block instead gets `nonce="{{ csp_nonce }}"` written into its opening tag at load, and each
 //! response a fresh random nonce. Only blocks written in the template are ever allowed: a value
 //! cannot open a tag (values are HTML-escaped), and a nonce is good for one response.
+//!
+//! A page that loads anteroom's own script or style sheet (`waiting_js_url`, `waiting_css_url`
+//! or a path under the reserved prefix) also allows `'self'` for scripts and styles: those
+//! files are served from the page's own origin.
 
 use std::collections::BTreeSet;
 
@@ -25,6 +29,8 @@ pub(super) struct Inline {
     styles: BTreeSet<String>,
     /// Some block uses template values (or the template reads `csp_nonce` itself).
     pub nonce: bool,
+    /// The page loads anteroom's script or style sheet from its own origin.
+    own_files: bool,
 }
 
 /// Finds the inline blocks of `source` (a template or a fixed page): the source to compile, with
@@ -34,6 +40,9 @@ pub(super) fn scan(source: &str) -> (String, Inline) {
     let mut out = String::with_capacity(source.len() + 64);
     let mut inline = Inline {
         nonce: source.contains(NONCE_VAR),
+        own_files: ["waiting_js_url", "waiting_css_url", super::RESERVED_PREFIX]
+            .iter()
+            .any(|s| source.contains(s)),
         ..Inline::default()
     };
     let mut at = 0;
@@ -79,7 +88,11 @@ impl Inline {
     /// The header value, with `nonce` allowing this response's templated blocks.
     pub(super) fn policy(&self, nonce: Option<&str>) -> String {
         let sources = |hashes: &BTreeSet<String>| {
-            let mut s: Vec<String> = hashes.iter().cloned().collect();
+            let mut s: Vec<String> = Vec::with_capacity(hashes.len() + 2);
+            if self.own_files {
+                s.push("'self'".to_string());
+            }
+            s.extend(hashes.iter().cloned());
             if let Some(n) = nonce.filter(|_| self.nonce) {
                 s.push(format!("'nonce-{n}'"));
             }
@@ -186,6 +199,20 @@ mod tests {
         let p = inline.policy(None);
         assert!(p.contains("script-src 'none'; style-src 'none';"), "{p}");
         assert!(p.ends_with("frame-ancestors 'none'"), "{p}");
+    }
+
+    #[test]
+    fn a_page_loading_anteroom_files_allows_its_own_origin() {
+        let (_, inline) = scan(
+            "<link rel=\"stylesheet\" href=\"{{ waiting_css_url }}\">\
+             <script src=\"{{ waiting_js_url }}\" defer></script><script>go()</script>",
+        );
+        let p = inline.policy(None);
+        assert!(
+            p.contains(&format!("script-src 'self' {};", hash("go()"))),
+            "{p}"
+        );
+        assert!(p.contains("style-src 'self';"), "{p}");
     }
 
     #[test]

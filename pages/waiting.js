@@ -1,0 +1,151 @@
+// anteroom's waiting-page script: polls the status endpoint, backs off when the network fails,
+// asks at once when a frozen or hidden tab comes back, and reloads the page when the visitor's
+// turn comes (a form post is never sent again: the URL is opened instead).
+//
+// A custom page includes it with one line: <script src="{{ waiting_js_url }}" defer></script>
+// Its settings come from the data attributes of the element with id "room" (the built-in page's
+// <main>), else from the script tag's own: data-status-url, data-leave-url, data-poll,
+// data-state, data-place ("1" when the visitor holds a place), data-form ("1" on a page that
+// answers a form post). Every element it fills is optional (ids: where-lead, where-num,
+// where-tail, depth, wait, msg, bar, bar-fill, updated, ...). After each answer it dispatches
+// "anteroom:status" on document with the status JSON as `detail`, for a page to show its own way.
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var root = document.getElementById("room");
+  var d = (root && root.dataset) || (script && script.dataset) || {};
+  if (!d.statusUrl) d = Object.assign({ statusUrl: "/__anteroom/status", leaveUrl: "/__anteroom/leave", place: "1" }, d);
+  var none = { hidden: true, style: {}, dataset: {}, setAttribute: function () {}, getAttribute: function () { return null; },
+    querySelector: function () { return null; }, addEventListener: function () {}, focus: function () {} };
+  function $(id) { return document.getElementById(id) || none; }
+  function num(v, dflt) { var n = Number(v); return v !== "" && v != null && isFinite(n) ? n : dflt; }
+  var poll = Math.max(2, num(d.poll, 5));
+  var pos = num(d.position, null), pct = num(d.progress, 0);
+  // Where this visitor started: back-derived from the server's progress so a reload does not reset the bar.
+  var start = pos == null ? null : (pct > 0 && pct < 100 ? pos / (1 - pct / 100) : pos);
+  var timer = null, busy = false, stopped = false, fails = 0;
+
+  function set(el, text) { if (el.textContent !== text) el.textContent = text; }
+  function show(el, on) { el.hidden = !on; }
+  function clock(date) {
+    return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+  function waitText(s) {
+    if (s == null) return "calculating\u2026";
+    if (s < 60) return "less than a minute";
+    if (s < 7200) { var m = Math.ceil(s / 60); return m === 1 ? "about 1 minute" : "about " + m + " minutes"; }
+    return "about " + Math.ceil(s / 3600) + " hours";
+  }
+  function people(n) { return n === 1 ? "person waiting" : "people waiting"; }
+  function setProgress(p) {
+    p = Math.max(0, Math.min(100, Math.round(p)));
+    $("bar").setAttribute("aria-valuenow", String(p));
+    $("bar-fill").style.width = p + "%";
+  }
+  function setDraw(iso) {
+    show($("draw"), !!iso);
+    if (iso) { $("draw-time").setAttribute("datetime", iso); set($("draw-time"), clock(new Date(iso)) || iso); }
+  }
+
+  function render(j) {
+    var depth = typeof j.queue_depth === "number" ? j.queue_depth : 0;
+    if (typeof j.position === "number") {
+      set($("where-lead"), "You are number "); set($("where-num"), String(j.position)); set($("where-tail"), "in line");
+      if (start == null || j.position > start) start = j.position;
+      if (start > 0) setProgress(Math.min(99, (start - j.position) / start * 100));
+    } else {
+      set($("where-lead"), ""); set($("where-num"), String(depth)); set($("where-tail"), people(depth));
+    }
+    show($("depth-line"), typeof j.position === "number");
+    set($("depth"), String(depth));
+    set($("wait"), waitText(typeof j.estimated_wait_seconds === "number" ? j.estimated_wait_seconds : null));
+    var msg = typeof j.message === "string" ? j.message : "";
+    set($("msg"), msg); show($("msg"), msg !== "");
+    setDraw(typeof j.next_draw_at === "string" ? j.next_draw_at : null);
+    show($("paused"), j.state === "paused");
+    show($("slowed"), j.state === "queued" && typeof j.admissions_slowed_at === "string");
+    // Nobody is let in while paused: no time is promised, the paused line says why.
+    show($("wait-line"), j.state !== "paused" && j.state !== "closed");
+    show($("closed"), j.state === "closed");
+    var now = new Date();
+    $("updated").setAttribute("datetime", now.toISOString());
+    set($("updated"), clock(now));
+  }
+
+  function schedule(sec) { clearTimeout(timer); if (!stopped) timer = setTimeout(check, sec * 1000); }
+  // A form post is never sent again by a reload: the site is opened at the same URL instead.
+  function reload() { stopped = true; clearTimeout(timer); if (d.form) location.replace(location.href); else location.reload(); }
+  function expired() {
+    stopped = true; clearTimeout(timer);
+    show($("queue"), false); show($("expired"), true);
+    var h = $("expired").querySelector("h1"); if (h) h.focus();
+  }
+  function fail() {
+    fails += 1;
+    show($("reconnect"), true);
+    schedule(Math.min(30, Math.max(2, poll) * Math.pow(2, fails - 1)));
+  }
+  function apply(j) {
+    if (stopped) return;
+    if (!j || typeof j !== "object") throw new Error("bad status");
+    document.dispatchEvent(new CustomEvent("anteroom:status", { detail: j }));
+    if (j.state === "released" || j.state === "admitted") return reload();
+    // The place is gone: say so and stop; joining again is the visitor's choice.
+    if (j.state === "expired") return expired();
+    fails = 0;
+    show($("reconnect"), false);
+    if (typeof j.poll_after_seconds === "number" && j.poll_after_seconds > 0) poll = j.poll_after_seconds;
+    render(j);
+    schedule(Math.max(2, poll));
+  }
+  function check() {
+    if (stopped || busy) return;
+    busy = true;
+    clearTimeout(timer);
+    fetch(d.statusUrl, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (stopped) return;
+        if (r.status === 404) return reload();
+        // Asked too soon (the poll floor): the place is kept; ask again when told.
+        if (r.status === 429) return schedule(Math.max(1, +r.headers.get("Retry-After") || poll));
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json().then(apply);
+      })
+      .catch(fail)
+      .then(function () { busy = false; });
+  }
+
+  $("leave").addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (!window.confirm("Leave the line? You will lose your place.")) return;
+    var btn = this.querySelector("button");
+    btn.disabled = true; stopped = true; clearTimeout(timer);
+    show($("leave-err"), false);
+    fetch(d.leaveUrl, { method: "POST", headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok && r.status !== 404) throw new Error("HTTP " + r.status);
+        show($("queue"), false); show($("msg"), false); show($("left"), true);
+        var h = $("left").querySelector("h1"); if (h) h.focus();
+      })
+      .catch(function () { btn.disabled = false; stopped = false; show($("leave-err"), true); schedule(poll); });
+  });
+  // A phone that hid or froze the page (resume), or lost the network, asks at once when back,
+  // instead of waiting out a poll interval while its turn may already have come.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") check();
+  });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) check(); });
+  document.addEventListener("resume", function () { check(); });
+  window.addEventListener("online", function () { check(); });
+
+  // The bar's width is set here, not by a style attribute, which the page's policy blocks.
+  setProgress(pct);
+  set($("updated"), clock(new Date(d.updated)) || $("updated").textContent);
+  var dt = $("draw-time").getAttribute("datetime");
+  if (dt) set($("draw-time"), clock(new Date(dt)) || dt);
+  // With a place, ask once right after the page loads: the line knows the visitor is here (a
+  // ticket that never comes back is skipped when its turn comes), then at the pace the answers
+  // set. Without one (a join over budget) wait as told before asking to join again.
+  if (d.state === "expired") stopped = true;
+  else schedule(d.place ? Math.min(1, poll) : poll);
+})();
