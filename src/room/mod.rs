@@ -7,6 +7,7 @@ mod adopt;
 mod bucket;
 mod decide;
 mod estimate;
+mod events;
 mod joins;
 mod line;
 mod lottery;
@@ -34,6 +35,7 @@ pub use estimate::{
     Telemetry, chance_next_minute, lottery_wait_seconds, poll_after, rate_of, telemetry,
     wait_seconds, wait_text,
 };
+pub use events::{EventMarks, EventNow, EventStep, holding};
 pub use joins::{JoinBudget, Prefix};
 pub use line::Line;
 pub use lottery::LotteryQueue;
@@ -68,6 +70,10 @@ pub struct Settings {
     pub mode: Mode,
     /// New sessions per client address prefix per minute (`None`: no budget).
     pub max_joins_per_prefix_per_minute: Option<u32>,
+    /// The scheduled event in force now (its pre-queue, or running), if any.
+    pub event: Option<EventNow>,
+    /// Outside events the room is closed: those still waiting when an event ends lose their place.
+    pub drop_at_end: bool,
 }
 
 impl Default for Settings {
@@ -84,6 +90,8 @@ impl Default for Settings {
             paused: false,
             mode: Mode::Queue,
             max_joins_per_prefix_per_minute: None,
+            event: None,
+            drop_at_end: false,
         }
     }
 }

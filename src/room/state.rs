@@ -193,6 +193,8 @@ pub struct RoomState {
     /// New sessions per client address prefix (`max_joins_per_prefix_per_minute`); pruned by
     /// the tick. Not kept in snapshots.
     pub joins: JoinBudget,
+    /// What the room did about scheduled events (see `events`).
+    pub events: super::events::EventMarks,
 }
 
 impl RoomState {
@@ -220,6 +222,7 @@ impl RoomState {
             budget_bound: false,
             returns: VecDeque::new(),
             joins: JoinBudget::default(),
+            events: Default::default(),
         }
     }
 
@@ -391,14 +394,15 @@ impl RoomState {
         Ok(())
     }
 
-    /// Checks that each ticket at the front belongs to a queued session that came back.
+    /// Checks that each ticket at the front belongs to a queued session (one that came back, or
+    /// an event's pre-queue in a random room).
     fn check_front(&self) -> Result<(), String> {
         for (ticket, id) in self.front.iter() {
             match self.sessions.get(&id) {
-                Some(s) if s.ticket == ticket && s.state == SessionState::Queued && s.returned => {}
+                Some(s) if s.ticket == ticket && s.state == SessionState::Queued => {}
                 _ => {
                     return Err(format!(
-                        "ticket {ticket} at the front has no returned session"
+                        "ticket {ticket} at the front has no queued session"
                     ));
                 }
             }

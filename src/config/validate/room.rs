@@ -282,6 +282,8 @@ impl Validator<'_> {
             draw_every: timer("draw_every", r.draw_every.as_ref(), d.draw_every),
             paused: r.paused.unwrap_or(false),
             mode,
+            event: None,
+            drop_at_end: false,
         }
     }
 

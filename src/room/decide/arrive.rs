@@ -48,6 +48,9 @@ pub fn arrive(
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Decision {
+    // An event's pre-queue: everyone joins and waits, nobody is let in.
+    let held = super::super::events::hold(settings, state);
+    let settings = held.as_ref().unwrap_or(settings);
     if a.via != Via::Page
         && let Some(wait_ms) = a.visitor.and_then(|v| poll_too_soon(state, &v.id, now_ms))
     {

@@ -16,6 +16,8 @@ pub enum ViewState {
     Released,
     Admitted,
     Paused,
+    /// In a scheduled event's pre-queue: no place until the event starts.
+    Prequeue,
     Closed,
     /// The place is really gone (away past `abandon_after`, or the room forgot it): the visitor
     /// is told so and may join again, never silently sent to the back.
@@ -29,6 +31,7 @@ impl ViewState {
             ViewState::Released => "released",
             ViewState::Admitted => "admitted",
             ViewState::Paused => "paused",
+            ViewState::Prequeue => "prequeue",
             ViewState::Closed => "closed",
             ViewState::Expired => "expired",
         }
@@ -53,6 +56,8 @@ pub struct View {
     /// Queued: how long ago the operator lowered capacity or rate, if that happened after this
     /// visitor joined (the wait may have grown; the page says why).
     pub slowed_ms_ago: Option<u64>,
+    /// A scheduled event's start (unix ms), in its pre-queue.
+    pub event_starts_at_ms: Option<u64>,
     /// A shared store's room whose store did not answer: what answered instead (`"closed"`,
     /// `"open"`, `"local"`, as `[store] on_error` says).
     pub store_fallback: Option<&'static str>,
@@ -75,6 +80,7 @@ impl View {
             next_draw_in_ms: None,
             deadlines: Deadlines::default(),
             slowed_ms_ago: None,
+            event_starts_at_ms: None,
             store_fallback: None,
         }
     }
@@ -133,7 +139,9 @@ pub(super) fn view_of(
             ..View::without_place(ViewState::Closed, queue_depth, poll_after(None, rng))
         };
     };
+    let prequeue = super::super::events::holding(settings, state);
     let (view_state, position) = match s.state {
+        SessionState::Queued if prequeue => (ViewState::Prequeue, None),
         SessionState::Queued if settings.paused => (ViewState::Paused, state.position(s.ticket)),
         SessionState::Queued => (ViewState::Queued, state.position(s.ticket)),
         // Only between a tick and the visitor's return, which makes it queued: no place yet.
@@ -165,6 +173,10 @@ pub(super) fn view_of(
             .slowed_at_ms
             .filter(|t| at.queued && *t >= s.since_ms)
             .map(|t| now_ms.saturating_sub(t)),
+        event_starts_at_ms: settings
+            .event
+            .filter(|_| prequeue && at.queued)
+            .map(|e| e.starts_at_ms),
         store_fallback: None,
     }
 }

@@ -19,6 +19,8 @@ pub struct TickReport {
     pub releases: Vec<(SessionId, u64)>,
     /// Lottery rooms: visitors drawn from the pool this tick.
     pub drawn: usize,
+    /// A scheduled event started or ended.
+    pub event: super::events::EventStep,
 }
 
 pub fn tick(
@@ -30,6 +32,11 @@ pub fn tick(
     let mut report = TickReport::default();
     let draw_every = ms(settings.draw_every);
     super::decide::settle(settings, state, now_ms);
+    report.event = super::events::step(settings, state, rng);
+    // An event's pre-queue (or its start before this tick): nobody released, nobody drawn.
+    let held = super::events::hold(settings, state);
+    let holding = held.is_some();
+    let settings = held.as_ref().unwrap_or(settings);
     if !state.joins.is_empty() {
         state.joins.prune(now_ms);
     }
@@ -37,7 +44,9 @@ pub fn tick(
     state.note_limits(settings.active_users, settings.admit_per_minute, now_ms);
     expire(settings, state, now_ms, &mut report);
     super::persist::expire_recovery(state, now_ms);
-    if let Line::Lottery(q) = &mut state.queue {
+    if let Line::Lottery(q) = &mut state.queue
+        && !holding
+    {
         report.drawn = q.draw_if_due(now_ms, draw_every, rng);
     }
     state.bucket.refill(settings.admit_per_minute, now_ms);
@@ -173,11 +182,11 @@ pub(super) fn deadline(settings: &Settings, s: &Session) -> (u64, Option<EndReas
 /// visitor the line picks who has not come back since joining is set aside as missed (its turn
 /// came while it was away), so a ticket nobody polls never holds a slot.
 fn next_to_release(state: &mut RoomState, rng: &mut impl rand::Rng) -> Option<SessionId> {
-    if let Some((_, id)) = state.front.pop_front() {
-        return Some(id);
-    }
     loop {
-        let (_, id) = state.queue.pop(rng)?;
+        let (_, id) = match state.front.pop_front() {
+            Some(next) => next,
+            None => state.queue.pop(rng)?,
+        };
         let Some(s) = state.sessions.get_mut(&id) else {
             continue;
         };

@@ -73,6 +73,8 @@ pub(super) fn decode(json: &str, from: &str, version_ms: u64) -> Option<SharedFi
         paused: w.paused,
         mode: if w.reject { Mode::Reject } else { Mode::Queue },
         max_joins_per_prefix_per_minute: w.max_joins_per_prefix_per_minute,
+        event: None,
+        drop_at_end: false,
     };
     Some(SharedFile {
         settings,

@@ -63,6 +63,7 @@ pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> V
         next_draw_in_ms,
         deadlines: deadlines(settings, a),
         slowed_ms_ago: None,
+        event_starts_at_ms: None,
         store_fallback: None,
     }
 }
