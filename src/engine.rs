@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::config::RoomConfig;
+use crate::config::schedule::Phase;
 use crate::gateway::Gateway;
+use crate::room::Overrides;
 use crate::metrics as m;
 use crate::store::{Store, Ticked};
 
@@ -25,15 +28,50 @@ pub async fn tick_all(gw: &Gateway) {
     let config = gw.config();
     for rc in &config.rooms {
         let Some(r) = gw.room(&rc.name) else { continue };
+        let events = event_phases(rc, &r.overrides());
         let rc = r.effective(rc);
         let ticked = gw.store().tick(&r, &rc.settings).await;
         if ticked.reserve_low {
             gw.snapshot_soon();
         }
         publish(&rc.name, &ticked);
+        publish_events(&rc.name, &ticked, &events);
     }
     if let Some(h) = m::install() {
         h.run_upkeep();
+    }
+}
+
+/// Each scheduled event of `rc` with its phase now (the operator's start and end applied).
+fn event_phases(rc: &RoomConfig, o: &Overrides) -> Vec<(String, Phase)> {
+    let now = crate::store::snapshot::unix_ms();
+    rc.events
+        .iter()
+        .map(|e| (e.name.clone(), e.phase(o.events.get(&e.name), now)))
+        .collect()
+}
+
+/// A room's scheduled events after its tick, as metrics.
+fn publish_events(name: &str, ticked: &Ticked, events: &[(String, Phase)]) {
+    if events.is_empty() {
+        return;
+    }
+    let name = name.to_string();
+    metrics::gauge!(m::PREQUEUE_DEPTH, "room" => name.clone())
+        .set(ticked.reading.prequeue_depth.unwrap_or(0) as f64);
+    metrics::counter!(m::EVENT_DROPPED, "room" => name.clone())
+        .absolute(ticked.reading.dropped_at_end);
+    for (event, phase) in events {
+        for p in [Phase::Upcoming, Phase::Prequeue, Phase::Running, Phase::Ended] {
+            metrics::gauge!(m::EVENT_PHASE, "room" => name.clone(), "event" => event.clone(), "phase" => p.as_str())
+                .set(if p == *phase { 1.0 } else { 0.0 });
+        }
+    }
+    if let Some(n) = ticked.report.event.started {
+        tracing::info!(room = %name, prequeue = n, "event started: the pre-queue is in line");
+    }
+    if let Some(n) = ticked.report.event.dropped {
+        tracing::info!(room = %name, dropped = n, "event ended: the room is closed, places dropped");
     }
 }
 

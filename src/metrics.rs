@@ -31,6 +31,12 @@ pub const QUEUE_WAIT: &str = "anteroom_queue_wait_seconds";
 pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";
 pub const DUPLICATE_REQUESTS: &str = "anteroom_duplicate_requests_total";
 pub const SESSIONS_RECOVERED: &str = "anteroom_sessions_recovered_total";
+/// Everyone waiting while a room holds them for a scheduled event's start.
+pub const PREQUEUE_DEPTH: &str = "anteroom_prequeue_depth";
+/// Each scheduled event's phase: 1 for the phase it is in, 0 for the others.
+pub const EVENT_PHASE: &str = "anteroom_event_phase";
+/// Places dropped when an event ended in a room closed outside events.
+pub const EVENT_DROPPED: &str = "anteroom_event_dropped_total";
 pub const JOINS_OVER_BUDGET: &str = "anteroom_joins_over_budget_total";
 /// Visitors told that their place was gone (a valid token whose session the room no longer has).
 pub const PLACES_EXPIRED: &str = "anteroom_places_expired_total";

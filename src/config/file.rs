@@ -161,4 +161,41 @@ pub struct RoomFile {
     pub origin_host: Option<String>,
     /// `"http1"` (default), `"h2"` or `"auto"` (ALPN, https origins).
     pub origin_protocol: Option<String>,
+    /// What the room does with no event running: `"queue"` (default), `"open"`, `"closed"`.
+    pub outside_events: Option<String>,
+    #[serde(default)]
+    pub event: Vec<EventFile>,
+}
+
+/// One `[[room.event]]`: a scheduled event with its pre-queue and its own settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventFile {
+    pub name: Option<String>,
+    pub prequeue_from: Option<When>,
+    pub starts_at: Option<When>,
+    pub ends_at: Option<When>,
+    pub active_users: Option<i64>,
+    pub admit_per_minute: Option<i64>,
+    pub queue: Option<String>,
+    pub page: Option<String>,
+    pub message: Option<String>,
+    pub shuffle_at_start: Option<bool>,
+}
+
+/// A moment in the file: an RFC 3339 string or a TOML offset date-time.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum When {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl When {
+    pub fn text(&self) -> String {
+        match self {
+            When::Text(s) => s.clone(),
+            When::Toml(d) => d.to_string(),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod file;
 mod locate;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -216,6 +217,47 @@ pub struct RoomConfig {
     /// `cookie_prefix_host`: over TLS the cookie is `__Host-<cookie_name>`.
     pub cookie_prefix_host: bool,
     pub message: Option<String>,
+    /// Scheduled events, in time order, never overlapping.
+    pub events: Vec<Event>,
+    pub outside_events: OutsideEvents,
+}
+
+/// What a room with events does while none is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutsideEvents {
+    /// As configured: today's queue.
+    #[default]
+    Queue,
+    /// Everyone goes in (no capacity, no rate); those waiting are released in order.
+    Open,
+    /// The closed page; those still waiting when an event ends lose their place.
+    Closed,
+}
+
+impl OutsideEvents {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutsideEvents::Queue => "queue",
+            OutsideEvents::Open => "open",
+            OutsideEvents::Closed => "closed",
+        }
+    }
+}
+
+/// One `[[room.event]]` as validated. Times are unix milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub prequeue_from_ms: u64,
+    pub starts_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub active_users: Option<u32>,
+    pub admit_per_minute: Option<u32>,
+    pub policy: Option<crate::room::Policy>,
+    /// Template name in `Config::pages`.
+    pub page: Option<String>,
+    pub message: Option<String>,
+    pub shuffle: bool,
 }
 
 impl RoomConfig {

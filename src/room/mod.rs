@@ -39,7 +39,7 @@ pub use events::{EventMarks, EventNow, EventStep, holding};
 pub use joins::{JoinBudget, Prefix};
 pub use line::Line;
 pub use lottery::LotteryQueue;
-pub use overrides::Overrides;
+pub use overrides::{EventMove, Overrides};
 pub use persist::{
     BucketImage, Capture, Image, LineImage, MIN_RESERVE, Recovery, SessionImage, TICKETS_PER_MS,
     recover, recoverable, scratch,

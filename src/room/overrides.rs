@@ -1,6 +1,8 @@
 //! Runtime overrides an operator sets through the admin API: applied over the file's values at
 //! once, kept across reloads and restarts, shown beside the file's value.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Policy, Settings};
@@ -21,6 +23,19 @@ pub struct Overrides {
     pub queue: Option<Policy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Scheduled events the operator started or ended by hand, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events: BTreeMap<String, EventMove>,
+}
+
+/// An operator's "start now" or "end now" for one event (unix milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventMove {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at_ms: Option<u64>,
 }
 
 impl Overrides {

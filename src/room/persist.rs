@@ -133,6 +133,7 @@ pub struct Capture {
     counters: Counters,
     recovery: Vec<Recovery>,
     recovered: Vec<u64>,
+    events: super::events::EventMarks,
 }
 
 impl RoomState {
@@ -182,6 +183,7 @@ impl RoomState {
             counters: self.counters.clone(),
             recovery: self.recovery.clone(),
             recovered: self.recovered.iter().copied().collect(),
+            events: self.events,
         }
     }
 
@@ -444,6 +446,11 @@ impl Capture {
     /// (next ticket, ticket ceiling) of this capture, for [`RoomState::reserve_written`].
     pub fn reserve(&self) -> (u64, u64) {
         (self.next_ticket, self.ticket_ceiling)
+    }
+
+    /// What the room did about scheduled events, kept beside the image.
+    pub fn events(&self) -> super::events::EventMarks {
+        self.events
     }
 
     /// The plain-data image (outside the room lock: this is the per-visitor work).

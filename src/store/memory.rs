@@ -59,12 +59,15 @@ impl Memory {
         };
         let now = self.now_ms();
         let mut failed = false;
+        let marks: std::collections::HashMap<String, crate::room::EventMarks> =
+            snap.events.into_iter().collect();
         for (name, image) in snap.rooms {
             let settings = settings(&name).unwrap_or_default();
             let sessions = image.sessions.len();
             let age_s = now.saturating_sub(image.taken_ms) / 1000;
             match RoomState::restore(image, &settings, now) {
-                Ok(state) => {
+                Ok(mut state) => {
+                    state.events = marks.get(&name).copied().unwrap_or_default();
                     tracing::info!(room = %name, sessions, age_s, "room restored from the snapshot");
                     self.rooms.insert(&name, state);
                 }
@@ -104,9 +107,15 @@ impl Memory {
 
     /// Encodes the copies and writes them: how many rooms and sessions, and the bytes written.
     fn write(&self, captures: Vec<(String, Capture)>) -> std::io::Result<(usize, usize, u64)> {
+        let events = captures
+            .iter()
+            .filter(|(_, c)| c.events() != Default::default())
+            .map(|(n, c)| (n.clone(), c.events()))
+            .collect();
         let snap = Snapshot {
             written_unix_ms: snapshot::unix_ms(),
             rooms: captures.into_iter().map(|(n, c)| (n, c.image())).collect(),
+            events,
         };
         let sessions = snap.rooms.iter().map(|(_, i)| i.sessions.len()).sum();
         snapshot::write(&self.dir, &snap).map(|bytes| (snap.rooms.len(), sessions, bytes))
@@ -129,6 +138,8 @@ pub(super) fn reading_of(settings: &Settings, st: &RoomState, now: u64) -> Readi
         sessions: st.sessions.len(),
         waiting: st.waiting(),
         instances: Vec::new(),
+        prequeue_depth: room::holding(settings, st).then(|| st.waiting()),
+        dropped_at_end: st.events.dropped,
     }
 }
 

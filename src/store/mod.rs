@@ -37,6 +37,10 @@ pub struct Reading {
     pub waiting: u64,
     /// A shared store: the instances seen within the last minute (empty in-process).
     pub instances: Vec<Instance>,
+    /// Everyone waiting while the room holds them for an event's start (`None`: not holding).
+    pub prequeue_depth: Option<u64>,
+    /// Visitors who lost their place when an event ended in a room closed outside events.
+    pub dropped_at_end: u64,
 }
 
 /// One instance sharing a store, as the admin API shows it.

@@ -8,6 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::config::RoomConfig;
+use crate::config::schedule::InForce;
 use crate::metrics as m;
 use crate::room::{Overrides, RoomState, Settings};
 
@@ -116,6 +117,8 @@ struct Effective {
     base: Arc<RoomConfig>,
     shared: Option<Arc<SharedFile>>,
     overrides: Arc<Overrides>,
+    /// The scheduled event in force when it was computed.
+    event: InForce,
     room: Arc<RoomConfig>,
 }
 
@@ -177,21 +180,28 @@ impl Room {
     pub fn effective(&self, base: &Arc<RoomConfig>) -> Arc<RoomConfig> {
         let overrides = self.overrides.load_full();
         let shared = self.shared.load_full();
-        if overrides.is_empty() && shared.is_none() {
+        if overrides.is_empty() && shared.is_none() && base.events.is_empty() {
             return base.clone();
         }
+        let event = if base.events.is_empty() {
+            None
+        } else {
+            base.event_in_force(&overrides.events, crate::store::snapshot::unix_ms())
+        };
         if let Some(e) = self.effective.load().as_ref()
             && Arc::ptr_eq(&e.base, base)
             && Arc::ptr_eq(&e.overrides, &overrides)
             && same(&e.shared, &shared)
+            && e.event == event
         {
             return e.room.clone();
         }
-        let room = Arc::new(apply(base, shared.as_deref(), &overrides));
+        let room = Arc::new(apply(base, shared.as_deref(), &overrides, event));
         self.effective.store(Some(Arc::new(Effective {
             base: base.clone(),
             shared,
             overrides,
+            event,
             room: room.clone(),
         })));
         room
@@ -206,13 +216,20 @@ fn same(a: &Option<Arc<SharedFile>>, b: &Option<Arc<SharedFile>>) -> bool {
     }
 }
 
-fn apply(base: &RoomConfig, shared: Option<&SharedFile>, o: &Overrides) -> RoomConfig {
+fn apply(
+    base: &RoomConfig,
+    shared: Option<&SharedFile>,
+    o: &Overrides,
+    event: InForce,
+) -> RoomConfig {
     let mut r = base.clone();
     if let Some(f) = shared {
         r.settings = f.settings.clone();
         r.enabled = f.enabled;
         r.message = f.message.clone();
     }
+    // The event's settings (or outside_events') under the operator's overrides.
+    r.at_event(event, &o.events);
     r.settings = o.apply(&r.settings);
     if let Some(e) = o.enabled {
         r.enabled = e;

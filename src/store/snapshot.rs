@@ -22,13 +22,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::room::Image;
+use crate::room::{EventMarks, Image};
 
 pub const FILE: &str = "snapshot.bin";
 const MAGIC: &[u8; 8] = b"ANTROOM\0";
 /// The format this build writes. Format 2 added session states 3 to 5 (missed, not yet back,
-/// at the front) to the same layout.
-pub const VERSION: u32 = 2;
+/// at the front) to the same layout; format 3 the rooms' scheduled-event marks at the end.
+pub const VERSION: u32 = 3;
 /// The oldest format this build reads.
 const OLDEST: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 4;
@@ -41,6 +41,15 @@ pub struct Snapshot {
     /// Room name and state, every room the gateway holds (rooms taken out of the file included,
     /// so putting a room back after a restart restores its line).
     pub rooms: Vec<(String, Image)>,
+    /// What each room did about scheduled events (format 3 on; rooms without any are left out).
+    pub events: Vec<(String, EventMarks)>,
+}
+
+/// Formats 1 and 2: the same without the event marks.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    written_unix_ms: u64,
+    rooms: Vec<(String, Image)>,
 }
 
 /// Why a snapshot file was not used.
@@ -105,6 +114,14 @@ pub fn decode(file: &Path, bytes: &[u8]) -> Result<Snapshot, ReadError> {
     }
     if crc32fast::hash(payload) != word(20) {
         return Err(damaged("checksum mismatch"));
+    }
+    if version < 3 {
+        let old: SnapshotV2 = postcard::from_bytes(payload).map_err(|e| damaged(&e.to_string()))?;
+        return Ok(Snapshot {
+            written_unix_ms: old.written_unix_ms,
+            rooms: old.rooms,
+            events: Vec::new(),
+        });
     }
     postcard::from_bytes(payload).map_err(|e| damaged(&e.to_string()))
 }

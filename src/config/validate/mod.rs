@@ -3,6 +3,7 @@
 //! `room` checks each `[[room]]`.
 
 mod network;
+mod event;
 mod room;
 mod store;
 
@@ -156,6 +157,18 @@ impl Validator<'_> {
         let admin_max_connections = self.admin_max_connections(f.admin.max_connections);
         let mut pages = Pages::new();
         let (rooms, hosts) = self.rooms(&f.room, &mut pages);
+        if matches!(store, super::StoreSettings::Redis(_)) {
+            for (i, r) in f.room.iter().enumerate().filter(|(_, r)| !r.event.is_empty()) {
+                self.error(
+                    &[Seg::Key("room".into()), Seg::Index(i), Seg::Key("event".into())],
+                    format!(
+                        "room {:?}: scheduled events run with [store] kind = \"memory\" only; \
+                         the shared store does not run them yet",
+                        r.name.as_deref().unwrap_or("")
+                    ),
+                );
+            }
+        }
         let default_room = self.default_room(f.default_room.as_ref(), &rooms);
         Config {
             file: self.file.clone(),

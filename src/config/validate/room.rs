@@ -22,6 +22,7 @@ impl Validator<'_> {
         let page_status = self.status(i, "page_status", r.page_status, 200);
         let json_status = self.status(i, "json_status", r.json_status, 429);
         let cookie_name = self.cookie_name(i, &name, r);
+        let (events, outside_events) = self.events(i, &name, r, pages);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -40,6 +41,8 @@ impl Validator<'_> {
             cookie_name,
             cookie_prefix_host: r.cookie_prefix_host.unwrap_or(false),
             message: r.message.clone(),
+            events,
+            outside_events,
         })
     }
 
@@ -289,11 +292,16 @@ impl Validator<'_> {
 
     /// A count key (`active_users` and the like): a whole number of at least 1.
     fn at_least_one(&mut self, i: usize, k: &str, n: Option<i64>) -> Option<u32> {
+        self.at_least_one_at(&room_key(i, k), n)
+    }
+
+    /// [`Self::at_least_one`] for the key at `at`.
+    pub(super) fn at_least_one_at(&mut self, at: &[Seg], n: Option<i64>) -> Option<u32> {
         let n = n?;
         match u32::try_from(n) {
             Ok(n) if n >= 1 => Some(n),
             _ => {
-                self.error(&room_key(i, k), "must be a whole number of at least 1");
+                self.error(at, "must be a whole number of at least 1");
                 None
             }
         }
@@ -301,13 +309,18 @@ impl Validator<'_> {
 
     /// `queue`: fifo (the default), random or lottery.
     fn policy(&mut self, i: usize, queue: Option<&str>) -> Policy {
+        self.policy_at(&room_key(i, "queue"), queue)
+    }
+
+    /// [`Self::policy`] for the key at `at`.
+    pub(super) fn policy_at(&mut self, at: &[Seg], queue: Option<&str>) -> Policy {
         match queue {
             None | Some("fifo") => Policy::Fifo,
             Some("random") => Policy::Random,
             Some("lottery") => Policy::Lottery,
             Some(other) => {
                 self.error(
-                    &room_key(i, "queue"),
+                    at,
                     format!(
                         "{other:?} is not a queue policy; use \"fifo\", \"random\" or \"lottery\""
                     ),
@@ -346,6 +359,19 @@ impl Validator<'_> {
     /// Loads and compiles a room's template, renders it once with sample values, and returns the
     /// name it is registered under.
     fn template(&mut self, i: usize, room: &str, t: Template<'_>, pages: &mut Pages) -> String {
+        let at = room_key(i, t.key);
+        let name = format!("room/{room}/{}.html", t.key);
+        self.template_at(&at, room, (name, t), pages)
+    }
+
+    /// [`Self::template`] for the key at `at`, registered as `name` (a room's or an event's).
+    pub(super) fn template_at(
+        &mut self,
+        at: &[Seg],
+        room: &str,
+        (name, t): (String, Template<'_>),
+        pages: &mut Pages,
+    ) -> String {
         let Template {
             key: k,
             path,
@@ -355,19 +381,15 @@ impl Validator<'_> {
             return builtin.to_string();
         };
         let full = self.resolve(p);
-        let name = format!("room/{room}/{k}.html");
         let source = match std::fs::read_to_string(&full) {
             Ok(s) => s,
             Err(e) => {
-                self.error(
-                    &room_key(i, k),
-                    format!("cannot read {}: {e}", full.display()),
-                );
+                self.error(at, format!("cannot read {}: {e}", full.display()));
                 return builtin.to_string();
             }
         };
         if let Err(e) = pages.add(name.clone(), source) {
-            self.error(&room_key(i, k), format!("{}: {e}", full.display()));
+            self.error(at, format!("{}: {e}", full.display()));
             return builtin.to_string();
         }
         let sample = View {
@@ -385,20 +407,17 @@ impl Validator<'_> {
             pages.render(&name, pages::closed_context(room, Some("sample"), 30))
         };
         if let Err(e) = rendered {
-            self.error(
-                &room_key(i, k),
-                format!("{} does not render: {e}", full.display()),
-            );
+            self.error(at, format!("{} does not render: {e}", full.display()));
         }
         name
     }
 }
 
 /// A room's page template as the file names it: its key, the file, the built-in default.
-struct Template<'a> {
-    key: &'a str,
-    path: Option<&'a str>,
-    builtin: &'a str,
+pub(super) struct Template<'a> {
+    pub key: &'a str,
+    pub path: Option<&'a str>,
+    pub builtin: &'a str,
 }
 
 /// Why a `bypass` pattern is refused, if it is. Requests are matched in their normal form, so a

@@ -377,6 +377,8 @@ fn reading_of(settings: &Settings, f: &Figures) -> Reading {
                 lease_holder: f.lease_holder.as_deref() == Some(id.as_str()),
             })
             .collect(),
+        prequeue_depth: None,
+        dropped_at_end: 0,
     }
 }
 
@@ -538,6 +540,8 @@ impl Store for Shared {
                 sessions: 0,
                 waiting: 0,
                 instances: Vec::new(),
+                prequeue_depth: None,
+                dropped_at_end: 0,
             })
     }
 

@@ -103,7 +103,8 @@ proptest! {
         let front: Vec<(u64, room::SessionId)> = state.front.iter().collect();
         let positions: Vec<Option<u64>> = before.iter().map(|(t, _)| state.queue.position(*t)).collect();
         let image = state.capture(now).image();
-        let snap = Snapshot { written_unix_ms: now, rooms: vec![("r".into(), image.clone())] };
+        let marks = EventMarks { prequeue: Some((seed, now)), started: Some(seed ^ 1), dropped: seed % 7 };
+        let snap = Snapshot { written_unix_ms: now, rooms: vec![("r".into(), image.clone())], events: vec![("r".into(), marks)] };
         let back = decode(Path::new("test"), &encode(&snap).unwrap()).unwrap();
         prop_assert_eq!(&back, &snap);
 
@@ -238,6 +239,7 @@ fn a_damaged_file_is_refused_with_a_reason() {
     let snap = Snapshot {
         written_unix_ms: 5,
         rooms: Vec::new(),
+        events: Vec::new(),
     };
     let good = encode(&snap).unwrap();
     let p = Path::new("state/snapshot.bin");
@@ -275,6 +277,7 @@ fn an_unusable_file_is_set_aside_and_a_good_one_is_read() {
     let snap = Snapshot {
         written_unix_ms: 7,
         rooms: Vec::new(),
+        events: Vec::new(),
     };
     write(dir.path(), &snap).unwrap();
     assert_eq!(load(dir.path()), Some(snap));
@@ -376,6 +379,7 @@ fn the_streamed_file_is_the_encoded_one() {
     let snap = Snapshot {
         written_unix_ms: now,
         rooms: vec![("r".into(), state.capture(now).image())],
+        events: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let size = write(dir.path(), &snap).unwrap();
@@ -384,4 +388,24 @@ fn the_streamed_file_is_the_encoded_one() {
     assert_eq!(size, on_disk.len() as u64);
     assert_eq!(read(dir.path()).unwrap(), Some(snap));
     assert!(!dir.path().join("snapshot.bin.tmp").exists());
+}
+
+/// A file of format 2 (before event marks) still reads, with no marks.
+#[test]
+fn a_format_2_file_reads_without_event_marks() {
+    let (mut state, _, now) = room_after(&[], 3);
+    let rooms = vec![("r".to_string(), state.capture(now).image())];
+    let payload = postcard::to_stdvec(&(now, &rooms)).unwrap();
+    let mut bytes = header(payload.len() as u64, crc32fast::hash(&payload)).to_vec();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let back = decode(Path::new("old"), &bytes).unwrap();
+    assert_eq!(
+        back,
+        Snapshot {
+            written_unix_ms: now,
+            rooms,
+            events: Vec::new(),
+        }
+    );
 }
