@@ -65,17 +65,7 @@ impl Validator<'_> {
 
     fn event(&mut self, at: &[Seg], room: &str, e: &EventFile, pages: &mut Pages) -> Option<Event> {
         let errors_before = self.errors.len();
-        let name = e.name.clone().unwrap_or_default();
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if e.name.is_none() {
-            self.error(at, "missing key `name`");
-        } else if !name_ok {
-            self.error(&key(at, "name"), "use 1 to 64 of a-z, 0-9, - and _");
-        }
+        let name = self.event_name(at, e.name.as_deref());
         let starts_at = self.moment(at, "starts_at", e.starts_at.as_ref(), true);
         let ends_at = self.moment(at, "ends_at", e.ends_at.as_ref(), true);
         let prequeue_from = self
@@ -125,6 +115,23 @@ impl Validator<'_> {
             message: e.message.clone(),
             shuffle: e.shuffle_at_start.unwrap_or(true),
         })
+    }
+
+    /// `name`: required, 1 to 64 of a-z, 0-9, - and _ (it is a path segment of the admin API).
+    fn event_name(&mut self, at: &[Seg], name: Option<&str>) -> String {
+        let Some(name) = name else {
+            self.error(at, "missing key `name`");
+            return String::new();
+        };
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            self.error(&key(at, "name"), "use 1 to 64 of a-z, 0-9, - and _");
+        }
+        name.to_string()
     }
 
     /// A time key: RFC 3339 with an offset, as unix milliseconds.
