@@ -57,6 +57,7 @@ fn snapshot_of(st: &mut RoomState) -> Snapshot {
     Snapshot {
         written_unix_ms: NOW,
         rooms: vec![("shop".into(), st.capture(NOW).image())],
+        events: Vec::new(),
     }
 }
 
@@ -114,6 +115,7 @@ fn latency_while_writing(st: RoomState, dir: &std::path::Path) {
     let fixed = Snapshot {
         written_unix_ms: NOW,
         rooms: vec![("shop".into(), room.lock().capture(NOW).image())],
+        events: Vec::new(),
     };
     println!("status poll at 1M queued, p50 / p99 / p99.9 / max over 5,000 polls");
     for (what, writer) in [
@@ -138,6 +140,7 @@ fn latency_while_writing(st: RoomState, dir: &std::path::Path) {
                         Snapshot {
                             written_unix_ms: NOW,
                             rooms: vec![("shop".into(), capture.image())],
+                            events: Vec::new(),
                         }
                     } else {
                         fixed.clone()
