@@ -47,6 +47,30 @@
     if (iso) { $("draw-time").setAttribute("datetime", iso); set($("draw-time"), clock(new Date(iso)) || iso); }
   }
 
+  // An event's pre-queue: the start time and a countdown to it, ticking every second.
+  var startsAt = null, ticking = null;
+  function countdown() {
+    if (startsAt == null) return;
+    var left = Math.max(0, Math.round((startsAt - Date.now()) / 1000));
+    var h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), sec = left % 60;
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    set($("countdown"), left > 0 ? " (in " + (h > 0 ? h + ":" + two(m) : m) + ":" + two(sec) + ")" : "");
+  }
+  function setStart(iso) {
+    show($("prequeue"), !!iso);
+    startsAt = iso ? Date.parse(iso) : null;
+    if (iso) { $("starts").setAttribute("datetime", iso); set($("starts"), clock(new Date(iso)) || iso); }
+    if (startsAt != null && ticking == null) ticking = setInterval(countdown, 1000);
+    if (startsAt == null && ticking != null) { clearInterval(ticking); ticking = null; set($("countdown"), ""); }
+    countdown();
+  }
+  // Until the start, ask again by then (spread over a few seconds, so a crowd does not ask at once).
+  function untilStart(sec) {
+    if (startsAt == null) return sec;
+    var left = (startsAt - Date.now()) / 1000;
+    return left > 0 ? Math.min(sec, left + 1 + Math.random() * 3) : sec;
+  }
+
   function render(j) {
     var depth = typeof j.queue_depth === "number" ? j.queue_depth : 0;
     if (typeof j.position === "number") {
@@ -63,9 +87,10 @@
     set($("msg"), msg); show($("msg"), msg !== "");
     setDraw(typeof j.next_draw_at === "string" ? j.next_draw_at : null);
     show($("paused"), j.state === "paused");
+    setStart(j.state === "prequeue" && typeof j.event_starts_at === "string" ? j.event_starts_at : null);
     show($("slowed"), j.state === "queued" && typeof j.admissions_slowed_at === "string");
     // Nobody is let in while paused: no time is promised, the paused line says why.
-    show($("wait-line"), j.state !== "paused" && j.state !== "closed");
+    show($("wait-line"), j.state !== "paused" && j.state !== "closed" && j.state !== "prequeue");
     show($("closed"), j.state === "closed");
     var now = new Date();
     $("updated").setAttribute("datetime", now.toISOString());
@@ -96,7 +121,7 @@
     show($("reconnect"), false);
     if (typeof j.poll_after_seconds === "number" && j.poll_after_seconds > 0) poll = j.poll_after_seconds;
     render(j);
-    schedule(Math.max(2, poll));
+    schedule(untilStart(Math.max(2, poll)));
   }
   function check() {
     if (stopped || busy) return;
@@ -141,6 +166,7 @@
   // The bar's width is set here, not by a style attribute, which the page's policy blocks.
   setProgress(pct);
   set($("updated"), clock(new Date(d.updated)) || $("updated").textContent);
+  if (d.state === "prequeue") setStart($("starts").getAttribute("datetime"));
   var dt = $("draw-time").getAttribute("datetime");
   if (dt) set($("draw-time"), clock(new Date(dt)) || dt);
   // With a place, ask once right after the page loads: the line knows the visitor is here (a

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use crate::config::RoomConfig;
 use crate::config::schedule::Phase;
 use crate::gateway::Gateway;
-use crate::room::Overrides;
 use crate::metrics as m;
+use crate::room::Overrides;
 use crate::store::{Store, Ticked};
 
 /// Ticks every room until `shutdown` turns true.
@@ -62,7 +62,12 @@ fn publish_events(name: &str, ticked: &Ticked, events: &[(String, Phase)]) {
     metrics::counter!(m::EVENT_DROPPED, "room" => name.clone())
         .absolute(ticked.reading.dropped_at_end);
     for (event, phase) in events {
-        for p in [Phase::Upcoming, Phase::Prequeue, Phase::Running, Phase::Ended] {
+        for p in [
+            Phase::Upcoming,
+            Phase::Prequeue,
+            Phase::Running,
+            Phase::Ended,
+        ] {
             metrics::gauge!(m::EVENT_PHASE, "room" => name.clone(), "event" => event.clone(), "phase" => p.as_str())
                 .set(if p == *phase { 1.0 } else { 0.0 });
         }

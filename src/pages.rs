@@ -162,6 +162,12 @@ pub fn rfc3339_in(ms: u64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// RFC 3339 UTC time of unix milliseconds, to the second.
+pub fn rfc3339_unix(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 /// RFC 3339 UTC time `ms` milliseconds ago, to the second.
 pub fn rfc3339_ago(ms: u64) -> String {
     let now = SystemTime::now();
@@ -199,6 +205,7 @@ pub fn waiting_context(
         message => message,
         next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
         admissions_slowed_at => view.slowed_ms_ago.map(rfc3339_ago),
+        event_starts_at => view.event_starts_at_ms.map(rfc3339_unix),
         updated_at => now_rfc3339(),
     }
 }
@@ -259,7 +266,7 @@ impl<'a> StatusJson<'a> {
             release_rate_per_minute: view.release_rate_per_minute,
             poll_after_seconds: view.poll_after_seconds,
             next_draw_at: view.next_draw_in_ms.map(rfc3339_in),
-            event_starts_at: None,
+            event_starts_at: view.event_starts_at_ms.map(rfc3339_unix),
             message,
             token,
             chance_next_minute: view.chance_next_minute,

@@ -165,11 +165,34 @@ pub fn reload(gw: &Gateway, env: &Env, path: &Path, bytes: &[u8], trigger: &str)
     let text = String::from_utf8_lossy(bytes);
     match crate::config::parse(path, &text) {
         Ok(mut new) => {
+            let moved = crate::config::moved_running(path, &text, &new, &running_events(gw));
+            if !moved.is_empty() {
+                return refuse(gw, ConfigErrors(moved), trigger);
+            }
             new.read_env(env);
             apply(gw, path, new, trigger)
         }
         Err(errors) => refuse(gw, errors, trigger),
     }
+}
+
+/// The scheduled events running now, with the `starts_at` of the file in force.
+fn running_events(gw: &Gateway) -> Vec<crate::config::Running> {
+    let now = crate::store::snapshot::unix_ms();
+    let config = gw.config();
+    let mut running = Vec::new();
+    for rc in &config.rooms {
+        let Some(room) = gw.room(&rc.name) else {
+            continue;
+        };
+        let o = room.overrides();
+        for e in &rc.events {
+            if e.phase(o.events.get(&e.name), now) == crate::config::schedule::Phase::Running {
+                running.push((rc.name.clone(), e.name.clone(), e.starts_at_ms));
+            }
+        }
+    }
+    running
 }
 
 /// Swaps in a validated configuration.

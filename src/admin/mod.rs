@@ -2,6 +2,7 @@
 //! and `/readyz`. Bearer-token auth from the env var the file names, else loopback peers only;
 //! Host checked against DNS rebinding; JSON bodies only; no CORS headers.
 
+mod events;
 mod rooms;
 
 use std::net::SocketAddr;
@@ -99,6 +100,27 @@ impl Admin {
                 let name = name.to_string();
                 self.blocking(move |a| a.drop_overrides(&name, &who)).await
             }
+            (
+                Method::POST,
+                [
+                    "api",
+                    "v1",
+                    "rooms",
+                    name,
+                    "events",
+                    event,
+                    action @ ("start" | "end"),
+                ],
+            ) => {
+                let (name, event) = (name.to_string(), event.to_string());
+                let button = if *action == "start" {
+                    events::Button::Start
+                } else {
+                    events::Button::End
+                };
+                self.blocking(move |a| a.press(&name, &event, button, &who))
+                    .await
+            }
             (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
             (Method::GET, ["api", "v1", "config"]) => self.config_json(),
             (Method::POST, ["api", "v1", "snapshot"]) => self.snapshot(&who).await,
@@ -106,6 +128,7 @@ impl Admin {
             | (
                 _,
                 ["api", "v1", "rooms", _, "overrides"]
+                | ["api", "v1", "rooms", _, "events", _, "start" | "end"]
                 | ["api", "v1", "reload" | "config" | "snapshot"],
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "not found"),

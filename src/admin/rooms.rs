@@ -159,6 +159,17 @@ impl Admin {
             if let Some(f) = room.shared_file() {
                 v.insert("shared_file".into(), shared_file(&f));
             }
+            if !file.events.is_empty() {
+                let now = crate::store::snapshot::unix_ms();
+                let events = super::events::events_json(file, &room.overrides(), now);
+                v.insert("events".into(), events);
+                v.insert("outside_events".into(), file.outside_events.as_str().into());
+                v.insert(
+                    "prequeue_depth".into(),
+                    reading.prequeue_depth.unwrap_or(0).into(),
+                );
+                v.insert("event_dropped_total".into(), reading.dropped_at_end.into());
+            }
         }
         v
     }

@@ -9,7 +9,7 @@ mod tests;
 mod validate;
 
 pub use file::FileConfig;
-pub use validate::{load, parse};
+pub use validate::{Running, load, moved_running, parse};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -78,7 +78,11 @@ pub(super) fn hold(settings: &Settings, state: &mut RoomState) -> Option<Setting
 }
 
 /// The tick's part: a start or an end, each once.
-pub(super) fn step(settings: &Settings, state: &mut RoomState, rng: &mut impl rand::Rng) -> EventStep {
+pub(super) fn step(
+    settings: &Settings,
+    state: &mut RoomState,
+    rng: &mut impl rand::Rng,
+) -> EventStep {
     let mut done = EventStep::default();
     let running = settings.event.filter(|e| e.running);
     if let Some(id) = state.events.started
@@ -99,8 +103,12 @@ pub(super) fn step(settings: &Settings, state: &mut RoomState, rng: &mut impl ra
         done.started = Some(first.map_or(0, |first| start(state, first, e.shuffle, rng)));
         state.events.started = Some(e.id);
         state.events.prequeue = None;
-    } else if settings.event.is_none() {
-        state.events.prequeue = None;
+    } else if settings.event.is_none() && state.events.prequeue.take().is_some() {
+        // A pre-queue ended without its start (the operator ended the event early): in a room
+        // closed outside events its visitors lose their place, as at any event's end.
+        if settings.drop_at_end {
+            done.dropped = Some(drop_waiting(state));
+        }
     }
     done
 }
@@ -346,12 +354,21 @@ mod tests {
             let r = tick(&s, &mut st, START + 1, &mut StdRng::seed_from_u64(99));
             assert_eq!(r.event.started, None);
             let after: Vec<(u64, SessionId)> = st.queue.iter().collect();
-            assert_eq!(&placed[2..], &after[..], "two released, the rest in the same order");
+            assert_eq!(
+                &placed[2..],
+                &after[..],
+                "two released, the rest in the same order"
+            );
             let ended = Settings {
                 event: None,
                 ..s.clone()
             };
-            let r = tick(&ended, &mut st, START + 2_000, &mut StdRng::seed_from_u64(5));
+            let r = tick(
+                &ended,
+                &mut st,
+                START + 2_000,
+                &mut StdRng::seed_from_u64(5),
+            );
             if drop_at_end {
                 assert_eq!(r.event.dropped, Some(4));
                 assert_eq!(st.waiting(), 0);

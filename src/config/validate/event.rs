@@ -55,7 +55,7 @@ impl Validator<'_> {
                         "event {:?} (pre-queue included) overlaps event {:?}, which ends at {}",
                         b.name,
                         a.name,
-                        rfc3339(a.ends_at_ms)
+                        crate::pages::rfc3339_unix(a.ends_at_ms)
                     ),
                 );
             }
@@ -162,12 +162,6 @@ impl Validator<'_> {
 fn parse_moment(text: &str) -> Option<u64> {
     let t = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-/// RFC 3339 UTC of unix milliseconds.
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
 }
 
 fn event_path(i: usize, j: usize) -> Vec<Seg> {

@@ -2,8 +2,8 @@
 //! The top level and the shared checks live here; `network` checks listeners, TLS and limits,
 //! `room` checks each `[[room]]`.
 
-mod network;
 mod event;
+mod network;
 mod room;
 mod store;
 
@@ -33,6 +33,67 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates `text` as the content of `path` (relative paths in it are taken from its folder).
+/// A scheduled event running now: its room, its name and the `starts_at` (unix ms) of the file
+/// it started under.
+pub type Running = (String, String, u64);
+
+/// Refuses a new file that moves the `starts_at` of an event running now: the event has started
+/// and its pre-queue is in line; moving it would not undo that. Every error names file, line and
+/// key.
+pub fn moved_running(
+    path: &Path,
+    text: &str,
+    new: &Config,
+    running: &[Running],
+) -> Vec<ConfigError> {
+    let Ok(file) = toml::from_str::<FileConfig>(text) else {
+        return Vec::new();
+    };
+    let loc = Locator::new(text);
+    let mut errors = Vec::new();
+    for (room, event, starts_at_ms) in running {
+        let Some(rc) = new.rooms.iter().find(|r| &r.name == room) else {
+            continue;
+        };
+        let Some(e) = rc.events.iter().find(|e| &e.name == event) else {
+            continue;
+        };
+        if e.starts_at_ms == *starts_at_ms {
+            continue;
+        }
+        let i = file
+            .room
+            .iter()
+            .position(|r| r.name.as_deref() == Some(room));
+        let j = i.and_then(|i| {
+            file.room[i]
+                .event
+                .iter()
+                .position(|x| x.name.as_deref() == Some(event))
+        });
+        let (Some(i), Some(j)) = (i, j) else { continue };
+        let at = [
+            Seg::Key("room".into()),
+            Seg::Index(i),
+            Seg::Key("event".into()),
+            Seg::Index(j),
+            Seg::Key("starts_at".into()),
+        ];
+        errors.push(ConfigError {
+            file: path.to_path_buf(),
+            line: loc.line(&at),
+            key: render(&at),
+            message: format!(
+                "event {event:?} of room {room:?} is running (it started at {}): its start \
+                 cannot move; end it first (POST /api/v1/rooms/{room}/events/{event}/end) or \
+                 keep starts_at",
+                crate::pages::rfc3339_unix(*starts_at_ms)
+            ),
+        });
+    }
+    errors
+}
+
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let loc = Locator::new(text);
     let file: FileConfig = match toml::from_str(text) {
@@ -158,9 +219,18 @@ impl Validator<'_> {
         let mut pages = Pages::new();
         let (rooms, hosts) = self.rooms(&f.room, &mut pages);
         if matches!(store, super::StoreSettings::Redis(_)) {
-            for (i, r) in f.room.iter().enumerate().filter(|(_, r)| !r.event.is_empty()) {
+            for (i, r) in f
+                .room
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.event.is_empty())
+            {
                 self.error(
-                    &[Seg::Key("room".into()), Seg::Index(i), Seg::Key("event".into())],
+                    &[
+                        Seg::Key("room".into()),
+                        Seg::Index(i),
+                        Seg::Key("event".into()),
+                    ],
                     format!(
                         "room {:?}: scheduled events run with [store] kind = \"memory\" only; \
                          the shared store does not run them yet",
