@@ -11,7 +11,7 @@ use crate::config::schedule::Phase;
 use crate::gateway::respond;
 use crate::pages::rfc3339_unix;
 use crate::proxy::Body;
-use crate::room::{EventMove, Overrides};
+use crate::room::Overrides;
 
 /// Which button.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +59,7 @@ impl Admin {
             let moved = current.events.get(event);
             let phase = e.phase(moved, now);
             let mut next = current.clone();
-            let m = next
-                .events
-                .entry(event.to_string())
-                .or_insert(EventMove::default());
+            let m = next.events.entry(event.to_string()).or_default();
             match (button, phase) {
                 (Button::Start, Phase::Upcoming | Phase::Prequeue) => m.starts_at_ms = Some(now),
                 (Button::End, Phase::Prequeue | Phase::Running) => m.ends_at_ms = Some(now),

@@ -89,7 +89,18 @@ impl Admin {
             Err(resp) => return resp,
         };
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        match (method, segments.as_slice()) {
+        self.route(method, &segments, body, who).await
+    }
+
+    /// The API call `method` on `segments` (the path split at `/`), by an authorized caller.
+    async fn route(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Bytes,
+        who: Who,
+    ) -> Response<Body> {
+        match (method, segments) {
             (Method::GET, ["api", "v1", "rooms"]) => self.list_rooms(),
             (Method::GET, ["api", "v1", "rooms", name]) => self.room_json(name),
             (Method::PATCH, ["api", "v1", "rooms", name]) => {

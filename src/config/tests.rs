@@ -266,3 +266,89 @@ fn store_errors_name_their_key() {
         assert_eq!(errors(&text), Vec::<String>::new(), "{q}");
     }
 }
+
+/// Two events of the shop room after GOOD (lines 14 to 18 and 20 on), with `first` and `second` replacing
+/// their times.
+fn with_events(first: &str, second: &str) -> String {
+    format!(
+        "{GOOD}\n[[room.event]]\nname = \"drop\"\n{first}\n\n[[room.event]]\nname = \"late\"\n{second}\n"
+    )
+}
+
+const FIRST: &str = "prequeue_from = \"2026-12-24T17:30:00+01:00\"\nstarts_at = 2026-12-24T18:00:00+01:00\nends_at = \"2026-12-24T20:00:00+01:00\"";
+const SECOND: &str = "starts_at = \"2026-12-25T18:00:00Z\"\nends_at = \"2026-12-25T19:00:00Z\"";
+
+#[test]
+fn events_take_rfc3339_times_with_offsets_as_strings_or_toml_times() {
+    let c = parse(Path::new("gateway.toml"), &with_events(FIRST, SECOND)).unwrap();
+    let e = &c.rooms[0].events;
+    assert_eq!(e.len(), 2);
+    // 2026-12-24T17:00:00Z.
+    assert_eq!(e[0].starts_at_ms, 1_798_131_600_000);
+    assert_eq!(e[0].prequeue_from_ms, e[0].starts_at_ms - 1_800_000);
+    assert!(e[0].shuffle);
+    // No pre-queue key: it opens at the start.
+    assert_eq!(e[1].prequeue_from_ms, e[1].starts_at_ms);
+    assert_eq!(c.rooms[0].outside_events, super::OutsideEvents::Queue);
+}
+
+#[test]
+fn event_errors_name_line_and_key() {
+    let cases = [
+        // Overlapping (the second's pre-queue opens before the first ends).
+        (
+            with_events(
+                FIRST,
+                "prequeue_from = \"2026-12-24T18:59:00Z\"\nstarts_at = \"2026-12-24T19:30:00Z\"\nends_at = \"2026-12-24T21:00:00Z\"",
+            ),
+            "gateway.toml:22: key `room[0].event[1].prequeue_from`",
+        ),
+        // No offset.
+        (
+            with_events(FIRST, &SECOND.replace("18:00:00Z", "18:00:00")),
+            "gateway.toml:22: key `room[0].event[1].starts_at`",
+        ),
+        // Ends before it starts.
+        (
+            with_events(FIRST, &SECOND.replace("19:00:00Z", "17:00:00Z")),
+            "gateway.toml:23: key `room[0].event[1].ends_at`",
+        ),
+        // The pre-queue after the start.
+        (
+            with_events(
+                &FIRST.replace("17:30:00+01:00", "18:30:00+01:00"),
+                SECOND,
+            ),
+            "gateway.toml:16: key `room[0].event[0].prequeue_from`",
+        ),
+        // Two events of one name.
+        (
+            with_events(FIRST, SECOND).replace("name = \"late\"", "name = \"drop\""),
+            "gateway.toml:21: key `room[0].event[1].name`",
+        ),
+        (
+            with_events(FIRST, &format!("{SECOND}\nactive_users = 0")),
+            "gateway.toml:24: key `room[0].event[1].active_users`",
+        ),
+        (
+            with_events(FIRST, &format!("{SECOND}\nqueue = \"stack\"")),
+            "gateway.toml:24: key `room[0].event[1].queue`",
+        ),
+        (
+            with_events(FIRST, SECOND)
+                .replace("active_users = 2", "active_users = 2\noutside_events = \"shut\""),
+            "gateway.toml:11: key `room[0].outside_events`",
+        ),
+        (
+            with_events(FIRST, SECOND).replace("tick = \"1s\"", "tick = \"1s\"\n[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n[token]\nsecret_env = \"S\""),
+            "gateway.toml:19: key `room[0].event`: room \"shop\": scheduled events run with [store] kind = \"memory\" only",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = errors(&text);
+        assert!(
+            got.iter().any(|e| e.starts_with(want)),
+            "want {want}, got {got:?}\n{text}"
+        );
+    }
+}
