@@ -555,3 +555,109 @@ async fn a_page_frozen_while_its_turn_passes_goes_first_when_resumed() {
 
     browser.close().await.unwrap();
 }
+
+/// A visitor who arrives during an event's pre-queue sees the countdown and no place; after the
+/// start, a place; when released, the site at the URL asked for.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_prequeue_visitor_sees_the_countdown_then_a_place_then_the_site() {
+    let origin = Origin::start().await;
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let rfc3339 = |ms: u64| {
+        time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let pre = (unix_ms() + 1_500).div_ceil(1000) * 1000;
+    let starts = pre + 4_000;
+    let config = base_config("50ms")
+        + &room(
+            "shop",
+            HOST,
+            &origin.url(),
+            &format!(
+                "active_users = 1\nsession_ttl = \"1m\"\nabandon_after = \"1m\"\n\
+                 [[room.event]]\nname = \"drop\"\nprequeue_from = \"{}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\n",
+                rfc3339(pre),
+                rfc3339(starts),
+                rfc3339(starts + 600_000)
+            ),
+        );
+    let gw = Gateway::start(&config).await;
+    // Before the pre-queue someone takes the only slot.
+    let mut first = gw.client(HOST);
+    assert_eq!(first.get("/", BROWSER).await.body, "origin:/");
+    tokio::time::sleep(Duration::from_millis(pre.saturating_sub(unix_ms()) + 100)).await;
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser
+        .goto(&format!("http://{}/tickets/7", gw.addr))
+        .await
+        .unwrap();
+    let shown = |id: &'static str| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .execute(
+                    &format!("var e = document.getElementById('{id}'); return !!e && !e.hidden;"),
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_bool()
+                .unwrap_or(false)
+        }
+    };
+    let text = body_text(&browser).await;
+    assert!(shown("prequeue").await, "no countdown:\n{text}");
+    assert!(text.contains("The line opens at"), "{text}");
+    assert!(
+        !shown("wait-line").await,
+        "an estimate before the start:\n{text}"
+    );
+    // The countdown ticks (the page's script runs under its policy).
+    let countdown = browser.find(Locator::Id("countdown")).await.unwrap();
+    assert!(
+        countdown.text().await.unwrap().contains("(in "),
+        "{}",
+        body_text(&browser).await
+    );
+
+    // After the start: a place, asked for by the page itself, and no countdown.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let num = browser.find(Locator::Id("where-num")).await.unwrap();
+        let lead = browser.find(Locator::Id("where-lead")).await.unwrap();
+        if lead.text().await.unwrap().contains("number") {
+            assert_eq!(num.text().await.unwrap().trim(), "1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no place after the start:\n{}",
+            body_text(&browser).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!shown("prequeue").await, "{}", body_text(&browser).await);
+
+    // The slot frees: the page takes the visitor to the site.
+    let left = first.send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.status, 200);
+    wait_let_in(
+        &browser,
+        "origin:/tickets/7",
+        Duration::from_secs(15),
+        "of the slot freeing",
+    )
+    .await;
+    browser.close().await.unwrap();
+}
