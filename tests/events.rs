@@ -104,7 +104,13 @@ async fn the_prequeue_shows_a_countdown_and_the_start_gives_every_place_once() {
     let gw = Gateway::start(&config(
         &origin,
         "",
-        &event("drop", pre, start, start + 600_000, ""),
+        &event(
+            "drop",
+            pre,
+            start,
+            start + 600_000,
+            "message = \"The drop opens soon\"",
+        ),
     ))
     .await;
     let admin = Admin::of(&gw);
@@ -122,6 +128,7 @@ async fn the_prequeue_shows_a_countdown_and_the_start_gives_every_place_once() {
         assert!(j["position"].is_null(), "{j}");
         assert!(j["estimated_wait_seconds"].is_null(), "{j}");
         assert_eq!(j["queue_depth"], i as u64 + 1, "{j}");
+        assert_eq!(j["message"], "The drop opens soon", "{j}");
         let starts = j["event_starts_at"].as_str().unwrap();
         assert_eq!(
             time::OffsetDateTime::parse(starts, &time::format_description::well_known::Rfc3339)
@@ -248,26 +255,30 @@ async fn the_operator_starts_and_ends_an_event_by_hand() {
     );
 }
 
-/// Outside events the room is open: everyone goes in, whatever the capacity.
+/// Outside events an open room lets everyone in, whatever the capacity; a closed one nobody.
 #[tokio::test]
-async fn outside_events_an_open_room_lets_everyone_in() {
+async fn outside_events_an_open_room_lets_everyone_in_and_a_closed_one_nobody() {
     let origin = Origin::start().await;
     let now = unix_ms();
-    let gw = Gateway::start(&config(
-        &origin,
-        "outside_events = \"open\"",
-        &event(
-            "later",
-            now + 3_600_000,
-            now + 7_200_000,
-            now + 9_000_000,
-            "",
-        ),
-    ))
-    .await;
-    for _ in 0..5 {
-        let (_, r) = visit(&gw, HOST).await;
-        assert_eq!(r.status, 200, "{}", r.body);
+    for (outside, want) in [("open", 200), ("closed", 503)] {
+        let gw = Gateway::start(&config(
+            &origin,
+            &format!("outside_events = \"{outside}\""),
+            &event(
+                "later",
+                now + 3_600_000,
+                now + 7_200_000,
+                now + 9_000_000,
+                "",
+            ),
+        ))
+        .await;
+        for _ in 0..5 {
+            let (_, r) = visit(&gw, HOST).await;
+            assert_eq!(r.status, want, "{outside}: {}", r.body);
+        }
+        let page = gw.client(HOST).get("/", BROWSER).await;
+        assert_eq!(page.status, want, "{outside}: {}", page.body);
     }
 }
 
