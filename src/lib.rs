@@ -11,6 +11,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod inspect;
 pub mod keys;
 pub mod metrics;

@@ -24,9 +24,12 @@ enum Command {
     Run,
     /// Validate FILE without starting: print every error with its line and key, exit 1 on error.
     Check {
-        /// The configuration file to check.
-        file: PathBuf,
+        /// The configuration file to check (default: the `--config` file).
+        file: Option<PathBuf>,
     },
+    /// Ask the running gateway's admin listener (`[listen] admin` of the configuration) for
+    /// `/healthz`: exit 0 when it answers 200 within 2 s (a container's HEALTHCHECK).
+    Health,
     /// Look at a state folder.
     State {
         #[command(subcommand)]
@@ -46,7 +49,8 @@ enum StateCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { file }) => check(&file),
+        Some(Command::Check { file }) => check(file.as_deref().unwrap_or(&cli.config)),
+        Some(Command::Health) => health(&cli.config),
         Some(Command::State {
             command: StateCommand::Inspect { dir },
         }) => match anteroom::inspect::inspect(&dir) {
@@ -70,11 +74,37 @@ fn check(file: &std::path::Path) -> ExitCode {
                 eprintln!("{}: {e}", file.display());
                 return ExitCode::FAILURE;
             }
-            println!("{}: ok ({} rooms)", file.display(), c.rooms.len());
+            let n = c.rooms.len();
+            let rooms = if n == 1 { "room" } else { "rooms" };
+            println!("{}: ok ({n} {rooms})", file.display());
             ExitCode::SUCCESS
         }
         Err(errors) => {
             eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health(config: &std::path::Path) -> ExitCode {
+    let c = match anteroom::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(addr) = c.listen.admin else {
+        eprintln!(
+            "{}: no [listen] admin to ask for /healthz",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    match anteroom::health::probe(addr, std::time::Duration::from_secs(2)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("anteroom at {addr}: {e}");
             ExitCode::FAILURE
         }
     }

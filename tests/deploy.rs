@@ -1,0 +1,174 @@
+//! What ships for deployment: the systemd unit passes `systemd-analyze verify` and keeps its
+//! promises (reload by SIGHUP, a stop longer than the drain, hardening), the Containerfile
+//! passes hadolint and builds as the README says, and `anteroom health` (the container's
+//! HEALTHCHECK) tells a live gateway from a stopped one. A tool missing here is skipped with a
+//! note, except under CI (`CI` set), where `.ci/run` installs it.
+
+// Tests unwrap, measure real time, may run long, and share `pub` helpers through
+// `mod support`.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::too_many_lines
+)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BIN: &str = env!("CARGO_BIN_EXE_anteroom");
+
+/// Whether `tool` runs here; under CI its absence fails the test.
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing under CI: .ci/run installs it"
+        );
+        eprintln!("{tool} is not installed: skipped");
+    }
+    found
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap()
+}
+
+/// The values of `key=` lines of a unit file.
+fn values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+fn seconds(v: &str) -> u64 {
+    v.strip_suffix('s').unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_keeps_its_promises() {
+    let unit = read("deploy/anteroom.service");
+    assert_eq!(values(&unit, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(values(&unit, "KillSignal"), ["SIGTERM"]);
+    // Well above the default drain_timeout (10 s) plus the final snapshot.
+    assert!(seconds(values(&unit, "TimeoutStopSec")[0]) >= 30);
+    for (key, want) in [
+        ("User", "anteroom"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("StateDirectory", "anteroom"),
+        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+    ] {
+        assert_eq!(values(&unit, key), [want], "{key}");
+    }
+    if !have("systemd-analyze") {
+        return;
+    }
+    // The unit as installed, with this build's binary where the README installs it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anteroom.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/anteroom", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    assert!(
+        !said.contains("anteroom.service"),
+        "systemd-analyze has remarks on the unit: {said}"
+    );
+}
+
+#[test]
+fn the_containerfile_lints_clean_and_builds_as_the_readme_says() {
+    let file = read("Containerfile");
+    let from: Vec<&str> = file.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(from.len(), 2, "a build stage and a runtime stage: {from:?}");
+    assert!(from[1].contains("distroless"), "{from:?}");
+    assert!(file.contains("USER nonroot"), "runs as a non-root user");
+    assert!(file.contains("VOLUME [\"/var/lib/anteroom\"]"));
+    assert!(file.contains("CMD [\"/usr/local/bin/anteroom\", \"health\""));
+    let readme = read("README.md");
+    for step in [
+        "cargo build --release --locked",
+        "docker build -f Containerfile -t anteroom .",
+    ] {
+        assert!(file.contains(step), "the Containerfile does not {step}");
+        assert!(readme.contains(step), "the README does not say {step}");
+    }
+    if !have("hadolint") {
+        return;
+    }
+    let out = Command::new("hadolint")
+        .arg(Path::new(ROOT).join("Containerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hadolint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn health_tells_a_live_gateway_from_a_stopped_one() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dead_port().await;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"{admin}\"\n\n[state]\ndir = {:?}\n\n{}",
+            dir.path().join("state").display().to_string(),
+            room("shop", "shop.test", &origin.url(), "active_users = 1")
+        ),
+    )
+    .unwrap();
+    let health = {
+        let config = config.clone();
+        move || {
+            Command::new(BIN)
+                .args(["health", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap()
+        }
+    };
+    let down = health();
+    assert!(!down.status.success(), "healthy with nothing running");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains(&admin.to_string()),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let mut gw = Binary::start(&config, &[]).await;
+    let up = tokio::task::spawn_blocking(health.clone()).await.unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    gw.stop().await;
+    // `check` with no file checks the --config one, and counts rooms in words.
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("ok (1 room)\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
