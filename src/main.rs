@@ -111,12 +111,23 @@ fn health(config: &std::path::Path) -> ExitCode {
 }
 
 fn run(config: PathBuf) -> ExitCode {
-    // Colours for a terminal only: log files and collectors get plain text.
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    // `[log] format`, read before anything logs (a file that does not load is reported by the
+    // start, in text).
+    let json = anteroom::config::load(&config).is_ok_and(|c| c.log_json);
+    let logs = tracing_subscriber::fmt()
         .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+        .with_max_level(tracing::Level::INFO);
+    if json {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_target(true)
+            .init();
+    } else {
+        // Colours for a terminal only: log files and collectors get plain text.
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
     // On one core (a container with one CPU, a process pinned to one) a single-threaded
     // scheduler does the same work without the cross-thread machinery: about a third more
     // requests per second through the proxy (README "Performance").

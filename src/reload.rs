@@ -295,6 +295,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "listen.https" => listen.https,
         "listen.admin" => listen.admin,
         "listen.reuse_port" => listen.reuse_port,
+        "log.format" => log_json,
         "admin.max_connections" => admin_max_connections,
         "demo.listen" => demo,
         "token" => token,

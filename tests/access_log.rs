@@ -96,3 +96,56 @@ fn the_access_log_can_be_switched_off() {
         "an access line was written:\n{out}"
     );
 }
+
+#[test]
+fn the_access_line_names_host_room_decision_and_the_origins_time() {
+    let out = run_one_request(&config(""));
+    let line = out
+        .lines()
+        .find(|l| l.contains("path=\"/hello\""))
+        .unwrap_or_else(|| panic!("no access line in:\n{out}"));
+    for want in [
+        "host=\"logged.test\"",
+        "room=\"logged\"",
+        "decision=\"admit\"",
+        "upstream_ms=",
+    ] {
+        assert!(line.contains(want), "{want} missing: {line}");
+    }
+    // No Rust debug text, and times to the microsecond.
+    assert!(!line.contains("Some("), "{line}");
+    let ms = line
+        .split(" ms=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(ms.split('.').nth(1).is_none_or(|d| d.len() <= 3), "{line}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = run_one_request(&config("[log]\nformat = \"json\"\n\n"));
+    let objects: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(objects.len() >= 2, "{out}");
+    let access = objects
+        .iter()
+        .find(|o| o["target"] == "anteroom::access")
+        .unwrap_or_else(|| panic!("no access object in:\n{out}"));
+    assert_eq!(access["path"], "/hello", "{access}");
+    assert_eq!(access["room"], "logged", "{access}");
+    assert_eq!(access["decision"], "admit", "{access}");
+    assert_eq!(access["status"], 502, "{access}");
+    assert!(access["ms"].is_f64(), "{access}");
+    assert!(access["upstream_ms"].is_f64(), "{access}");
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["level"].is_string() && o["timestamp"].is_string())
+    );
+}

@@ -40,6 +40,8 @@ pub struct FileConfig {
 pub struct LogFile {
     /// One line per public request (default on).
     pub access: Option<bool>,
+    /// `"text"` (default) or `"json"`: one JSON object per line.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

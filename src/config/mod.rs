@@ -45,6 +45,8 @@ pub struct Config {
     pub demo: Option<SocketAddr>,
     /// `[log] access`: one log line per public request.
     pub access_log: bool,
+    /// `[log] format`: `true` for one JSON object per line (read at start).
+    pub log_json: bool,
     pub rooms: Vec<Arc<RoomConfig>>,
     /// Lower-case host -> index into `rooms`.
     pub hosts: HashMap<String, usize>,

@@ -13,22 +13,30 @@ impl Gateway {
                 Instant::now(),
                 req.method().clone(),
                 req.uri().path().to_string(),
+                req.headers().get(http::header::HOST).cloned(),
             )
         });
+        let trace = Trace::default();
         // Every answer anteroom makes itself follows what the client asked for.
         let html = pages::wants_html(req.method(), req.headers());
-        let resp = match self.inner(&current, peer, req, html).await {
+        let resp = match self.inner((&current, &trace), peer, req, html).await {
             Ok(resp) => resp,
             Err(e) => answer::fail(&current, e, html),
         };
-        if let Some((started, method, path)) = access {
+        if let Some((started, method, path, host)) = access {
+            let room = trace.room().and_then(|i| current.config.rooms.get(i));
+            let round = |s: f64| (s * 1e6).round() / 1e3;
             tracing::info!(
                 target: "anteroom::access",
                 peer = %peer.addr,
                 %method,
+                host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
                 path,
+                room = room.map_or("", |r| r.name.as_str()),
+                decision = trace.decision(),
                 status = resp.status().as_u16(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
+                ms = round(started.elapsed().as_secs_f64()),
+                upstream_ms = trace.upstream_s().map(round),
                 "request"
             );
         }
@@ -38,12 +46,14 @@ impl Gateway {
     /// Resolves the request once, then takes the one way its room sends it.
     pub(super) async fn inner(
         &self,
-        current: &Current,
+        (current, trace): (&Current, &Trace),
         peer: Peer,
         mut req: Request<Incoming>,
         html: bool,
     ) -> Result<Response<Body>, GatewayError> {
-        let ask = self.resolve(current, peer, &mut req, html)?;
+        let mut ask = self.resolve(current, peer, &mut req, html)?;
+        ask.trace = Some(trace);
+        trace.room.store(ask.index, Ordering::Relaxed);
         // Each way is boxed: the request's future is then a few hundred bytes that hyper and
         // the server move around, instead of the largest way's several kilobytes moved each time.
         match Route::of(&ask, req.uri().path()) {
@@ -97,6 +107,7 @@ impl Gateway {
             trusted,
             host,
             html,
+            trace: None,
         })
     }
 
@@ -285,9 +296,11 @@ impl Gateway {
         let client = ask.current.clients.get(ask.index).and_then(Option::as_ref);
         let client = client.unwrap_or(&self.client);
         let result = proxy::forward(client, forward, req).await;
-        ask.room
-            .figures
-            .record_upstream(started.elapsed().as_secs_f64());
+        let took = started.elapsed().as_secs_f64();
+        ask.room.figures.record_upstream(took);
+        if let Some(t) = ask.trace {
+            t.upstream_us.store((took * 1e6) as u64, Ordering::Relaxed);
+        }
         let resp = result.inspect_err(|e| count_origin_failure(ask, e))?;
         let (mut parts, body) = resp.into_parts();
         let command = parts.headers.remove(headers::COMMAND_HEADER);
@@ -359,12 +372,59 @@ pub(super) struct Ask<'a> {
     pub(super) host: String,
     /// Whether anteroom's own answers are pages (browser navigations) rather than JSON.
     pub(super) html: bool,
+    /// What the access line says of the request (`None` outside `handle`).
+    pub(super) trace: Option<&'a Trace>,
+}
+
+/// What the access line says of a request beyond its head, noted as the request goes (atomics,
+/// so the request's future stays `Send`).
+pub(super) struct Trace {
+    room: AtomicUsize,
+    decision: AtomicU8,
+    upstream_us: AtomicU64,
+}
+
+/// The decisions a request is counted under, by their index in a [`Trace`] (0: none yet).
+const DECISIONS: [&str; 7] = [
+    "", "disabled", "endpoint", "bypass", "admit", "queue", "closed",
+];
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            room: AtomicUsize::new(usize::MAX),
+            decision: AtomicU8::new(0),
+            upstream_us: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Trace {
+    fn room(&self) -> Option<usize> {
+        Some(self.room.load(Ordering::Relaxed)).filter(|i| *i != usize::MAX)
+    }
+
+    fn decision(&self) -> &'static str {
+        DECISIONS
+            .get(usize::from(self.decision.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or("")
+    }
+
+    /// Seconds the origin took to answer the head, if the request went there.
+    fn upstream_s(&self) -> Option<f64> {
+        let us = self.upstream_us.load(Ordering::Relaxed);
+        (us != u64::MAX).then(|| us as f64 / 1e6)
+    }
 }
 
 impl Ask<'_> {
     /// Counts the request under `decision` (`anteroom_requests_total` and the room's figures).
     pub(super) fn count(&self, decision: &'static str) {
         self.room.figures.count_request(decision);
+        if let (Some(t), Some(i)) = (self.trace, DECISIONS.iter().position(|d| *d == decision)) {
+            t.decision.store(i as u8, Ordering::Relaxed);
+        }
     }
 
     /// The client's address (see [`route::client_ip`]).

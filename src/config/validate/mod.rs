@@ -241,6 +241,7 @@ impl Validator<'_> {
             limits,
             demo,
             access_log: f.log.access.unwrap_or(true),
+            log_json: self.log_json(f.log.format.as_deref()),
             rooms,
             hosts,
             default_room,
@@ -273,6 +274,21 @@ impl Validator<'_> {
                     r.name.as_deref().unwrap_or("")
                 ),
             );
+        }
+    }
+
+    /// `[log] format`: "text" (the default) or "json".
+    fn log_json(&mut self, format: Option<&str>) -> bool {
+        match format {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                self.error(
+                    &key(&["log", "format"]),
+                    format!("{other:?} is not a log format; use \"text\" or \"json\""),
+                );
+                false
+            }
         }
     }
 
