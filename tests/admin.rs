@@ -548,3 +548,73 @@ async fn a_room_taken_out_of_the_file_keeps_its_overrides_across_restarts() {
     );
     assert!(running.shutdown().await);
 }
+
+/// `mode` by PATCH closes the room to newcomers and opens it again; the room JSON says which.
+/// `POST .../revoke` ends one session named by its token: its slot frees for the next visitor.
+#[tokio::test]
+async fn the_operator_switches_the_mode_and_revokes_one_session() {
+    let origin = Origin::start().await;
+    let (gw, admin) = one_room(&origin, "ops", "active_users = 1\nsession_ttl = \"1h\"").await;
+    let mut first = gw.client("ops.test");
+    assert_eq!(first.get("/", JSON).await.status, 200);
+
+    let room = admin.patch_ok("ops", r#"{"mode": "reject"}"#).await;
+    assert_eq!(room["mode"], "reject", "{room}");
+    assert_eq!(room["file"]["mode"], "queue", "{room}");
+    let (_, r) = visit(&gw, "ops.test").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // The admitted visitor keeps its slot.
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    assert_eq!(admin.patch("ops", r#"{"mode": "open"}"#).await.status, 400);
+    let room = admin.patch_ok("ops", r#"{"mode": null}"#).await;
+    assert_eq!(room["mode"], "queue", "{room}");
+
+    // The second visitor waits behind the first; revoking the first lets it in.
+    let (second, r) = visit(&gw, "ops.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let token = first.cookies.get("anteroom_ops").cloned().unwrap();
+    let r = admin
+        .send(
+            "POST",
+            "/api/v1/rooms/ops/revoke",
+            &format!(r#"{{"token": "{token}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["revoked"], true);
+    wait_state(&second, "released").await;
+    let again = admin
+        .send(
+            "POST",
+            "/api/v1/rooms/ops/revoke",
+            &format!(r#"{{"token": "{token}"}}"#),
+        )
+        .await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    for bad in [
+        r#"{"token": "forged"}"#,
+        r#"{}"#,
+        "[]",
+        r#"{"session": "xyz"}"#,
+    ] {
+        let r = admin.send("POST", "/api/v1/rooms/ops/revoke", bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    let r = admin
+        .send(
+            "POST",
+            "/api/v1/rooms/ops/revoke",
+            &format!(r#"{{"session": "{}"}}"#, "ab".repeat(16)),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        admin
+            .metric(
+                "anteroom_sessions_ended_total",
+                &[("room", "ops"), ("reason", "revoke")]
+            )
+            .await,
+        Some(1.0)
+    );
+}

@@ -4,6 +4,7 @@
 
 mod events;
 mod rooms;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -132,6 +133,9 @@ impl Admin {
                 self.blocking(move |a| a.press(&name, &event, button, &who))
                     .await
             }
+            (Method::POST, ["api", "v1", "rooms", name, "revoke"]) => {
+                self.revoke(name, &body, &who).await
+            }
             (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
             (Method::GET, ["api", "v1", "config"]) => self.config_json(),
             (Method::POST, ["api", "v1", "snapshot"]) => self.snapshot(&who).await,
@@ -140,6 +144,7 @@ impl Admin {
                 _,
                 ["api", "v1", "rooms", _, "overrides"]
                 | ["api", "v1", "rooms", _, "events", _, "start" | "end"]
+                | ["api", "v1", "rooms", _, "revoke"]
                 | ["api", "v1", "reload" | "config" | "snapshot"],
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "not found"),

@@ -198,6 +198,7 @@ fn knobs(r: &RoomConfig) -> Value {
         "admit_per_minute": r.settings.admit_per_minute,
         "queue": r.settings.policy.as_str(),
         "message": r.message,
+        "mode": r.settings.mode.as_str(),
     })
 }
 
@@ -237,10 +238,11 @@ fn set_override(next: &mut Overrides, field: &str, v: &Value) -> Result<(), &'st
         "admit_per_minute" => next.admit_per_minute = count(v)?,
         "queue" => next.queue = policy(v)?,
         "message" => next.message = message(v)?,
+        "mode" => next.mode = mode(v)?,
         _ => {
             return Err(
                 "is not a field that can be overridden (enabled, paused, active_users, \
-                 admit_per_minute, queue, message)",
+                 admit_per_minute, queue, message, mode)",
             );
         }
     }
@@ -266,6 +268,16 @@ fn count(v: &Value) -> Result<Option<u32>, &'static str> {
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
             .ok_or("must be a whole number of at least 1, or null"),
+    }
+}
+
+/// `"queue"` or `"reject"`, or `null`.
+fn mode(v: &Value) -> Result<Option<crate::room::Mode>, &'static str> {
+    const MODES: &str = "must be \"queue\" or \"reject\"";
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => crate::room::Mode::parse(s).map(Some).ok_or(MODES),
+        _ => Err(MODES),
     }
 }
 

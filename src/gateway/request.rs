@@ -260,6 +260,11 @@ impl Gateway {
         }
     }
 
+    /// The session a token of `room` names, if it is valid (the admin API's revoke).
+    pub fn session_of(&self, room: &RoomConfig, token: &str) -> Option<crate::room::SessionId> {
+        self.keys.decode(room.id, token).map(|c| c.session)
+    }
+
     pub(super) fn token(&self, room: &RoomConfig, v: Visitor) -> String {
         let issued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

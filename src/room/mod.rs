@@ -124,8 +124,26 @@ impl Policy {
 }
 
 /// `mode = "queue"` holds visitors in line; `mode = "reject"` closes the room to new visitors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Queue,
     Reject,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "queue" => Some(Mode::Queue),
+            "reject" => Some(Mode::Reject),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Queue => "queue",
+            Mode::Reject => "reject",
+        }
+    }
 }

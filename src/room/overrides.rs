@@ -23,6 +23,9 @@ pub struct Overrides {
     pub queue: Option<Policy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `queue` or `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::Mode>,
     /// Scheduled events the operator started or ended by hand, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub events: BTreeMap<String, EventMove>,
@@ -57,6 +60,9 @@ impl Overrides {
         }
         if let Some(q) = self.queue {
             s.policy = q;
+        }
+        if let Some(m) = self.mode {
+            s.mode = m;
         }
         s
     }
