@@ -172,3 +172,46 @@ async fn health_tells_a_live_gateway_from_a_stopped_one() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The public health path answers any host, never takes a place, and may be moved under the
+/// reserved prefix only.
+#[tokio::test]
+async fn the_public_health_path_answers_any_host_and_queues_nobody() {
+    let origin = Origin::start().await;
+    let config =
+        base_config("50ms") + &room("shop", "shop.test", &origin.url(), "active_users = 1");
+    let gw = Gateway::start(&config).await;
+    let mut first = gw.client("shop.test");
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    for host in ["shop.test", "10.0.0.7", "nowhere.example"] {
+        let mut c = gw.client(host);
+        let r = c.get("/__anteroom/healthz", JSON).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_str()),
+            (200, "ok\n"),
+            "{host}"
+        );
+        assert!(c.cookies.is_empty(), "{host}: a place was given");
+    }
+    let (_, r) = visit(&gw, "shop.test").await;
+    assert_eq!(
+        r.json()["position"],
+        1,
+        "the health checks took no place: {}",
+        r.body
+    );
+    let bad = config.replace(
+        "http = \"127.0.0.1:0\"\n",
+        "http = \"127.0.0.1:0\"\nhealth_path = \"/healthz\"\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, bad).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key `listen.health_path`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -52,6 +52,8 @@ pub struct ListenFile {
     pub admin: Option<String>,
     /// `SO_REUSEPORT` on the public listeners: several processes share the ports.
     pub reuse_port: Option<bool>,
+    /// The public health path for load balancers (default `/__anteroom/healthz`).
+    pub health_path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

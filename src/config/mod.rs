@@ -78,6 +78,8 @@ pub struct Listen {
     /// `reuse_port`: the public listeners (http, https) are bound with `SO_REUSEPORT`, so that
     /// several processes (one per core, or an old and a new one during an upgrade) share them.
     pub reuse_port: bool,
+    /// `health_path`: answered 200 on the public listeners for any host, never queued.
+    pub health_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

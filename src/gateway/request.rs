@@ -51,6 +51,10 @@ impl Gateway {
         mut req: Request<Incoming>,
         html: bool,
     ) -> Result<Response<Body>, GatewayError> {
+        // The load balancer's question, for any host, before anything else.
+        if req.uri().path() == current.config.listen.health_path {
+            return Ok(respond::plain(http::StatusCode::OK, "ok\n"));
+        }
         let mut ask = self.resolve(current, peer, &mut req, html)?;
         ask.trace = Some(trace);
         trace.room.store(ask.index, Ordering::Relaxed);

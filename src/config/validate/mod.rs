@@ -228,6 +228,7 @@ impl Validator<'_> {
                 https,
                 admin,
                 reuse_port: f.listen.reuse_port.unwrap_or(false),
+                health_path: self.health_path(f.listen.health_path.as_deref()),
             },
             admin_token_env: f.admin.token_env.clone(),
             admin_token: None,
@@ -275,6 +276,23 @@ impl Validator<'_> {
                 ),
             );
         }
+    }
+
+    /// `[listen] health_path`: a path under the reserved prefix (so no site page is hidden).
+    fn health_path(&mut self, path: Option<&str>) -> String {
+        let p = path.unwrap_or("/__anteroom/healthz");
+        if !p.starts_with(crate::pages::RESERVED_PREFIX)
+            || p.len() == crate::pages::RESERVED_PREFIX.len()
+        {
+            self.error(
+                &key(&["listen", "health_path"]),
+                format!(
+                    "{p:?} must be a path under {}",
+                    crate::pages::RESERVED_PREFIX
+                ),
+            );
+        }
+        p.to_string()
     }
 
     /// `[log] format`: "text" (the default) or "json".
