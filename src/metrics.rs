@@ -32,6 +32,12 @@ pub const SESSION_DURATION: &str = "anteroom_session_duration_seconds";
 pub const DUPLICATE_REQUESTS: &str = "anteroom_duplicate_requests_total";
 pub const SESSIONS_RECOVERED: &str = "anteroom_sessions_recovered_total";
 pub const JOINS_OVER_BUDGET: &str = "anteroom_joins_over_budget_total";
+/// Join challenges issued to new visitors of `join_challenge = "pow"` rooms, by room.
+pub const POW_CHALLENGES_ISSUED: &str = "anteroom_pow_challenges_issued_total";
+/// Challenges solved and taken (each one a join), by room.
+pub const POW_SOLVED: &str = "anteroom_pow_solved_total";
+/// Join answers refused, by room and `reason` (bounded: `pow::Refusal::reason`).
+pub const POW_FAILED: &str = "anteroom_pow_failed_total";
 /// Visitors told that their place was gone (a valid token whose session the room no longer has).
 pub const PLACES_EXPIRED: &str = "anteroom_places_expired_total";
 /// Requests refused for the client's own fault, by `kind` (bounded: see `GatewayError::client_kind`).

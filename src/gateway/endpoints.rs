@@ -39,7 +39,14 @@ impl Gateway {
                 ask.peer.secure,
             ))
             .map(str::to_string);
+        let challenge = super::challenge::required(ask).filter(|_| visitor.is_none());
         match (what, method) {
+            ("status", Method::GET | Method::HEAD) if let Some(difficulty) = challenge => {
+                Ok(self.challenge_status(ask, req.headers(), difficulty))
+            }
+            ("join", Method::POST) if let Some(difficulty) = challenge => {
+                Ok(self.join_solved(ask, req, difficulty).await)
+            }
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(ask, req.headers(), visitor, sent).await)
             }
@@ -104,7 +111,7 @@ impl Gateway {
 
     /// A native app joins (or, with a token it already has, learns its standing): the same
     /// decision as a navigation's, through the join endpoint.
-    async fn join(
+    pub(super) async fn join(
         &self,
         ask: &Ask<'_>,
         headers: &HeaderMap,

@@ -411,9 +411,13 @@ impl Validator<'_> {
             progress_percent: 30,
             ..View::without_place(ViewState::Queued, 40, 5)
         };
+        let flags = pages::Flags {
+            has_place: true,
+            ..pages::Flags::default()
+        };
         let rendered = if k == "page" {
             pages.render_with(&name, |nonce| {
-                pages::waiting_context(nonce, room, &sample, Some("sample"), (false, true))
+                pages::waiting_context(nonce, room, &sample, Some("sample"), flags)
             })
         } else {
             pages.render(&name, pages::closed_context(room, Some("sample"), 30))
