@@ -573,12 +573,7 @@ async fn a_page_solves_the_join_challenge_joins_and_is_let_in() {
     let nonce = challenge["nonce"].as_str().unwrap();
     let body = json!({"nonce": nonce, "solution": anteroom::pow::solve(nonce, 12)}).to_string();
     let r = first
-        .send(
-            "POST",
-            "/__anteroom/join",
-            &[("content-type", JSON)],
-            &body,
-        )
+        .send("POST", "/__anteroom/join", &[("content-type", JSON)], &body)
         .await;
     assert_eq!(r.json()["state"], "admitted", "{}", r.body);
 
@@ -614,6 +609,40 @@ async fn a_page_solves_the_join_challenge_joins_and_is_let_in() {
         }
     };
     eprintln!("solved and joined in {took:?}");
+    // The worker's answers are solutions by the gateway's own check, with either SHA-256 (its
+    // own and crypto.subtle's); their pace in this browser is printed for the README's figures.
+    for engine in ["js", "subtle"] {
+        let pace = browser
+            .execute_async(
+                "var done = arguments[arguments.length - 1], engine = arguments[0]; \
+                 var w = new Worker(document.getElementById('room').dataset.workerUrl); \
+                 var i = 0, hashes = 0, ms = 0, solutions = []; \
+                 w.onmessage = function (e) { \
+                   hashes += e.data.hashes; ms += e.data.ms; solutions.push(e.data.solution); \
+                   i += 1; \
+                   if (i === 8) return done({ engine: e.data.engine, solutions: solutions, \
+                     hashes: hashes, ms: ms, per_second: Math.round(hashes / ms * 1000) }); \
+                   w.postMessage({ nonce: 'x'.repeat(77) + i, difficulty: 16, engine: engine }); \
+                 }; \
+                 w.postMessage({ nonce: 'x'.repeat(77) + i, difficulty: 16, engine: engine });",
+                vec![json!(engine)],
+            )
+            .await
+            .unwrap();
+        eprintln!(
+            "page worker ({engine}), 8 challenges of difficulty 16: {} hashes in {} ms, {} per second",
+            pace["hashes"], pace["ms"], pace["per_second"]
+        );
+        assert_eq!(pace["engine"], engine, "{pace}");
+        let solutions = pace["solutions"].as_array().unwrap();
+        for (i, s) in solutions.iter().enumerate() {
+            let nonce = format!("{}{i}", "x".repeat(77));
+            assert!(
+                anteroom::pow::solves(&nonce, s.as_str().unwrap(), 16),
+                "{engine}: {s} does not solve {nonce}"
+            );
+        }
+    }
     let num = browser.find(Locator::Id("where-num")).await.unwrap();
     assert_eq!(num.text().await.unwrap().trim(), "1");
     let cookies = browser.get_all_cookies().await.unwrap();
