@@ -355,3 +355,44 @@ async fn rooms_and_paths_without_the_challenge_are_unchanged() {
     assert_eq!(w.status, 200);
     assert!(w.body.contains("crypto.subtle"), "{}", w.body);
 }
+
+/// A token outlives its place: a token whose session is gone buys no new place at the join
+/// endpoint without a solution, while a token of a known session gets its standing as before.
+#[tokio::test]
+async fn a_token_whose_place_is_gone_needs_a_solution_to_join_again() {
+    let origin = Origin::start().await;
+    let gw = Gateway::start(&config(&origin, "shop", "")).await;
+    let mut c = gw.client("shop.test");
+    let ch = challenge_of(&c.get("/", JSON).await.json());
+    let r = post_join(&mut c, &answer(&ch, &solution(&ch))).await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let token_header = [("anteroom-token", token.as_str()), ("accept", JSON)];
+    // Known: its standing, no challenge, no second place.
+    let r = c.send("POST", "/__anteroom/join", &token_header, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "admitted", "{}", r.body);
+    assert!(r.json().get("challenge").is_none(), "{}", r.body);
+    // Gone (left): the old token joins only with a solution.
+    c.send("POST", "/__anteroom/leave", &token_header, "").await;
+    let mut bot = gw.client("shop.test");
+    let r = bot
+        .send("POST", "/__anteroom/join", &token_header, "")
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["reason"], "missing");
+    assert!(r.header("set-cookie").is_none());
+    let ch = challenge_of(&r.json());
+    let mut headers = token_header.to_vec();
+    headers.push(("content-type", JSON));
+    let r = bot
+        .send(
+            "POST",
+            "/__anteroom/join",
+            &headers,
+            &answer(&ch, &solution(&ch)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "admitted", "{}", r.body);
+    assert_ne!(r.json()["token"].as_str(), Some(token.as_str()));
+}

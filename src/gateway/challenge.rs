@@ -10,13 +10,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::{Ask, Gateway, answer, respond};
+use super::{Ask, Gateway, answer, endpoints, respond};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::StatusJson;
 use crate::pow::{self, Binding, Challenge, JoinChallenge, Refusal};
 use crate::proxy::Body;
-use crate::room::{Mode, Prefix, View, ViewState};
+use crate::room::{Decision, Mode, Prefix, Via, View, ViewState, Visitor};
 use crate::store::Store;
 
 /// When a visitor with a challenge is told to ask again (it may solve and join at once).
@@ -85,10 +85,40 @@ impl Gateway {
         resp
     }
 
-    /// `POST /__anteroom/join` from a new visitor: the answer is read and checked; a solved
-    /// challenge joins exactly as a join does without one, anything else is refused with its
-    /// reason and a new challenge.
-    pub(super) async fn join_solved(
+    /// `POST /__anteroom/join` in a room with a join challenge. A token of a session the room
+    /// knows gets its standing, as a join without a challenge; any other visitor (no token, or
+    /// one whose session is gone: a token outlives its place, and must not buy a new one
+    /// without a solution) joins only with a solved challenge.
+    pub(super) async fn join_challenged(
+        &self,
+        ask: &Ask<'_>,
+        req: Request<Incoming>,
+        visitor: Option<Visitor>,
+        difficulty: u8,
+    ) -> Response<Body> {
+        if visitor.is_some() {
+            // The token as sent (it named a session): answered back as it is.
+            let sent = super::request::sent_token(&ask.rc, req.headers(), ask.peer.secure);
+            let sent = sent.map(str::to_string);
+            // The standing, as the status endpoint finds it (recovery included): a known session
+            // is answered here, and nothing new is created.
+            match self.decide(ask, req.headers(), visitor, Via::Status).await {
+                Decision::TooSoon { wait_ms } => return answer::too_fast(&ask.rc, wait_ms),
+                Decision::Standing { view: Some(view) } => {
+                    return endpoints::status_json(ask, &view, sent.as_deref());
+                }
+                Decision::Closed => return answer::closed_json(&ask.rc),
+                Decision::Unreachable { view } => return endpoints::unreachable_json(ask, &view),
+                _ => {}
+            }
+        }
+        self.join_solved(ask, req, difficulty).await
+    }
+
+    /// A join that must carry a solution: the answer is read and checked; a solved challenge
+    /// joins exactly as a join does without one, anything else is refused with its reason and a
+    /// new challenge.
+    async fn join_solved(
         &self,
         ask: &Ask<'_>,
         req: Request<Incoming>,

@@ -39,13 +39,15 @@ impl Gateway {
                 ask.peer.secure,
             ))
             .map(str::to_string);
-        let challenge = super::challenge::required(ask).filter(|_| visitor.is_none());
+        let challenge = super::challenge::required(ask);
         match (what, method) {
-            ("status", Method::GET | Method::HEAD) if let Some(difficulty) = challenge => {
+            ("status", Method::GET | Method::HEAD)
+                if let Some(difficulty) = challenge.filter(|_| visitor.is_none()) =>
+            {
                 Ok(self.challenge_status(ask, req.headers(), difficulty))
             }
             ("join", Method::POST) if let Some(difficulty) = challenge => {
-                Ok(self.join_solved(ask, req, difficulty).await)
+                Ok(self.join_challenged(ask, req, visitor, difficulty).await)
             }
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(ask, req.headers(), visitor, sent).await)
@@ -166,14 +168,14 @@ impl Gateway {
 
 /// The shared store did not answer: 503, the view of a visitor with no place, asking again
 /// soon. The token (if any) is kept: the place is still there when the store is back.
-fn unreachable_json(ask: &Ask<'_>, view: &View) -> Response<Body> {
+pub(super) fn unreachable_json(ask: &Ask<'_>, view: &View) -> Response<Body> {
     let mut resp = status_json(ask, view, None);
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp
 }
 
 /// The status JSON of one view, with when to ask again.
-fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
+pub(super) fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
     let rc = &ask.rc;
     let body = StatusJson::new(&rc.name, view, rc.message.as_deref(), token);
     let mut resp = respond::json(StatusCode::OK, &body);
