@@ -6,7 +6,8 @@
 // Its settings come from the data attributes of the element with id "room" (the built-in page's
 // <main>), else from the script tag's own: data-status-url, data-leave-url, data-poll,
 // data-state, data-place ("1" when the visitor holds a place), data-form ("1" on a page that
-// answers a form post). Every element it fills is optional (ids: where-lead, where-num,
+// answers a form post), data-join-url, data-worker-url, and in a room with a join challenge
+// data-challenge-nonce and data-challenge-difficulty (a status answer's "challenge" works too). Every element it fills is optional (ids: where-lead, where-num,
 // where-tail, depth, wait, msg, bar, bar-fill, updated, ...). After each answer it dispatches
 // "anteroom:status" on document with the status JSON as `detail`, for a page to show its own way.
 (function () {
@@ -15,6 +16,7 @@
   var root = document.getElementById("room");
   var d = (root && root.dataset) || (script && script.dataset) || {};
   if (!d.statusUrl) d = Object.assign({ statusUrl: "/__anteroom/status", leaveUrl: "/__anteroom/leave", place: "1" }, d);
+  d = Object.assign({ joinUrl: "/__anteroom/join", workerUrl: "/__anteroom/pow-worker.js" }, d);
   var none = { hidden: true, style: {}, dataset: {}, setAttribute: function () {}, getAttribute: function () { return null; },
     querySelector: function () { return null; }, addEventListener: function () {}, focus: function () {} };
   function $(id) { return document.getElementById(id) || none; }
@@ -23,7 +25,7 @@
   var pos = num(d.position, null), pct = num(d.progress, 0);
   // Where this visitor started: back-derived from the server's progress so a reload does not reset the bar.
   var start = pos == null ? null : (pct > 0 && pct < 100 ? pos / (1 - pct / 100) : pos);
-  var timer = null, busy = false, stopped = false, fails = 0;
+  var timer = null, busy = false, stopped = false, fails = 0, solving = false, tries = 0;
 
   function set(el, text) { if (el.textContent !== text) el.textContent = text; }
   function show(el, on) { el.hidden = !on; }
@@ -110,10 +112,46 @@
     show($("reconnect"), true);
     schedule(Math.min(30, Math.max(2, poll) * Math.pow(2, fails - 1)));
   }
+  // The join challenge: solved in a worker (the page stays responsive), then sent to the join
+  // endpoint; its answer sets the cookie, and the page reloads with a place. A refused answer
+  // comes with a new challenge, solved in turn (a few times, then the status poll takes over).
+  function challengeFailed() {
+    solving = false;
+    show($("challenge-err"), true);
+    schedule(Math.max(2, poll));
+  }
+  function solveChallenge(c) {
+    if (solving || stopped || !c || typeof c.nonce !== "string") return;
+    if (typeof Worker !== "function" || tries >= 5) return challengeFailed();
+    solving = true; tries += 1; clearTimeout(timer);
+    var worker = new Worker(d.workerUrl);
+    worker.onerror = function () { worker.terminate(); challengeFailed(); };
+    worker.onmessage = function (e) {
+      worker.terminate();
+      if (!e.data || typeof e.data.solution !== "string") return challengeFailed();
+      fetch(d.joinUrl, {
+        method: "POST", credentials: "same-origin", cache: "no-store",
+        headers: { "Accept": "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ nonce: c.nonce, solution: e.data.solution })
+      })
+        .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
+        .then(function (a) {
+          solving = false;
+          // A place: the page comes back with it. None (the join budget): ask again when told.
+          if (a.ok && a.j.token) return reload();
+          if (a.ok) { stopped = true; return setTimeout(reload, Math.max(2, a.j.poll_after_seconds || poll) * 1000); }
+          if (a.j && a.j.challenge) return solveChallenge(a.j.challenge);
+          challengeFailed();
+        })
+        .catch(challengeFailed);
+    };
+    worker.postMessage({ nonce: c.nonce, difficulty: c.difficulty });
+  }
   function apply(j) {
     if (stopped) return;
     if (!j || typeof j !== "object") throw new Error("bad status");
     document.dispatchEvent(new CustomEvent("anteroom:status", { detail: j }));
+    if (j.challenge && typeof j.position !== "number") { render(j); return solveChallenge(j.challenge); }
     if (j.state === "released" || j.state === "admitted") return reload();
     // The place is gone: say so and stop; joining again is the visitor's choice.
     if (j.state === "expired") return expired();
@@ -173,5 +211,6 @@
   // ticket that never comes back is skipped when its turn comes), then at the pace the answers
   // set. Without one (a join over budget) wait as told before asking to join again.
   if (d.state === "expired") stopped = true;
+  else if (d.challengeNonce) solveChallenge({ nonce: d.challengeNonce, difficulty: num(d.challengeDifficulty, 0) });
   else schedule(d.place ? Math.min(1, poll) : poll);
 })();

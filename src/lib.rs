@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod keys;
 pub mod metrics;
 pub mod pages;
+pub mod pow;
 pub mod proxy;
 pub mod reload;
 pub mod room;

@@ -38,6 +38,12 @@ pub const EVENT_PHASE: &str = "anteroom_event_phase";
 /// Places dropped when an event ended in a room closed outside events.
 pub const EVENT_DROPPED: &str = "anteroom_event_dropped_total";
 pub const JOINS_OVER_BUDGET: &str = "anteroom_joins_over_budget_total";
+/// Join challenges issued to new visitors of `join_challenge = "pow"` rooms, by room.
+pub const POW_CHALLENGES_ISSUED: &str = "anteroom_pow_challenges_issued_total";
+/// Challenges solved and taken (each one a join), by room.
+pub const POW_SOLVED: &str = "anteroom_pow_solved_total";
+/// Join answers refused, by room and `reason` (bounded: `pow::Refusal::reason`).
+pub const POW_FAILED: &str = "anteroom_pow_failed_total";
 /// Visitors told that their place was gone (a valid token whose session the room no longer has).
 pub const PLACES_EXPIRED: &str = "anteroom_places_expired_total";
 /// Requests refused for the client's own fault, by `kind` (bounded: see `GatewayError::client_kind`).

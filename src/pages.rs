@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, header};
 use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
 
+use crate::pow::Challenge;
 use crate::room::{View, wait_text};
 use csp::Inline;
 
@@ -22,11 +23,13 @@ pub const BUILTIN_ERROR: &str = "builtin/error.html";
 pub const RESERVED_PREFIX: &str = "/__anteroom/";
 const STATUS_URL: &str = "/__anteroom/status";
 const LEAVE_URL: &str = "/__anteroom/leave";
+const JOIN_URL: &str = "/__anteroom/join";
 /// The endpoint URLs as template values, written as they are (`/` not escaped).
-static URLS: std::sync::LazyLock<(Value, Value)> = std::sync::LazyLock::new(|| {
+static URLS: std::sync::LazyLock<(Value, Value, Value)> = std::sync::LazyLock::new(|| {
     (
         Value::from_safe_string(STATUS_URL.to_string()),
         Value::from_safe_string(LEAVE_URL.to_string()),
+        Value::from_safe_string(JOIN_URL.to_string()),
     )
 });
 
@@ -74,6 +77,7 @@ impl Pages {
         for (var, name) in [
             ("waiting_js_url", "waiting.js"),
             ("waiting_css_url", "waiting.css"),
+            ("pow_worker_url", "pow-worker.js"),
         ] {
             env.add_global(var, Value::from_safe_string(assets::url(name).to_string()));
         }
@@ -177,18 +181,38 @@ pub fn rfc3339_ago(ms: u64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// What a waiting page says beside the view.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags<'a> {
+    /// The page answers a form post, whose body was never forwarded.
+    pub form_not_sent: bool,
+    /// The visitor holds a place (no place: a join over budget, an expired one, a challenge).
+    pub has_place: bool,
+    /// The join challenge a new visitor must solve first (`join_challenge = "pow"`).
+    pub challenge: Option<&'a Challenge>,
+}
+
 /// The template context of the waiting page.
-/// `form_not_sent`: the page answers a form post, whose body was never forwarded. `has_place`:
-/// the visitor holds a place (no place: a join over budget, an expired one).
 pub fn waiting_context(
     nonce: &str,
     room: &str,
     view: &View,
     message: Option<&str>,
-    flags: (bool, bool),
+    flags: Flags<'_>,
 ) -> Value {
-    let (form_not_sent, has_place) = flags;
+    let Flags {
+        form_not_sent,
+        has_place,
+        challenge,
+    } = flags;
     context! {
+        challenge => challenge.map(|c| context! {
+            algorithm => c.algorithm,
+            nonce => c.nonce.as_str(),
+            difficulty => c.difficulty,
+            expires_at => c.expires_at.as_str(),
+        }),
+        join_url => URLS.2.clone(),
         csp_nonce => nonce,
         form_not_sent => form_not_sent,
         has_place => has_place,
@@ -248,6 +272,10 @@ pub struct StatusJson<'a> {
     pub store_fallback: Option<&'static str>,
     /// When this answer was made.
     pub updated_at: String,
+    /// A new visitor of a `join_challenge = "pow"` room: what to solve to join (absent
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<&'a Challenge>,
 }
 
 impl<'a> StatusJson<'a> {
@@ -276,7 +304,13 @@ impl<'a> StatusJson<'a> {
             admissions_slowed_at: view.slowed_ms_ago.map(rfc3339_ago),
             store_fallback: view.store_fallback,
             updated_at: now_rfc3339(),
+            challenge: None,
         }
+    }
+
+    /// The answer with the join challenge a new visitor must solve.
+    pub fn with_challenge(self, challenge: Option<&'a Challenge>) -> Self {
+        StatusJson { challenge, ..self }
     }
 }
 

@@ -15,7 +15,7 @@ const TAG: usize = 16;
 /// Shortest secret accepted for signing.
 pub const MIN_SECRET: usize = 32;
 
-type HmacSha256 = hmac::Hmac<Sha256>;
+pub(crate) type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// What a valid token says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,14 @@ impl Keys {
         URL_SAFE_NO_PAD.encode(buf)
     }
 
+    /// Keys for another use than tokens, derived from these (HMAC of `purpose` under each key):
+    /// the current one, then those still accepted during a rotation. A MAC made with a derived
+    /// key can never pass for a token's, and the derived keys rotate with the token keys.
+    pub fn derive(&self, purpose: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let one = |k: &Vec<u8>| mac(k, purpose).finalize().into_bytes().to_vec();
+        (one(&self.current), self.previous.iter().map(one).collect())
+    }
+
     /// The claims of `token` if it is well formed, signed by one of our keys and bound to
     /// `room_id`; otherwise `None`.
     pub fn decode(&self, room_id: u64, token: &str) -> Option<Claims> {
@@ -96,7 +104,8 @@ impl Keys {
     }
 }
 
-fn mac(key: &[u8], body: &[u8]) -> HmacSha256 {
+/// HMAC-SHA256 of `body` under `key`, ready to finalize or verify.
+pub(crate) fn mac(key: &[u8], body: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length; this cannot fail.
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));

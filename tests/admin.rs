@@ -392,7 +392,7 @@ async fn live_figures_and_metrics_reflect_the_traffic() {
     assert_eq!(j["origin"], origin.url());
     let in_force = json!({
         "enabled": true, "paused": false, "active_users": 1, "admit_per_minute": null,
-        "queue": "fifo", "message": null,
+        "queue": "fifo", "message": null, "mode": "queue",
     });
     for (k, v) in in_force.as_object().unwrap() {
         assert_eq!(&j[k], v, "{k}");

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules from the bottom up: each may use only those before it.
 const LAYERS: &[&str] = &[
-    "room", "target", "env", "error", "certs", "metrics", "token", "pages", "config", "store",
-    "keys", "proxy", "tls", "gateway", "server", "reload", "engine", "admin", "inspect", "health",
-    "demo",
+    "room", "target", "env", "error", "certs", "metrics", "token", "pow", "pages", "config",
+    "store", "keys", "proxy", "tls", "gateway", "server", "reload", "engine", "admin", "inspect",
+    "health", "demo",
 ];
 
 type Graph = BTreeMap<String, BTreeMap<String, String>>;

@@ -661,3 +661,121 @@ async fn a_prequeue_visitor_sees_the_countdown_then_a_place_then_the_site() {
     .await;
     browser.close().await.unwrap();
 }
+
+/// A room with a join challenge: the page of a new visitor says it is checking the browser,
+/// solves a difficulty-12 challenge in its worker, joins through the join endpoint (the
+/// cookie lands), reloads with its place, and is let in when the slot frees.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_page_solves_the_join_challenge_joins_and_is_let_in() {
+    let origin = Origin::start().await;
+    let keys = "active_users = 1\njoin_challenge = \"pow\"\npow_difficulty = 12\n\
+                abandon_after = \"30s\"\nsession_ttl = \"1m\"";
+    let config = base_config("50ms") + &room("shop", HOST, &origin.url(), keys);
+    let gw = Gateway::start(&config).await;
+    // A curl-like visitor solves its own challenge and takes the only slot.
+    let mut first = gw.client(HOST);
+    let challenge = first.get("/", JSON).await.json()["challenge"].clone();
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let body = json!({"nonce": nonce, "solution": anteroom::pow::solve(nonce, 12)}).to_string();
+    let r = first
+        .send("POST", "/__anteroom/join", &[("content-type", JSON)], &body)
+        .await;
+    assert_eq!(r.json()["state"], "admitted", "{}", r.body);
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser
+        .goto(&format!("http://{}/tickets/7", gw.addr))
+        .await
+        .unwrap();
+
+    // The challenge page (or, on a fast machine, already the page with a place after the solve).
+    let took = {
+        let started = Instant::now();
+        loop {
+            let place = browser
+                .execute(
+                    "var r = document.getElementById('room'); \
+                     return r ? r.dataset.place || '' : '';",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if place.as_str() == Some("1") {
+                break started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the page did not solve and join within 20 s:\n{}",
+                browser.source().await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    eprintln!("solved and joined in {took:?}");
+    // The worker's answers are solutions by the gateway's own check, with either SHA-256 (its
+    // own and crypto.subtle's); their pace in this browser is printed for the README's figures.
+    for engine in ["js", "subtle"] {
+        let pace = browser
+            .execute_async(
+                "var done = arguments[arguments.length - 1], engine = arguments[0]; \
+                 var w = new Worker(document.getElementById('room').dataset.workerUrl); \
+                 var i = 0, hashes = 0, ms = 0, solutions = []; \
+                 w.onmessage = function (e) { \
+                   hashes += e.data.hashes; ms += e.data.ms; solutions.push(e.data.solution); \
+                   i += 1; \
+                   if (i === 8) return done({ engine: e.data.engine, solutions: solutions, \
+                     hashes: hashes, ms: ms, per_second: Math.round(hashes / ms * 1000) }); \
+                   w.postMessage({ nonce: 'x'.repeat(77) + i, difficulty: 16, engine: engine }); \
+                 }; \
+                 w.postMessage({ nonce: 'x'.repeat(77) + i, difficulty: 16, engine: engine });",
+                vec![json!(engine)],
+            )
+            .await
+            .unwrap();
+        eprintln!(
+            "page worker ({engine}), 8 challenges of difficulty 16: {} hashes in {} ms, {} per second",
+            pace["hashes"], pace["ms"], pace["per_second"]
+        );
+        assert_eq!(pace["engine"], engine, "{pace}");
+        let solutions = pace["solutions"].as_array().unwrap();
+        for (i, s) in solutions.iter().enumerate() {
+            let nonce = format!("{}{i}", "x".repeat(77));
+            assert!(
+                anteroom::pow::solves(&nonce, s.as_str().unwrap(), 16),
+                "{engine}: {s} does not solve {nonce}"
+            );
+        }
+    }
+    let num = browser.find(Locator::Id("where-num")).await.unwrap();
+    assert_eq!(num.text().await.unwrap().trim(), "1");
+    let cookies = browser.get_all_cookies().await.unwrap();
+    assert!(
+        cookies.iter().any(|c| c.name() == "anteroom_shop"),
+        "the join's cookie landed: {cookies:?}"
+    );
+    assert!(
+        !origin.seen.lock().iter().any(|s| s.path == "/tickets/7"),
+        "the origin saw a queued visitor"
+    );
+
+    // The slot frees: the page's poll lets the browser in.
+    assert_eq!(
+        first
+            .send("POST", "/__anteroom/leave", &[], "")
+            .await
+            .status,
+        200
+    );
+    let took = wait_let_in(
+        &browser,
+        "origin:/tickets/7",
+        Duration::from_secs(15),
+        "of the slot freeing",
+    )
+    .await;
+    eprintln!("let in {took:?} after the slot freed");
+    browser.close().await.unwrap();
+}

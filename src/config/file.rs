@@ -144,6 +144,10 @@ pub struct RoomFile {
     pub active_users: Option<i64>,
     pub admit_per_minute: Option<i64>,
     pub max_joins_per_prefix_per_minute: Option<i64>,
+    /// `"none"` (default) or `"pow"`: a new visitor solves a proof-of-work challenge to join.
+    pub join_challenge: Option<String>,
+    /// Leading zero bits a challenge asks for (default 18).
+    pub pow_difficulty: Option<i64>,
     pub session_ttl: Option<String>,
     pub abandon_after: Option<String>,
     pub release_window: Option<String>,

@@ -221,6 +221,8 @@ pub struct RoomConfig {
     /// `cookie_prefix_host`: over TLS the cookie is `__Host-<cookie_name>`.
     pub cookie_prefix_host: bool,
     pub message: Option<String>,
+    /// What a new visitor does before joining (`join_challenge`, `pow_difficulty`).
+    pub join_challenge: crate::pow::JoinChallenge,
     /// Scheduled events, in time order, never overlapping.
     pub events: Vec<Event>,
     pub outside_events: OutsideEvents,

@@ -115,7 +115,44 @@ fn room_error_cases() -> Vec<(String, &'static str)> {
             ),
             "gateway.toml:11: key `room[0].cookie_prefix_host`",
         ),
+        (
+            GOOD.replace(
+                "active_users = 2",
+                "active_users = 2\njoin_challenge = \"captcha\"",
+            ),
+            "gateway.toml:11: key `room[0].join_challenge`",
+        ),
+        (
+            GOOD.replace(
+                "active_users = 2",
+                "active_users = 2\njoin_challenge = \"pow\"\npow_difficulty = 33",
+            ),
+            "gateway.toml:12: key `room[0].pow_difficulty`",
+        ),
+        (
+            GOOD.replace("active_users = 2", "active_users = 2\npow_difficulty = 0"),
+            "gateway.toml:11: key `room[0].pow_difficulty`",
+        ),
     ]
+}
+
+#[test]
+fn the_join_challenge_defaults_to_none_and_pow_to_18_bits() {
+    use crate::pow::JoinChallenge;
+    let load = |extra: &str| {
+        let text = GOOD.replace("active_users = 2", &format!("active_users = 2\n{extra}"));
+        parse(Path::new("gateway.toml"), &text).unwrap().rooms[0].join_challenge
+    };
+    assert_eq!(load(""), JoinChallenge::None);
+    assert_eq!(load("join_challenge = \"none\""), JoinChallenge::None);
+    assert_eq!(
+        load("join_challenge = \"pow\""),
+        JoinChallenge::Pow { difficulty: 18 }
+    );
+    assert_eq!(
+        load("join_challenge = \"pow\"\npow_difficulty = 12"),
+        JoinChallenge::Pow { difficulty: 12 }
+    );
 }
 
 /// Files with a `bypass` pattern not in normal form, and the start of the error each must give.

@@ -12,22 +12,28 @@ use crate::config::RoomConfig;
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::pages::{self, Pages, Rendered, StatusJson};
+use crate::pow::Challenge;
 use crate::proxy::Body;
 use crate::room::{View, ViewState};
 
-/// The waiting answer: the page for browser navigations, the status JSON for everything else.
+/// The waiting answer: the page for browser navigations, the status JSON for everything else;
+/// with the join challenge a new visitor must solve first, if any.
 pub(super) fn waiting<B>(
     ask: &Ask<'_>,
     req: &Request<B>,
     view: &View,
     token: Option<&str>,
+    challenge: Option<&Challenge>,
 ) -> Result<Response<Body>, GatewayError> {
     let room = &ask.rc;
     let message = room.message.as_deref();
     let mut resp = if ask.html {
         let form_not_sent = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
-        let has_place = token.is_some();
-        let flags = (form_not_sent, has_place);
+        let flags = pages::Flags {
+            form_not_sent,
+            has_place: token.is_some(),
+            challenge,
+        };
         let page = ask
             .config
             .pages
@@ -37,7 +43,7 @@ pub(super) fn waiting<B>(
             .map_err(GatewayError::Render)?;
         respond::html(room.page_status, page)
     } else {
-        let body = StatusJson::new(&room.name, view, message, token);
+        let body = StatusJson::new(&room.name, view, message, token).with_challenge(challenge);
         respond::json(room.json_status, &body)
     };
     respond::retry_after(&mut resp, view.poll_after_seconds);

@@ -39,7 +39,16 @@ impl Gateway {
                 ask.peer.secure,
             ))
             .map(str::to_string);
+        let challenge = super::challenge::required(ask);
         match (what, method) {
+            ("status", Method::GET | Method::HEAD)
+                if let Some(difficulty) = challenge.filter(|_| visitor.is_none()) =>
+            {
+                Ok(self.challenge_status(ask, req.headers(), difficulty))
+            }
+            ("join", Method::POST) if let Some(difficulty) = challenge => {
+                Ok(self.join_challenged(ask, req, visitor, difficulty).await)
+            }
             ("status", Method::GET | Method::HEAD) => {
                 Ok(self.status(ask, req.headers(), visitor, sent).await)
             }
@@ -104,7 +113,7 @@ impl Gateway {
 
     /// A native app joins (or, with a token it already has, learns its standing): the same
     /// decision as a navigation's, through the join endpoint.
-    async fn join(
+    pub(super) async fn join(
         &self,
         ask: &Ask<'_>,
         headers: &HeaderMap,
@@ -159,14 +168,14 @@ impl Gateway {
 
 /// The shared store did not answer: 503, the view of a visitor with no place, asking again
 /// soon. The token (if any) is kept: the place is still there when the store is back.
-fn unreachable_json(ask: &Ask<'_>, view: &View) -> Response<Body> {
+pub(super) fn unreachable_json(ask: &Ask<'_>, view: &View) -> Response<Body> {
     let mut resp = status_json(ask, view, None);
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp
 }
 
 /// The status JSON of one view, with when to ask again.
-fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
+pub(super) fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Response<Body> {
     let rc = &ask.rc;
     let body = StatusJson::new(&rc.name, view, rc.message.as_deref(), token);
     let mut resp = respond::json(StatusCode::OK, &body);

@@ -4,6 +4,7 @@
 //! error into a response.
 
 mod answer;
+mod challenge;
 use answer::{ErrorPages, closed, waiting};
 use request::Ask;
 mod endpoints;
@@ -65,6 +66,8 @@ pub struct Gateway {
     tls_config: Arc<ArcSwap<Config>>,
     store: Arc<Backend>,
     keys: Keys,
+    /// Issues and checks join challenges (keys derived from `keys`, the replay filter).
+    challenges: crate::pow::Challenges,
     client: OriginClient,
     /// Wakes the snapshot loop early (a room spent half its reserved tickets).
     snapshot_soon: tokio::sync::Notify,
@@ -97,6 +100,7 @@ impl Gateway {
             current: ArcSwap::from_pointee(Current::empty(config.clone(), ErrorPages::none())),
             tls_config: Arc::new(ArcSwap::new(config.clone())),
             store,
+            challenges: crate::pow::Challenges::new(&keys, crate::pow::MAX_SEEN),
             keys,
             client,
             snapshot_soon: tokio::sync::Notify::new(),

@@ -123,6 +123,13 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        // A new visitor of a room with a join challenge gets the challenge, not a place.
+        if visitor.is_none()
+            && let Some(difficulty) = super::challenge::required(ask)
+        {
+            ask.count("queue");
+            return self.challenged(ask, &req, difficulty);
+        }
         // A request that is not a navigation is an app's or a script's: a poll, with its floor.
         let via = if ask.html { Via::Page } else { Via::Fetch };
         let decision = self.decide(ask, req.headers(), visitor, via).await;
@@ -146,7 +153,7 @@ impl Gateway {
                     Some(t) if !joined => t.to_string(),
                     _ => self.token(&ask.rc, visitor),
                 };
-                let mut resp = waiting(ask, &req, &view, Some(&token))?;
+                let mut resp = waiting(ask, &req, &view, Some(&token), None)?;
                 if joined {
                     ask.set_cookie(&mut resp, &token);
                 }
@@ -154,7 +161,7 @@ impl Gateway {
             }
             Decision::Expired { view } => {
                 ask.count("queue");
-                let mut resp = waiting(ask, &req, &view, None)?;
+                let mut resp = waiting(ask, &req, &view, None, None)?;
                 // The next request without the stale token is a new visitor: joining again.
                 ask.clear_cookie(&mut resp);
                 Ok(resp)
@@ -162,7 +169,7 @@ impl Gateway {
             // No place now: past the join budget, or the shared store did not answer.
             Decision::OverBudget { view } | Decision::Unreachable { view } => {
                 ask.count("queue");
-                waiting(ask, &req, &view, None)
+                waiting(ask, &req, &view, None, None)
             }
             Decision::TooSoon { wait_ms } => {
                 ask.count("queue");

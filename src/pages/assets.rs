@@ -1,4 +1,4 @@
-//! The waiting page's script and style sheet, served under the reserved prefix so that a page
+//! The waiting page's script, style sheet and join-challenge worker, served under the reserved prefix so that a page
 //! is a few kilobytes and a browser fetches them once: their URLs carry a hash of their content,
 //! so an answer to such a URL may be kept for a year, and a new build's files get new URLs.
 
@@ -53,7 +53,7 @@ impl Asset {
     }
 }
 
-static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
     [
         Asset::new(
             "waiting.js",
@@ -64,6 +64,12 @@ static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
             "waiting.css",
             "text/css; charset=utf-8",
             include_str!("../../pages/waiting.css"),
+        ),
+        // The join challenge's solver: a Web Worker needs a script URL of the page's origin.
+        Asset::new(
+            "pow-worker.js",
+            "text/javascript; charset=utf-8",
+            include_str!("../../pages/pow-worker.js"),
         ),
     ]
 });

@@ -103,10 +103,14 @@ impl Inline {
             }
         };
         // The page polls `/__anteroom/status` (and may listen to `/__anteroom/events`), submits
-        // the leave form to itself, and may show a `data:` image; nothing else is fetched.
+        // the leave form to itself, and may show a `data:` image; nothing else is fetched. A
+        // page that loads anteroom's script may start its join challenge's worker
+        // (`/__anteroom/pow-worker.js`), from the page's own origin only.
+        let workers = if self.own_files { "'self'" } else { "'none'" };
         format!(
-            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
-             img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; script-src {}; style-src {}; worker-src {workers}; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
+             frame-ancestors 'none'",
             sources(&self.scripts),
             sources(&self.styles)
         )
@@ -213,6 +217,9 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("style-src 'self';"), "{p}");
+        assert!(p.contains("worker-src 'self';"), "{p}");
+        let (_, plain) = scan("<p>no script</p>");
+        assert!(plain.policy(None).contains("worker-src 'none';"));
     }
 
     #[test]

@@ -16,6 +16,11 @@ impl Prefix {
         format!("{:x}", self.0)
     }
 
+    /// The prefix as 16 bytes (what a challenge is bound to).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
     pub fn of(ip: IpAddr) -> Prefix {
         match ip {
             // The lowest bit tells the families apart: a /56 leaves it zero.

@@ -8,6 +8,7 @@ use super::super::locate::Seg;
 use super::super::{Bypass, Origin, OriginProtocol, RoomConfig};
 use super::{Validator, room_key};
 use crate::pages::{self, Pages};
+use crate::pow::{self, JoinChallenge};
 use crate::room::{Mode, Policy, Settings, View, ViewState};
 
 impl Validator<'_> {
@@ -23,6 +24,7 @@ impl Validator<'_> {
         let json_status = self.status(i, "json_status", r.json_status, 429);
         let cookie_name = self.cookie_name(i, &name, r);
         let (events, outside_events) = self.events(i, &name, r, pages);
+        let join_challenge = self.join_challenge(i, r);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -43,6 +45,7 @@ impl Validator<'_> {
             message: r.message.clone(),
             events,
             outside_events,
+            join_challenge,
         })
     }
 
@@ -330,6 +333,39 @@ impl Validator<'_> {
         }
     }
 
+    /// `join_challenge`: none (the default) or pow, at `pow_difficulty` leading zero bits
+    /// (checked whether or not the challenge is on, so that turning it on cannot fail later).
+    fn join_challenge(&mut self, i: usize, r: &RoomFile) -> JoinChallenge {
+        let (min, max) = (pow::MIN_DIFFICULTY, pow::MAX_DIFFICULTY);
+        let difficulty = match r.pow_difficulty {
+            None => pow::DEFAULT_DIFFICULTY,
+            Some(n) => match u8::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.error(
+                        &room_key(i, "pow_difficulty"),
+                        format!(
+                            "must be a whole number of leading zero bits from {min} to {max} \
+                             (each bit doubles the work of a join)"
+                        ),
+                    );
+                    pow::DEFAULT_DIFFICULTY
+                }
+            },
+        };
+        match r.join_challenge.as_deref() {
+            None | Some("none") => JoinChallenge::None,
+            Some("pow") => JoinChallenge::Pow { difficulty },
+            Some(other) => {
+                self.error(
+                    &room_key(i, "join_challenge"),
+                    format!("{other:?} is not a join challenge; use \"none\" or \"pow\""),
+                );
+                JoinChallenge::None
+            }
+        }
+    }
+
     /// `mode`: queue (the default) or reject.
     fn mode(&mut self, i: usize, mode: Option<&str>) -> Mode {
         match mode {
@@ -399,9 +435,13 @@ impl Validator<'_> {
             progress_percent: 30,
             ..View::without_place(ViewState::Queued, 40, 5)
         };
+        let flags = pages::Flags {
+            has_place: true,
+            ..pages::Flags::default()
+        };
         let rendered = if k == "page" {
             pages.render_with(&name, |nonce| {
-                pages::waiting_context(nonce, room, &sample, Some("sample"), (false, true))
+                pages::waiting_context(nonce, room, &sample, Some("sample"), flags)
             })
         } else {
             pages.render(&name, pages::closed_context(room, Some("sample"), 30))
