@@ -35,10 +35,30 @@ pub async fn tick_all(gw: &Gateway) {
             gw.snapshot_soon();
         }
         publish(&rc.name, &ticked);
+        publish_limits(&rc.name, &rc.settings, &ticked);
         publish_events(&rc.name, &ticked, &events);
     }
     if let Some(h) = m::install() {
         h.run_upkeep();
+    }
+}
+
+/// The room's limits in force and its arrivals, as metrics. No estimate is given for an empty
+/// room (nobody to promise it to).
+fn publish_limits(name: &str, s: &crate::room::Settings, ticked: &Ticked) {
+    let name = name.to_string();
+    for (kind, value) in [
+        ("active_users", s.active_users),
+        ("admit_per_minute", s.admit_per_minute),
+    ] {
+        metrics::gauge!(m::ROOM_CAPACITY, "room" => name.clone(), "kind" => kind)
+            .set(value.map_or(f64::NAN, f64::from));
+    }
+    let closed = s.paused || s.mode == crate::room::Mode::Reject;
+    metrics::gauge!(m::ROOM_PAUSED, "room" => name.clone()).set(if closed { 1.0 } else { 0.0 });
+    metrics::counter!(m::ARRIVALS, "room" => name.clone()).absolute(ticked.reading.counters.joined);
+    if ticked.reading.telemetry.queue_depth == 0 {
+        metrics::gauge!(m::ESTIMATED_WAIT, "room" => name).set(f64::NAN);
     }
 }
 

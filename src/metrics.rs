@@ -1,6 +1,10 @@
 //! Metric names (the contract of DESIGN section 7) and the process-wide Prometheus recorder.
 
+mod describe;
+
 use std::sync::OnceLock;
+
+pub use describe::{process, zero_room};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -52,6 +56,15 @@ pub const SNAPSHOTS: &str = "anteroom_snapshots_total";
 pub const SNAPSHOT_DURATION: &str = "anteroom_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "anteroom_snapshot_bytes";
 pub const SNAPSHOT_LAST_SUCCESS: &str = "anteroom_snapshot_last_success_timestamp_seconds";
+/// New visitors who got a session, by room.
+pub const ARRIVALS: &str = "anteroom_arrivals_total";
+/// The room's limits in force, by `kind` (`active_users`, `admit_per_minute`).
+pub const ROOM_CAPACITY: &str = "anteroom_room_capacity";
+pub const ROOM_PAUSED: &str = "anteroom_room_paused";
+pub const BUILD_INFO: &str = "anteroom_build_info";
+pub const PROCESS_RSS: &str = "anteroom_process_resident_memory_bytes";
+pub const PROCESS_FDS: &str = "anteroom_process_open_fds";
+pub const PROCESS_CPU: &str = "anteroom_process_cpu_seconds_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -77,7 +90,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     b.set_buckets_for_metric(Matcher::Full(STORE_LATENCY.into()), &store)
                 })
                 .ok()?;
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            describe::describe();
+            Some(handle)
         })
         .as_ref()
 }

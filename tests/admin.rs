@@ -618,3 +618,115 @@ async fn the_operator_switches_the_mode_and_revokes_one_session() {
         Some(1.0)
     );
 }
+
+/// Every metric has `# HELP`; a room's labelled series exist from the start at 0; the build,
+/// the room's limits and the process's own figures are there; an empty room gives no estimate.
+#[tokio::test]
+async fn metrics_are_described_and_exist_from_the_start() {
+    let origin = Origin::start().await;
+    let (_gw, admin) = one_room(
+        &origin,
+        "fresh",
+        "active_users = 3\nadmit_per_minute = 60\npaused = true",
+    )
+    .await;
+    let text = wait_until(LIMIT, "a tick's metrics", || {
+        let admin = admin.clone();
+        async move {
+            let r = admin.send("GET", "/metrics", "").await;
+            r.body.contains("anteroom_room_capacity{").then_some(r.body)
+        }
+    })
+    .await;
+    let names: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("anteroom_"))
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .map(|n| {
+            n.trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count")
+        })
+        .collect();
+    for n in &names {
+        assert!(
+            text.contains(&format!("# HELP {n} ")),
+            "no HELP for {n}:\n{text}"
+        );
+    }
+    for (name, labels) in [
+        (
+            "anteroom_admitted_total",
+            &[("room", "fresh"), ("how", "released")][..],
+        ),
+        (
+            "anteroom_sessions_ended_total",
+            &[("room", "fresh"), ("reason", "max_session")],
+        ),
+        (
+            "anteroom_requests_total",
+            &[("room", "fresh"), ("decision", "closed")],
+        ),
+        (
+            "anteroom_upstream_errors_total",
+            &[("room", "fresh"), ("kind", "timeout")],
+        ),
+        ("anteroom_arrivals_total", &[("room", "fresh")]),
+        ("anteroom_config_reloads_total", &[("result", "error")]),
+    ] {
+        assert_eq!(
+            admin.metric(name, labels).await,
+            Some(0.0),
+            "{name} {labels:?}"
+        );
+    }
+    let cap = |kind: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .metric(
+                    "anteroom_room_capacity",
+                    &[("room", "fresh"), ("kind", kind)],
+                )
+                .await
+        }
+    };
+    assert_eq!(cap("active_users").await, Some(3.0));
+    assert_eq!(cap("admit_per_minute").await, Some(60.0));
+    assert_eq!(
+        admin
+            .metric("anteroom_room_paused", &[("room", "fresh")])
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        admin
+            .metric(
+                "anteroom_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            )
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        admin
+            .metric("anteroom_process_resident_memory_bytes", &[])
+            .await
+            .unwrap()
+            > 1e6
+    );
+    assert!(
+        admin
+            .metric("anteroom_process_open_fds", &[])
+            .await
+            .unwrap()
+            >= 3.0
+    );
+    assert!(
+        admin
+            .metric("anteroom_estimated_wait_seconds", &[("room", "fresh")])
+            .await
+            .is_none_or(f64::is_nan),
+        "an estimate for an empty room"
+    );
+}

@@ -321,6 +321,7 @@ async fn read_json_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>>
 fn metrics_text() -> Response<Body> {
     match crate::metrics::install() {
         Some(h) => {
+            crate::metrics::process();
             let mut r = Response::new(respond::body(h.render()));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,

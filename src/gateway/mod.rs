@@ -155,6 +155,9 @@ impl Gateway {
         self.tls_config.store(config.clone());
         self.current.store(current.clone());
         let version = crate::store::redis::version_of(&config.file);
+        for rc in &config.rooms {
+            m::zero_room(&rc.name);
+        }
         for (rc, room) in config.rooms.iter().zip(&current.rooms) {
             self.store.loaded(room, rc, version);
         }
