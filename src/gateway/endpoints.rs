@@ -1,5 +1,6 @@
-//! The reserved endpoints under `/__anteroom/`: status, join, leave, and the waiting page's
-//! script and style sheet. They never reach the origin.
+//! The reserved endpoints under `/__anteroom/`: status, join, leave, and anteroom's own files
+//! (the waiting page's script and style sheet, the OpenAPI document). They never reach the
+//! origin.
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

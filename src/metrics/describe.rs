@@ -3,130 +3,234 @@
 
 use super::*;
 
+/// What a metric is, for its `# TYPE`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric with its help text.
+const HELP: &[(&str, Kind, &str)] = &[
+    (
+        QUEUE_DEPTH,
+        Kind::Gauge,
+        "Visitors waiting to be released (in line or at the front).",
+    ),
+    (ACTIVE_USERS, Kind::Gauge, "Sessions admitted and active."),
+    (
+        RELEASED_USERS,
+        Kind::Gauge,
+        "Sessions released and not yet come in.",
+    ),
+    (
+        ESTIMATED_WAIT,
+        Kind::Gauge,
+        "Estimated wait for a visitor joining at the back now; no value for an empty, paused or closed room.",
+    ),
+    (
+        ADMITTED,
+        Kind::Counter,
+        "Sessions admitted, by how: at once or released from the line.",
+    ),
+    (
+        ABANDONED,
+        Kind::Counter,
+        "Queued visitors who stopped asking for longer than abandon_after.",
+    ),
+    (
+        REQUESTS,
+        Kind::Counter,
+        "Public requests by the room's decision.",
+    ),
+    (
+        UPSTREAM_DURATION,
+        Kind::Histogram,
+        "Time the origin took to its response head, seconds.",
+    ),
+    (
+        UPSTREAM_ERRORS,
+        Kind::Counter,
+        "Requests the origin failed, by kind.",
+    ),
+    (
+        INVALID_TOKENS,
+        Kind::Counter,
+        "Requests with a token that did not verify (treated as no token).",
+    ),
+    (
+        CONFIG_RELOADS,
+        Kind::Counter,
+        "Configuration reloads, by result.",
+    ),
+    (
+        CONFIG_LAST_RELOAD_OK,
+        Kind::Gauge,
+        "1 if the last reload was taken, 0 if it was refused.",
+    ),
+    (
+        ROOMS_REMOVED,
+        Kind::Counter,
+        "Rooms a reload removed, by whether visitors were in them.",
+    ),
+    (
+        STORE_REQUESTS,
+        Kind::Counter,
+        "Calls to the shared store, by operation.",
+    ),
+    (
+        STORE_LATENCY,
+        Kind::Histogram,
+        "Shared store call time, seconds, by operation.",
+    ),
+    (
+        STORE_UNREACHABLE,
+        Kind::Counter,
+        "Shared store calls that did not answer in time.",
+    ),
+    (
+        STORE_FALLBACK,
+        Kind::Counter,
+        "Requests answered by on_error while the shared store did not answer.",
+    ),
+    (
+        STORE_LOCAL,
+        Kind::Gauge,
+        "1 while the room runs on this instance's own line (on_error = local).",
+    ),
+    (
+        SESSIONS_ENDED,
+        Kind::Counter,
+        "Admitted sessions that ended, by reason.",
+    ),
+    (
+        QUEUE_WAIT,
+        Kind::Histogram,
+        "Time from joining to release, seconds.",
+    ),
+    (
+        SESSION_DURATION,
+        Kind::Histogram,
+        "Time admitted, seconds, for sessions that ended.",
+    ),
+    (
+        DUPLICATE_REQUESTS,
+        Kind::Counter,
+        "Requests of visitors already in line (a refresh, a second tab).",
+    ),
+    (
+        SESSIONS_RECOVERED,
+        Kind::Counter,
+        "Visitors back at their ticket after a restart.",
+    ),
+    (
+        PREQUEUE_DEPTH,
+        Kind::Gauge,
+        "Everyone waiting for a scheduled event's start.",
+    ),
+    (
+        EVENT_PHASE,
+        Kind::Gauge,
+        "1 for the phase each scheduled event is in, 0 for the others.",
+    ),
+    (
+        EVENT_DROPPED,
+        Kind::Counter,
+        "Places dropped when an event ended in a room closed outside events.",
+    ),
+    (
+        JOINS_OVER_BUDGET,
+        Kind::Counter,
+        "New visitors refused a place by max_joins_per_prefix_per_minute.",
+    ),
+    (
+        POW_CHALLENGES_ISSUED,
+        Kind::Counter,
+        "Join challenges given to new visitors.",
+    ),
+    (
+        POW_SOLVED,
+        Kind::Counter,
+        "Join challenges solved and taken.",
+    ),
+    (
+        POW_FAILED,
+        Kind::Counter,
+        "Join answers refused, by reason.",
+    ),
+    (
+        PLACES_EXPIRED,
+        Kind::Counter,
+        "Visitors told their place had expired.",
+    ),
+    (
+        CLIENT_ERRORS,
+        Kind::Counter,
+        "Requests refused for the client's own fault, by kind.",
+    ),
+    (SNAPSHOTS, Kind::Counter, "Snapshots written, by result."),
+    (
+        SNAPSHOT_DURATION,
+        Kind::Histogram,
+        "Time to write a snapshot, seconds.",
+    ),
+    (
+        SNAPSHOT_BYTES,
+        Kind::Gauge,
+        "Size of the last snapshot written, bytes.",
+    ),
+    (
+        SNAPSHOT_LAST_SUCCESS,
+        Kind::Gauge,
+        "Unix time of the last snapshot written.",
+    ),
+    (
+        ARRIVALS,
+        Kind::Counter,
+        "New visitors who got a session (admitted at once or queued).",
+    ),
+    (
+        ROOM_CAPACITY,
+        Kind::Gauge,
+        "The room's limits in force, by kind: active_users, admit_per_minute.",
+    ),
+    (
+        ROOM_PAUSED,
+        Kind::Gauge,
+        "1 while the room is paused or closed to newcomers.",
+    ),
+    (
+        BUILD_INFO,
+        Kind::Gauge,
+        "Always 1; the version running is its label.",
+    ),
+    (
+        PROCESS_RSS,
+        Kind::Gauge,
+        "Resident memory of the process, bytes.",
+    ),
+    (
+        PROCESS_FDS,
+        Kind::Gauge,
+        "Open file descriptors of the process.",
+    ),
+    (
+        PROCESS_CPU,
+        Kind::Counter,
+        "CPU time of the process (user and system), seconds.",
+    ),
+];
+
 /// Gives every metric its help text (once, when the recorder is installed).
 pub(super) fn describe() {
-    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
-    g!(
-        QUEUE_DEPTH,
-        "Visitors waiting to be released (in line or at the front)."
-    );
-    g!(ACTIVE_USERS, "Sessions admitted and active.");
-    g!(RELEASED_USERS, "Sessions released and not yet come in.");
-    g!(
-        ESTIMATED_WAIT,
-        "Estimated wait for a visitor joining at the back now; no value for an empty, paused or closed room."
-    );
-    c!(
-        ADMITTED,
-        "Sessions admitted, by how: at once or released from the line."
-    );
-    c!(
-        ABANDONED,
-        "Queued visitors who stopped asking for longer than abandon_after."
-    );
-    c!(REQUESTS, "Public requests by the room's decision.");
-    h!(
-        UPSTREAM_DURATION,
-        "Time the origin took to its response head, seconds."
-    );
-    c!(UPSTREAM_ERRORS, "Requests the origin failed, by kind.");
-    c!(
-        INVALID_TOKENS,
-        "Requests with a token that did not verify (treated as no token)."
-    );
-    c!(CONFIG_RELOADS, "Configuration reloads, by result.");
-    g!(
-        CONFIG_LAST_RELOAD_OK,
-        "1 if the last reload was taken, 0 if it was refused."
-    );
-    c!(
-        ROOMS_REMOVED,
-        "Rooms a reload removed, by whether visitors were in them."
-    );
-    c!(STORE_REQUESTS, "Calls to the shared store, by operation.");
-    h!(
-        STORE_LATENCY,
-        "Shared store call time, seconds, by operation."
-    );
-    c!(
-        STORE_UNREACHABLE,
-        "Shared store calls that did not answer in time."
-    );
-    c!(
-        STORE_FALLBACK,
-        "Requests answered by on_error while the shared store did not answer."
-    );
-    g!(
-        STORE_LOCAL,
-        "1 while the room runs on this instance's own line (on_error = local)."
-    );
-    c!(SESSIONS_ENDED, "Admitted sessions that ended, by reason.");
-    h!(QUEUE_WAIT, "Time from joining to release, seconds.");
-    h!(
-        SESSION_DURATION,
-        "Time admitted, seconds, for sessions that ended."
-    );
-    c!(
-        DUPLICATE_REQUESTS,
-        "Requests of visitors already in line (a refresh, a second tab)."
-    );
-    c!(
-        SESSIONS_RECOVERED,
-        "Visitors back at their ticket after a restart."
-    );
-    g!(
-        PREQUEUE_DEPTH,
-        "Everyone waiting for a scheduled event's start."
-    );
-    g!(
-        EVENT_PHASE,
-        "1 for the phase each scheduled event is in, 0 for the others."
-    );
-    c!(
-        EVENT_DROPPED,
-        "Places dropped when an event ended in a room closed outside events."
-    );
-    c!(
-        JOINS_OVER_BUDGET,
-        "New visitors refused a place by max_joins_per_prefix_per_minute."
-    );
-    c!(
-        POW_CHALLENGES_ISSUED,
-        "Join challenges given to new visitors."
-    );
-    c!(POW_SOLVED, "Join challenges solved and taken.");
-    c!(POW_FAILED, "Join answers refused, by reason.");
-    c!(PLACES_EXPIRED, "Visitors told their place had expired.");
-    c!(
-        CLIENT_ERRORS,
-        "Requests refused for the client's own fault, by kind."
-    );
-    c!(SNAPSHOTS, "Snapshots written, by result.");
-    h!(SNAPSHOT_DURATION, "Time to write a snapshot, seconds.");
-    g!(SNAPSHOT_BYTES, "Size of the last snapshot written, bytes.");
-    g!(
-        SNAPSHOT_LAST_SUCCESS,
-        "Unix time of the last snapshot written."
-    );
-    c!(
-        ARRIVALS,
-        "New visitors who got a session (admitted at once or queued)."
-    );
-    g!(
-        ROOM_CAPACITY,
-        "The room's limits in force, by kind: active_users, admit_per_minute."
-    );
-    g!(
-        ROOM_PAUSED,
-        "1 while the room is paused or closed to newcomers."
-    );
-    g!(BUILD_INFO, "Always 1; the version running is its label.");
-    g!(PROCESS_RSS, "Resident memory of the process, bytes.");
-    g!(PROCESS_FDS, "Open file descriptors of the process.");
-    c!(
-        PROCESS_CPU,
-        "CPU time of the process (user and system), seconds."
-    );
+    for &(name, kind, text) in HELP {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, text),
+            Kind::Gauge => metrics::describe_gauge!(name, text),
+            Kind::Histogram => metrics::describe_histogram!(name, text),
+        }
+    }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for result in ["ok", "error"] {
         metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);

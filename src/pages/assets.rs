@@ -1,6 +1,7 @@
-//! The waiting page's script, style sheet and join-challenge worker, served under the reserved prefix so that a page
-//! is a few kilobytes and a browser fetches them once: their URLs carry a hash of their content,
-//! so an answer to such a URL may be kept for a year, and a new build's files get new URLs.
+//! The waiting page's script, style sheet and join-challenge worker, and the OpenAPI document of
+//! the APIs, served under the reserved prefix so that a page is a few kilobytes and a browser
+//! fetches them once: their URLs carry a hash of their content, so an answer to such a URL may be
+//! kept for a year, and a new build's files get new URLs.
 
 use std::sync::LazyLock;
 
@@ -53,7 +54,7 @@ impl Asset {
     }
 }
 
-static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     [
         Asset::new(
             "waiting.js",
@@ -70,6 +71,11 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
             "pow-worker.js",
             "text/javascript; charset=utf-8",
             include_str!("../../pages/pow-worker.js"),
+        ),
+        Asset::new(
+            "openapi.yaml",
+            "application/yaml",
+            include_str!("../../openapi.yaml"),
         ),
     ]
 });
