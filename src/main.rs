@@ -110,10 +110,10 @@ fn health(config: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(config: PathBuf) -> ExitCode {
-    // `[log] format`, read before anything logs (a file that does not load is reported by the
-    // start, in text).
-    let json = anteroom::config::load(&config).is_ok_and(|c| c.log_json);
+/// Logs as `[log] format` says, read before anything logs (a file that does not load is
+/// reported by the start, in text).
+fn init_logs(config: &std::path::Path) {
+    let json = anteroom::config::load(config).is_ok_and(|c| c.log_json);
     let logs = tracing_subscriber::fmt()
         .with_target(false)
         .with_max_level(tracing::Level::INFO);
@@ -128,6 +128,10 @@ fn run(config: PathBuf) -> ExitCode {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .init();
     }
+}
+
+fn run(config: PathBuf) -> ExitCode {
+    init_logs(&config);
     // On one core (a container with one CPU, a process pinned to one) a single-threaded
     // scheduler does the same work without the cross-thread machinery: about a third more
     // requests per second through the proxy (README "Performance").

@@ -160,19 +160,32 @@ impl Admin {
                 v.insert("shared_file".into(), shared_file(&f));
             }
             if !file.events.is_empty() {
-                let now = crate::store::snapshot::unix_ms();
-                let events = super::events::events_json(file, &room.overrides(), now);
-                v.insert("events".into(), events);
-                v.insert("outside_events".into(), file.outside_events.as_str().into());
-                v.insert(
-                    "prequeue_depth".into(),
-                    reading.prequeue_depth.unwrap_or(0).into(),
+                events_into(
+                    v,
+                    file,
+                    room,
+                    (reading.prequeue_depth, reading.dropped_at_end),
                 );
-                v.insert("event_dropped_total".into(), reading.dropped_at_end.into());
             }
         }
         v
     }
+}
+
+/// A room with events: each event with its phase, what the room does between them, and the
+/// pre-queue's figures (`figures`: its depth, places dropped at an end).
+fn events_into(
+    v: &mut Map<String, Value>,
+    file: &RoomConfig,
+    room: &Room,
+    figures: (Option<u64>, u64),
+) {
+    let now = crate::store::snapshot::unix_ms();
+    let events = super::events::events_json(file, &room.overrides(), now);
+    v.insert("events".into(), events);
+    v.insert("outside_events".into(), file.outside_events.as_str().into());
+    v.insert("prequeue_depth".into(), figures.0.unwrap_or(0).into());
+    v.insert("event_dropped_total".into(), figures.1.into());
 }
 
 /// Another instance's newer file, while its settings are in force here.

@@ -147,17 +147,7 @@ impl Gateway {
                 ..
             } => {
                 ask.count("queue");
-                // The token the visitor sent is answered as it is (it is valid: it named them).
-                let sent = sent_token(&ask.rc, req.headers(), ask.peer.secure);
-                let token = match sent {
-                    Some(t) if !joined => t.to_string(),
-                    _ => self.token(&ask.rc, visitor),
-                };
-                let mut resp = waiting(ask, &req, &view, Some(&token), None)?;
-                if joined {
-                    ask.set_cookie(&mut resp, &token);
-                }
-                Ok(resp)
+                self.in_line(ask, &req, (visitor, joined), &view)
             }
             Decision::Expired { view } => {
                 ask.count("queue");
@@ -182,6 +172,27 @@ impl Gateway {
                 closed(ask)
             }
         }
+    }
+
+    /// The waiting answer of a visitor in line, with its token: the one it sent, as it is (it is
+    /// valid: it named them), or a new one with its cookie for a visitor who just joined.
+    fn in_line(
+        &self,
+        ask: &Ask<'_>,
+        req: &Request<Incoming>,
+        (visitor, joined): (Visitor, bool),
+        view: &crate::room::View,
+    ) -> Result<Response<Body>, GatewayError> {
+        let sent = sent_token(&ask.rc, req.headers(), ask.peer.secure);
+        let token = match sent {
+            Some(t) if !joined => t.to_string(),
+            _ => self.token(&ask.rc, visitor),
+        };
+        let mut resp = waiting(ask, req, view, Some(&token), None)?;
+        if joined {
+            ask.set_cookie(&mut resp, &token);
+        }
+        Ok(resp)
     }
 
     /// The room's decision on one request (the store runs it under the room's one lock), with
