@@ -562,18 +562,7 @@ async fn a_page_frozen_while_its_turn_passes_goes_first_when_resumed() {
 #[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
 async fn a_prequeue_visitor_sees_the_countdown_then_a_place_then_the_site() {
     let origin = Origin::start().await;
-    let unix_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
-    let rfc3339 = |ms: u64| {
-        time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
+    let rfc3339 = |ms: u64| rfc3339_at(ms, 0);
     let pre = (unix_ms() + 1_500).div_ceil(1000) * 1000;
     let starts = pre + 6_000;
     let config = base_config("50ms")

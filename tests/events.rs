@@ -14,29 +14,10 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 use support::*;
 
 const HOST: &str = "drop.test";
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// RFC 3339 of unix milliseconds, to the second, with a +01:00 offset (the file's times may
-/// carry any offset).
-fn at(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
-        .unwrap()
-        .to_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
 
 /// Milliseconds rounded up to the next whole second (the file's times are to the second).
 fn next_second(ms: u64) -> u64 {
@@ -60,17 +41,10 @@ fn config(origin: &Origin, room_extra: &str, events: &str) -> String {
 fn event(name: &str, prequeue_from: u64, starts_at: u64, ends_at: u64, extra: &str) -> String {
     format!(
         "[[room.event]]\nname = \"{name}\"\nprequeue_from = \"{}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\n{extra}\n",
-        at(prequeue_from),
-        at(starts_at),
-        at(ends_at)
+        rfc3339_at(prequeue_from, 1),
+        rfc3339_at(starts_at, 1),
+        rfc3339_at(ends_at, 1)
     )
-}
-
-async fn sleep_until(ms: u64) {
-    let now = unix_ms();
-    if ms > now {
-        tokio::time::sleep(Duration::from_millis(ms - now)).await;
-    }
 }
 
 /// `n` new visitors (apps); each one's first status.
@@ -121,7 +95,7 @@ async fn the_prequeue_shows_a_countdown_and_the_start_gives_every_place_once() {
     let room = admin.room("drop").await;
     assert_eq!(room["events"][0]["phase"], "upcoming", "{room}");
 
-    sleep_until(pre + 100).await;
+    sleep_until_ms(pre + 100).await;
     let visitors = join(&gw, 6).await;
     for (i, (_, j)) in visitors.iter().enumerate() {
         assert_eq!(j["state"], "prequeue", "{j}");
@@ -164,7 +138,7 @@ async fn the_prequeue_shows_a_countdown_and_the_start_gives_every_place_once() {
     .await;
 
     // The start: places 1..7 exactly once (the browser visitor included), a later arrival 8th.
-    sleep_until(start).await;
+    sleep_until_ms(start).await;
     let mut all = visitors;
     all.push((browser, Value::Null));
     let mut got = places(&all).await;
@@ -302,24 +276,27 @@ async fn a_reload_cannot_move_a_running_events_start() {
     let path = gw.dir.path().join("gateway.toml");
 
     // The future event moves.
-    let moved_next = text.replace(&at(later + 60_000), &at(later + 90_000));
+    let moved_next = text.replace(
+        &rfc3339_at(later + 60_000, 1),
+        &rfc3339_at(later + 90_000, 1),
+    );
     std::fs::write(&path, &moved_next).unwrap();
     let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         admin.room("drop").await["events"][1]["starts_at"],
-        pages_time(later + 90_000)
+        rfc3339_at(later + 90_000, 0)
     );
 
     // The running one does not.
-    let moved_now = moved_next.replace(&at(starts), &at(starts + 1_000));
+    let moved_now = moved_next.replace(&rfc3339_at(starts, 1), &rfc3339_at(starts + 1_000, 1));
     std::fs::write(&path, &moved_now).unwrap();
     let r = admin.send("POST", "/api/v1/reload", "").await;
     assert_eq!(r.status, 422, "{}", r.body);
     let errors = r.json()["errors"].clone();
     let line = moved_now
         .lines()
-        .position(|l| l.starts_with("starts_at") && l.contains(&at(starts + 1_000)))
+        .position(|l| l.starts_with("starts_at") && l.contains(&rfc3339_at(starts + 1_000, 1)))
         .unwrap()
         + 1;
     assert_eq!(errors[0]["line"], line as u64, "{errors}");
@@ -330,13 +307,6 @@ async fn a_reload_cannot_move_a_running_events_start() {
     );
     assert_eq!(
         admin.room("drop").await["events"][0]["starts_at"],
-        pages_time(starts)
+        rfc3339_at(starts, 0)
     );
-}
-
-/// The admin API's times: RFC 3339 UTC to the second.
-fn pages_time(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }

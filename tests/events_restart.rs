@@ -15,33 +15,13 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
 
 const HOST: &str = "drop.test";
 const COOKIE: &str = "anteroom_drop";
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn at(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-async fn sleep_until(ms: u64) {
-    let now = unix_ms();
-    if ms > now {
-        tokio::time::sleep(Duration::from_millis(ms - now)).await;
-    }
-}
 
 /// A known token's status JSON, waiting as told when asked again before the poll floor.
 async fn known(addr: SocketAddr, token: &str) -> Value {
@@ -102,9 +82,9 @@ async fn a_restart_in_the_prequeue_or_across_the_start_loses_nobody_and_shuffles
          [[room.event]]\nname = \"drop\"\nprequeue_from = \"{}\"\nstarts_at = \"{}\"\n\
          ends_at = \"{}\"\n",
         origin.url(),
-        at(pre),
-        at(starts),
-        at(starts + 3_600_000)
+        rfc3339_at(pre, 0),
+        rfc3339_at(starts, 0),
+        rfc3339_at(starts + 3_600_000, 0)
     );
     let config = root.path().join("gateway.toml");
     std::fs::write(&config, text).unwrap();
@@ -117,7 +97,7 @@ async fn a_restart_in_the_prequeue_or_across_the_start_loses_nobody_and_shuffles
         cookies: Default::default(),
     };
     assert_eq!(holder.get("/", JSON).await.status, 200);
-    sleep_until(pre + 100).await;
+    sleep_until_ms(pre + 100).await;
     let mut tokens = Vec::new();
     for _ in 0..8 {
         let mut c = Client {
@@ -142,7 +122,7 @@ async fn a_restart_in_the_prequeue_or_across_the_start_loses_nobody_and_shuffles
     // Down across the start: the first tick after it puts everyone in line, places 1..8 once,
     // drawn (arrival order has one chance in 40,320: the pre-queue was known after restarts).
     b.stop().await;
-    sleep_until(starts + 500).await;
+    sleep_until_ms(starts + 500).await;
     let mut c = start(&config).await;
     let first = places(c.addr, &tokens).await;
     let mut sorted = first.clone();

@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
@@ -224,28 +224,14 @@ async fn wait_checked(doc: &Doc, c: &mut Client, want: &str) -> Value {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// RFC 3339 of unix milliseconds, to the second.
-fn at(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 /// A `[[room.event]]` whose pre-queue opened a minute ago and which starts an hour ahead.
 fn prequeue_event(name: &str) -> String {
     let now = unix_ms();
     format!(
         "[[room.event]]\nname = \"{name}\"\nprequeue_from = \"{}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\nmessage = \"Soon\"\n",
-        at(now - 60_000),
-        at(now + 3_600_000),
-        at(now + 7_200_000)
+        rfc3339_at(now - 60_000, 0),
+        rfc3339_at(now + 3_600_000, 0),
+        rfc3339_at(now + 7_200_000, 0)
     )
 }
 
@@ -567,9 +553,9 @@ async fn every_admin_call_answers_as_documented() {
     let now = unix_ms();
     let later = format!(
         "[[room.event]]\nname = \"later\"\nprequeue_from = \"{}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\nqueue = \"random\"\nactive_users = 5\n",
-        at(now + 86_400_000),
-        at(now + 90_000_000),
-        at(now + 93_600_000)
+        rfc3339_at(now + 86_400_000, 0),
+        rfc3339_at(now + 90_000_000, 0),
+        rfc3339_at(now + 93_600_000, 0)
     );
     let extra = format!("active_users = 1\n{}{later}", prequeue_event("launch"));
     let config = with_admin(base_config("20ms"))

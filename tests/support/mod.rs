@@ -6,6 +6,7 @@
 mod admin;
 mod binary;
 mod certs;
+mod clock;
 mod origin;
 mod raw;
 mod redis;
@@ -15,6 +16,8 @@ pub use admin::*;
 pub use binary::*;
 #[allow(unused_imports)]
 pub use certs::*;
+#[allow(unused_imports)]
+pub use clock::*;
 #[allow(unused_imports)]
 pub use origin::*;
 #[allow(unused_imports)]
