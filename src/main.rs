@@ -134,7 +134,7 @@ fn run(config: PathBuf) -> ExitCode {
     init_logs(&config);
     // On one core (a container with one CPU, a process pinned to one) a single-threaded
     // scheduler does the same work without the cross-thread machinery: about a third more
-    // requests per second through the proxy (README "Performance").
+    // requests per second through the proxy (docs/figures.md).
     let one_core = std::thread::available_parallelism().map_or(true, |n| n.get() == 1);
     let rt = if one_core {
         tokio::runtime::Builder::new_current_thread()

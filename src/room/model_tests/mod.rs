@@ -252,7 +252,7 @@ impl Rec {
 /// minute adds `ms * rate` units.
 const UNIT: i128 = 60_000;
 
-/// The `admit_per_minute` bucket as the README describes it: burst one minute, refilled by the
+/// The `admit_per_minute` bucket as docs/queue.md describes it: burst one minute, refilled by the
 /// tick, a rate newly set starts full, every admission spends one token.
 #[derive(Debug, Clone)]
 struct Budget {

@@ -1,5 +1,5 @@
 //! How honest the estimates are with a binding rate cap, phones away and an operator's override:
-//! the README's table.
+//! the table in docs/queue.md.
 
 use super::chaos::busy;
 use super::*;
@@ -23,7 +23,7 @@ fn honesty<'a>(etas: impl Iterator<Item = &'a Estimate>) -> (usize, f64, f64) {
 /// time to release, before the override (given and released before it) and after it (given
 /// after it); estimates given before and released after are left out (the page says when
 /// admissions slowed), and so are visitors who missed their turn while away (their wait is their
-/// own doing). Prints the rows of the README's table; checks the honesty target: median within
+/// own doing). Prints the rows of the table in docs/queue.md; checks the honesty target: median within
 /// ±10%, 90% within ±25%.
 fn honest_under(seed: u64, rate: u32, override_rate: u32) {
     let sim = crowd_under(seed, rate, override_rate);
