@@ -16,7 +16,7 @@
 #   :+12  nginx        the same with 2 workers (listen reuseport)              row 3
 #   :+13  haproxy      the same with nbthread 2                                row 3
 #   :+20  anteroom     rooms pass (enabled = false), adm (admits everyone),
-#                      q (active_users = 1, taken)                             rows 1, 2, 4, 7
+#                      q (active_users = 1, taken), pow (join challenge)       rows 1, 2, 4, 7
 #   :+30  anteroom     room pass, not pinned                                   row 3
 #   :+40  anteroom     room flash (active_users = 1, taken), fresh process     row 5
 #   :+50  anteroom     rooms m1..mN (active_users = 1, taken), fresh process   row 6
@@ -30,13 +30,16 @@
 #   4 queued answers, one queued visitor of a full room: (a) the waiting page (cookie,
 #     Accept: text/html), (b) GET /__anteroom/status with Anteroom-Token, (c) XHR (cookie,
 #     Accept: application/json; the 429 JSON). Ratio to anteroom pass-through 1 KiB, target >= 2x
+#     Also (d) the status poll of an admitted visitor (200 JSON) and (e) POST /__anteroom/join
+#     without a solution in room pow (join_challenge = "pow"): target (e) costs less gateway CPU
+#     per request than (d)
 #   5 flash crowd: FLASH_N new visitors (no cookie) into a full room as fast as wrk sends; join
 #     rate, socket errors, and the admin API's queue_depth must equal the joins answered
 #   6 memory: MEM_TOTAL visitors queued across MEM_ROOMS rooms (own Host each, abandon_after
 #     1h); peak RSS (VmHWM) of the gateway against MEM_TARGET_MB
 #   7 reload under load: admitted 1 KiB for RELOAD_SECS while RELOADS SIGHUPs are sent (config
 #     file touched before each), against the same run without reloads: failed requests, p99
-#   8 HTTP/2 to the origin: runs only when README.md mentions origin_protocol
+#   8 HTTP/2 to the origin: runs only when README.md or docs/ mention origin_protocol
 #
 # Layout (made for a 2-core machine): rows 1, 2, 4-8 are "shared": the thing under test AND
 # the origin are pinned to CPU_SUT, wrk (1 thread) to CPU_LOAD, so every proxy has one core:
@@ -64,7 +67,7 @@
 #   RELOADS        SIGHUPs during the second one [100 | 10]
 #   RELOAD_EVERY   seconds between two SIGHUPs [0.28]
 #   ROWS           rows to run, e.g. "1 4 5" [1 2 3 4 5 6 7 8]
-#   ROW8_FORCE     1: attempt row 8 even without origin_protocol in README.md (harness test) [0]
+#   ROW8_FORCE     1: attempt row 8 even without origin_protocol in README.md or docs/ (harness test) [0]
 #   CPU_SUT        CPU of the thing under test and the origin [0]
 #   CPU_LOAD       CPU of wrk [1]
 #   PORT_BASE      first of the 100 ports used [9500]
@@ -277,10 +280,10 @@ else
 fi
 [[ -x $BIN ]] || die "no anteroom binary at $BIN (build it, or set ANTEROOM_BIN)"
 
-# Row 8 needs origin_protocol in the binary; README.md says when it exists.
+# Row 8 needs origin_protocol in the binary; the docs say when it exists.
 H2_REASON=""
 if ! want 8; then H2_REASON="not selected (ROWS)"
-elif ! grep -q origin_protocol "$REPO/README.md" && (( ! ROW8_FORCE )); then H2_REASON="origin_protocol not built yet"
+elif ! grep -rq origin_protocol "$REPO/README.md" "$REPO/docs" && (( ! ROW8_FORCE )); then H2_REASON="origin_protocol not built yet"
 fi
 
 nginx_head() {   # prefix workers
@@ -384,7 +387,7 @@ ${5:-}
 EOF
 }
 { gw_head gw "$P_GW"; room pass "$P_ORIGIN" false 1000000; room adm "$P_ORIGIN" true 1000000
-  room q "$P_ORIGIN" true 1; } >"$W/gw.toml"
+  room q "$P_ORIGIN" true 1; room pow "$P_ORIGIN" true 1 'join_challenge = "pow"'; } >"$W/gw.toml"
 { gw_head gwall "$P_GWALL"; room pass "$P_ORIGIN" false 1000000; } >"$W/gwall.toml"
 { gw_head flash "$P_FLASH"; room flash "$P_ORIGIN" true 1; } >"$W/flash.toml"
 { gw_head mem "$P_MEM"; for ((i = 1; i <= MEM_ROOMS; i++)); do room "m$i" "$P_ORIGIN" true 1; done; } >"$W/mem.toml"
@@ -424,6 +427,8 @@ EOF
 function done(summary, latency, requests) bench_report(summary, latency) end
 EOF
 } >"$W/report.lua"
+# The same report, every request a POST without a body (a join that brings no solution).
+{ cat "$W/report.lua"; echo 'wrk.method = "POST"'; } >"$W/post.lua"
 # Joins: the first JOIN_N requests are new visitors (no cookie, GET of wrk's URL); after the
 # last is sent, connections ask GET /__anteroom/status without a token (404, takes no place), so
 # the room gets exactly JOIN_N joins. When every join has its answer wrk stops at once. Run with
@@ -541,10 +546,10 @@ if [[ -z $H2_REASON ]]; then
 fi
 
 # Sessions: an admitted visitor of adm (rows 2, 7); q's one slot taken and a queued visitor (row 4).
-if want 2 || want 7; then
+if want 2 || want 4 || want 7; then
   visit "$P_GW" adm.bench /1k application/json
   [[ $V_CODE == 200 && -n $V_COOKIE ]] || die "adm room: first visit answered $V_CODE (cookie '$V_COOKIE'), expected 200 with a cookie"
-  ADM_COOKIE=$V_COOKIE
+  ADM_COOKIE=$V_COOKIE; ADM_TOKEN=${V_COOKIE#*=}
   visit "$P_GW" adm.bench /1k application/json -H "Cookie: $ADM_COOKIE"
   [[ $V_CODE == 200 && $V_SIZE == 1024 ]] || die "adm room: the admitted visitor got $V_CODE ($V_SIZE bytes)"
 fi
@@ -569,11 +574,11 @@ fi
 declare -A ROW_OF=(
   [nginx-1k]=1 [haproxy-1k]=1 [pass-1k]=1 [nginx-64k]=1 [haproxy-64k]=1 [pass-64k]=1
   [adm-1k]=2 [adm-64k]=2 [nginx2-1k]=3 [haproxy2-1k]=3 [all-1k]=3
-  [page]=4 [status]=4 [xhr]=4 [reload-base]=7 [reload-hup]=7 [h2o-h1]=8 [h2o-h2]=8
+  [page]=4 [status]=4 [xhr]=4 [status-adm]=4 [challenge]=4 [reload-base]=7 [reload-hup]=7 [h2o-h1]=8 [h2o-h2]=8
 )
 spec() {   # id -> S_URL S_HDRS S_LAYOUT S_THREADS S_SUT
   local port path=/1k host=""
-  S_HDRS=(); S_LAYOUT=shared; S_THREADS=1
+  S_HDRS=(); S_LAYOUT=shared; S_THREADS=1; S_SCRIPT=$W/report.lua
   case $1 in
     *-64k) path=/64k ;;
   esac
@@ -589,6 +594,10 @@ spec() {   # id -> S_URL S_HDRS S_LAYOUT S_THREADS S_SUT
     status) port=$P_GW; S_SUT=$PID_gw; host=q.bench; path=/__anteroom/status
             S_HDRS=(-H "Anteroom-Token: $Q_TOKEN" -H "Accept: application/json") ;;
     xhr)    port=$P_GW; S_SUT=$PID_gw; host=q.bench; S_HDRS=(-H "Cookie: $Q_COOKIE" -H "Accept: application/json") ;;
+    status-adm) port=$P_GW; S_SUT=$PID_gw; host=adm.bench; path=/__anteroom/status
+            S_HDRS=(-H "Anteroom-Token: $ADM_TOKEN" -H "Accept: application/json") ;;
+    challenge) port=$P_GW; S_SUT=$PID_gw; host=pow.bench; path=/__anteroom/join; S_SCRIPT=$W/post.lua
+            S_HDRS=(-H "Accept: application/json") ;;
     h2o-h1) port=$P_GWH2; S_SUT=$PID_gwh2; host=h1.bench ;;
     h2o-h2) port=$P_GWH2; S_SUT=$PID_gwh2; host=h2.bench ;;
     *) die "unknown run id $1" ;;
@@ -629,7 +638,7 @@ measure() {   # id round seconds record(0|1) [function to run while wrk runs]
   mapfile -t sut < <(tree_of "$S_SUT")
   c0=$(cpu_ticks "${sut[@]}")
   start_wrk "$S_LAYOUT" $(( secs + 30 )) "$out" -t"$S_THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s \
-    --latency -s "$W/report.lua" "${S_HDRS[@]}" "$S_URL"
+    --latency -s "$S_SCRIPT" "${S_HDRS[@]}" "$S_URL"
   if [[ -n $during ]]; then "$during"; fi
   wait_wrk || die "wrk failed for $id: $(tail -5 "$out" | tr '\n' ' ')"
   c1=$(cpu_ticks "${sut[@]}")
@@ -646,7 +655,7 @@ IDS=()
 add() { local i; for i in "$@"; do [[ " ${IDS[*]-} " == *" $i "* ]] || IDS+=("$i"); done; }
 if want 1; then add nginx-1k haproxy-1k pass-1k; fi
 if want 2; then add nginx-1k adm-1k; fi
-if want 4; then add pass-1k page status xhr; fi
+if want 4; then add pass-1k page status xhr status-adm challenge; fi
 if want 1; then add nginx-64k haproxy-64k pass-64k; fi
 if want 2; then add nginx-64k adm-64k; fi
 if want 3; then add nginx2-1k haproxy2-1k all-1k; fi
@@ -845,6 +854,10 @@ if want 4; then
     esac
     thr_row 4 "${q#*:}" "$id" pass-1k "anteroom pass-through 1 KiB" "target >= 2x: $verdict; $extra"
   done
+  thr_row 4 "status poll of an admitted visitor (200 JSON, no poll floor)" status-adm pass-1k "anteroom pass-through 1 KiB"
+  cheaper=$(awk -v a="$(med challenge 14)" -v b="$(med status-adm 14)" 'BEGIN { if (a == "" || b == "") print "?"; else if (a < b) print "met"; else print "NOT met" }')
+  thr_row 4 "join without a solution (pow room: a challenge, no place)" challenge status-adm "status poll of an admitted visitor" \
+    "target: less gateway CPU per request than a status poll: $cheaper"
 else not_run 4 "queued answers" "not selected (ROWS)"; fi
 if want 5; then
   sent=$(factv flash_sent); qd=$(factv flash_queued_429); oth=$(factv flash_other_answers)

@@ -396,3 +396,44 @@ async fn a_token_whose_place_is_gone_needs_a_solution_to_join_again() {
     assert_eq!(r.json()["state"], "admitted", "{}", r.body);
     assert_ne!(r.json()["token"].as_str(), Some(token.as_str()));
 }
+
+/// Two instances on one shared store: a solution buys one place across both, not one at each
+/// (the nonce is taken in Redis as well as in the instance's own filter).
+#[tokio::test]
+async fn a_solution_takes_one_place_across_instances() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let origin = Origin::start().await;
+    let extra = format!(
+        "active_users = 1\njoin_challenge = \"pow\"\npow_difficulty = {DIFFICULTY}\nabandon_after = \"60s\""
+    );
+    let (gws, _dirs) = instances(&shop_config(&redis, &origin, &extra, ""), 2).await;
+
+    let mut a = client(&gws[0]);
+    let r = a.get("/", JSON).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let c = challenge_of(&r.json());
+    let body = answer(&c, &solution(&c));
+    let r = post_join(&mut a, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "admitted", "{}", r.body);
+
+    // The same solution, from the same client prefix without the cookie, at the other instance
+    // (whose own filter has never seen it), and again at the first.
+    for gw in [&gws[1], &gws[0]] {
+        let mut bot = client(gw);
+        let r = post_join(&mut bot, &body).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert_eq!(r.json()["reason"], "reused", "{}", r.body);
+        assert!(r.json()["token"].is_null(), "{}", r.body);
+        assert!(r.header("set-cookie").is_none());
+    }
+    // Nobody else holds a place: a fresh solved join at the second instance is first in line.
+    let mut b = client(&gws[1]);
+    let c = challenge_of(&b.get("/", JSON).await.json());
+    let r = post_join(&mut b, &answer(&c, &solution(&c))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["position"], 1, "{}", r.body);
+    assert_eq!(r.json()["queue_depth"], 1, "{}", r.body);
+}

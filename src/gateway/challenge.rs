@@ -129,9 +129,16 @@ impl Gateway {
         let checked = match read_answer(&parts.headers, body, timeout).await {
             Ok(answer) => {
                 let to = binding(ask, &parts.headers);
-                self.challenges.verify(to, &answer, SystemTime::now())
+                self.challenges.check(to, &answer, SystemTime::now())
             }
             Err(refusal) => Err(refusal),
+        };
+        // Taken by this instance: with a shared store, taken across all of them too.
+        let checked = match checked {
+            Ok(s) if !self.store.take_nonce(ask.room, s.id, s.expires).await => {
+                Err(Refusal::Reused)
+            }
+            other => other.map(|_| ()),
         };
         let room = || ask.rc.name.clone();
         match checked {

@@ -158,6 +158,15 @@ impl Refusal {
     }
 }
 
+/// A nonce solved and taken by this instance's filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Solved {
+    /// The nonce's tag: names it (16 bytes of an HMAC, so unguessable and unique).
+    pub id: [u8; TAG],
+    /// Unix second its challenge expires: nobody can use it after, so nobody needs to remember it.
+    pub expires: u64,
+}
+
 /// Issues and checks challenges. Holds the derived keys and the replay filter; shared by every
 /// request (the filter's lock is taken briefly, never with another).
 pub struct Challenges {
@@ -209,6 +218,12 @@ impl Challenges {
     /// Checks an answer from `to` at `now`: the nonce is ours, for this room and client, in its
     /// window, solved, and never solved before (it is remembered from here on).
     pub fn verify(&self, to: Binding, answer: &Answer, now: SystemTime) -> Result<(), Refusal> {
+        self.check(to, answer, now).map(|_| ())
+    }
+
+    /// [`Self::verify`], saying which nonce was solved: an instance sharing a store with others
+    /// also takes it there, so that it buys one place across all of them.
+    pub fn check(&self, to: Binding, answer: &Answer, now: SystemTime) -> Result<Solved, Refusal> {
         let (nonce, solution) = match (&answer.nonce, &answer.solution) {
             (None, None) => return Err(Refusal::Missing),
             (Some(n), Some(s)) => (n.as_str(), s.as_str()),
@@ -250,7 +265,8 @@ impl Challenges {
         }
         let mut id = [0u8; TAG];
         id.copy_from_slice(tag);
-        self.seen.take(id, expires, unix_secs(now))
+        self.seen.take(id, expires, unix_secs(now))?;
+        Ok(Solved { id, expires })
     }
 
     /// Solved nonces remembered now.

@@ -123,6 +123,9 @@ impl Store for Backend {
     fn reachable(&self) -> bool {
         each!(self, s => s.reachable())
     }
+    async fn take_nonce(&self, room: &Room, id: [u8; 16], expires: u64) -> bool {
+        each!(self, s => s.take_nonce(room, id, expires).await)
+    }
 }
 
 /// The rooms' home. Each call on a room is one atomic step of its engine; `settings` are the
@@ -169,5 +172,16 @@ pub trait Store: Send + Sync {
     /// Whether the store answered its last call (`/readyz`); an in-process store always does.
     fn reachable(&self) -> bool {
         true
+    }
+    /// A join challenge's nonce (`id`, valid until unix second `expires`) solved here, taken
+    /// across every instance sharing the store: `false` if another took it first. An
+    /// in-process store has only this instance's own filter, which has taken it already.
+    fn take_nonce(
+        &self,
+        _room: &Room,
+        _id: [u8; 16],
+        _expires: u64,
+    ) -> impl Future<Output = bool> + Send {
+        std::future::ready(true)
     }
 }

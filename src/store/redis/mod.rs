@@ -18,6 +18,7 @@ use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
 mod code;
 mod fallback;
 mod layer;
+mod nonce;
 mod reply;
 mod shared;
 mod view;

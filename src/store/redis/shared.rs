@@ -477,6 +477,17 @@ impl Store for Shared {
         }
     }
 
+    /// While Redis does not answer, the instance's own filter stands alone.
+    async fn take_nonce(&self, room: &Room, id: [u8; 16], expires: u64) -> bool {
+        match self.redis.take_nonce(&room.name, &id, expires).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(room = %room.name, error = %e, "join challenge: store unreachable");
+                true
+            }
+        }
+    }
+
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         self.forget(&room.name, id);
         let gone = self.redis.revoke(&room.name, *id).await;
