@@ -171,6 +171,10 @@ async fn read_answer(
     body: Incoming,
     timeout: Duration,
 ) -> Result<pow::Answer, Refusal> {
+    // A join that brings nothing (what a bot that does not solve sends): no read, no timer.
+    if http_body::Body::is_end_stream(&body) {
+        return Err(Refusal::Missing);
+    }
     let read = tokio::time::timeout(timeout, Limited::new(body, pow::MAX_ANSWER_BYTES).collect());
     let bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),

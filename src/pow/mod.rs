@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::room::Prefix;
-use crate::token::{Keys, mac};
+use crate::token::{HmacSha256, Keys, mac};
 pub use seen::Seen;
 
 /// The hash a solution is checked with.
@@ -170,8 +170,9 @@ pub struct Solved {
 /// Issues and checks challenges. Holds the derived keys and the replay filter; shared by every
 /// request (the filter's lock is taken briefly, never with another).
 pub struct Challenges {
-    current: Vec<u8>,
-    previous: Vec<Vec<u8>>,
+    /// The keys as HMAC states already keyed: a challenge clones one instead of keying anew.
+    current: HmacSha256,
+    previous: Vec<HmacSha256>,
     seen: Seen,
 }
 
@@ -186,8 +187,8 @@ impl Challenges {
     pub fn new(keys: &Keys, max_seen: usize) -> Self {
         let (current, previous) = keys.derive(PURPOSE);
         Challenges {
-            current,
-            previous,
+            current: mac(&current, &[]),
+            previous: previous.iter().map(|k| mac(k, &[])).collect(),
             seen: Seen::new(max_seen),
         }
     }
@@ -204,7 +205,9 @@ impl Challenges {
         buf.extend_from_slice(&to.room_id.to_be_bytes());
         buf.extend_from_slice(&to.prefix.to_bytes());
         buf.extend_from_slice(&random);
-        let tag = mac(&self.current, &buf).finalize().into_bytes();
+        let mut m = self.current.clone();
+        m.update(&buf);
+        let tag = m.finalize().into_bytes();
         buf.extend_from_slice(&tag[..TAG]);
         let at = UNIX_EPOCH + Duration::from_secs(expires);
         Challenge {
@@ -245,7 +248,11 @@ impl Challenges {
         // Constant time: `verify_truncated_left` compares the whole tag whatever differs.
         let ours = std::iter::once(&self.current)
             .chain(&self.previous)
-            .any(|k| mac(k, body).verify_truncated_left(tag).is_ok());
+            .any(|k| {
+                let mut m = k.clone();
+                m.update(body);
+                m.verify_truncated_left(tag).is_ok()
+            });
         if !ours {
             return Err(Refusal::Forged);
         }
