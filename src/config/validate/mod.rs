@@ -218,7 +218,6 @@ impl Validator<'_> {
         let admin_max_connections = self.admin_max_connections(f.admin.max_connections);
         let mut pages = Pages::new();
         let (rooms, hosts) = self.rooms(&f.room, &mut pages);
-        self.events_need_memory(&store, &f.room);
         let default_room = self.default_room(f.default_room.as_ref(), &rooms);
         Config {
             file: self.file.clone(),
@@ -249,32 +248,6 @@ impl Validator<'_> {
             pages,
             tls,
             trusted_proxies,
-        }
-    }
-
-    /// Scheduled events run in the memory store only: a room with events on a shared store is
-    /// refused.
-    fn events_need_memory(&mut self, store: &super::StoreSettings, rooms: &[RoomFile]) {
-        if !matches!(store, super::StoreSettings::Redis(_)) {
-            return;
-        }
-        for (i, r) in rooms
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.event.is_empty())
-        {
-            self.error(
-                &[
-                    Seg::Key("room".into()),
-                    Seg::Index(i),
-                    Seg::Key("event".into()),
-                ],
-                format!(
-                    "room {:?}: scheduled events run with [store] kind = \"memory\" only; \
-                     the shared store does not run them yet",
-                    r.name.as_deref().unwrap_or("")
-                ),
-            );
         }
     }
 

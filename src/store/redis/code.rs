@@ -1,6 +1,7 @@
-//! How `room.lua` runs in Redis: as a library function (Redis 7 and later, Valkey), loaded once
-//! per connection and called with FCALL, so its helpers are defined once at load rather than on
-//! every call; or, where functions are not available, as a script (EVALSHA, loaded on demand).
+//! How the room code (`room.lua`, `events.lua`, `run.lua`) runs in Redis: as a library function
+//! (Redis 7 and later, Valkey), loaded once per connection and called with FCALL, so its helpers
+//! are defined once at load rather than on every call; or, where functions are not available,
+//! as a script (EVALSHA, loaded on demand).
 //! Both forms come from the same source, and a library's name carries the source's hash, so
 //! instances of different versions sharing one Redis never call each other's code.
 
@@ -10,8 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script, Value};
 
-/// The room code, without the line that runs it.
-const ROOM_LUA: &str = include_str!("room.lua");
+/// The room code, without the line that runs it: the line (`room.lua`), scheduled events
+/// (`events.lua`, which assigns helpers `room.lua` declares) and the operations by name
+/// (`run.lua`), one chunk.
+const ROOM_LUA: &str = concat!(
+    include_str!("room.lua"),
+    "\n",
+    include_str!("events.lua"),
+    "\n",
+    include_str!("run.lua")
+);
 
 /// The room code in both forms, and which one this connection uses.
 #[derive(Clone)]

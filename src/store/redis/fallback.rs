@@ -28,12 +28,14 @@ const UNREACHABLE_RETRY_SECONDS: u64 = 5;
 /// (`'a'` admitted, `'r'` released, `'q'` in line, `'x'` ended: left or revoked).
 pub(super) type Handed = (SessionId, u64, char);
 
-/// What the shared store last said about a room: its last ticket and how many instances were
-/// live.
+/// What the shared store last said about a room: its last ticket, how many instances were
+/// live, and whether it held everyone for an event.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct LastSeen {
     pub last_ticket: u64,
     pub instances: usize,
+    /// The room held everyone for a scheduled event (its pre-queue, or its start not yet made).
+    pub holding: bool,
 }
 
 pub(super) struct Fallback {
@@ -241,17 +243,27 @@ impl Fallback {
         metrics::gauge!(m::STORE_LOCAL, "room" => room.to_string()).set(0.0);
     }
 
-    /// The room's settings with capacity and rate divided by the instances last seen.
+    /// The room's settings with capacity and rate divided by the instances last seen. An event
+    /// the shared store had not started when it last answered is not started here either: the
+    /// local line holds everyone as in its pre-queue, and the shuffle waits for the shared store
+    /// (a local start would let visitors back at their arrival tickets, unshuffled).
     fn share(&self, room: &str, settings: &Settings) -> Settings {
-        let n = self
+        let (n, holding) = self
             .last_seen
             .lock()
             .get(room)
-            .map_or(1, |s| s.instances.max(1));
+            .map_or((1, false), |s| (s.instances.max(1), s.holding));
         let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let mut event = settings.event;
+        if let Some(e) = &mut event
+            && holding
+        {
+            e.running = false;
+        }
         Settings {
             active_users: settings.active_users.map(|c| c.div_ceil(n)),
             admit_per_minute: settings.admit_per_minute.map(|r| r.div_ceil(n)),
+            event,
             ..settings.clone()
         }
     }

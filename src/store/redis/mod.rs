@@ -10,189 +10,32 @@
 
 use std::time::Duration;
 
+use ::redis::Value;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Value};
 
-use crate::room::{AdmitHow, EndReason, Mode, Prefix, SessionId, Settings};
+use crate::room::{EventStep, Mode, Prefix, SessionId, Settings};
 
 mod code;
 mod fallback;
 mod layer;
 mod nonce;
+mod reading;
 mod reply;
 mod shared;
+mod types;
 mod view;
 
 pub use layer::version_of;
 pub use shared::Shared;
+pub use types::{Answer, Figures, Gone, Kind, Request, State, StoreError, Ticked};
 
-use reply::{answer, end_reason, gone, hex, int, text, unhex};
+use reply::{answer, counted, end_reason, gone, hex, int, text, unhex};
 
 /// How long a start waits for the first connection at least.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most sessions one tick looks at, and most it releases: no script call runs long.
 pub const TICK_BATCH: u32 = 1_000;
-
-/// What a room operation came to, as the script answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// Forward to the origin (`how`: this request admitted the session).
-    Admit,
-    /// In line.
-    Wait,
-    /// The room takes nobody (`mode = "reject"`).
-    Closed,
-    /// A valid token whose session the room no longer has, and no free slot.
-    Expired,
-    /// The standing of a known session (a status poll).
-    Standing,
-    /// A status poll for a session the room does not know.
-    Unknown,
-    /// A queued session polling before its floor (`wait_ms`): nothing computed.
-    TooSoon,
-    /// A new session from a prefix past its join budget (`wait_ms` until it has a join).
-    OverBudget,
-}
-
-/// A session's state in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Queued,
-    Released,
-    Active,
-    Missed,
-}
-
-/// One room operation's answer: what happened, and the figures a view is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub kind: Kind,
-    pub session: Option<SessionId>,
-    pub ticket: u64,
-    /// A new session was created.
-    pub joined: bool,
-    pub how: Option<AdmitHow>,
-    pub state: Option<State>,
-    /// 1-based place in line (the front first), when queued.
-    pub position: Option<u64>,
-    /// Visitors waiting (in line and at the front).
-    pub queue_depth: u64,
-    /// The room's release count when the session joined.
-    pub released_before: u64,
-    /// Releases so far.
-    pub released_total: u64,
-    pub seen_ms: u64,
-    pub since_ms: u64,
-    pub active: u64,
-    pub released: u64,
-    /// Redis's clock at the answer.
-    pub now_ms: u64,
-    /// Releases over the last minute.
-    pub recent_releases: u64,
-    /// When the room first released anyone.
-    pub first_release_ms: Option<u64>,
-    /// `TooSoon` and `OverBudget`: how long until the request would be answered.
-    pub wait_ms: u64,
-    /// Lottery rooms: when the next draw is (Redis's clock).
-    pub next_draw_ms: Option<u64>,
-    /// Lottery rooms: visitors with a stable place (drawn, or at the front).
-    pub drawn: u64,
-    /// Lottery rooms: visitors waiting for a draw.
-    pub pool: u64,
-}
-
-/// A room's shared figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Figures {
-    pub active: u64,
-    pub released: u64,
-    pub waiting: u64,
-    pub joined: u64,
-    pub admitted_immediate: u64,
-    pub admitted_released: u64,
-    pub released_total: u64,
-    pub abandoned: u64,
-    pub left_queue: u64,
-    pub duplicates: u64,
-    pub recent_releases: u64,
-    pub first_release_ms: Option<u64>,
-    pub now_ms: u64,
-    /// The operator's overrides as JSON, when set through the shared store.
-    pub overrides: Option<String>,
-    /// The instance holding the tick's lease, if any.
-    pub lease_holder: Option<String>,
-    /// The last ticket handed out.
-    pub last_ticket: u64,
-    /// The room's settings from the newest configuration file any instance loaded.
-    pub file: layer::Offered,
-    /// Instances seen within the last minute, with when (Redis's clock, ms).
-    pub instances: Vec<(String, u64)>,
-}
-
-/// One request to the site or the join endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct Request {
-    /// The session the request's valid token names.
-    pub visitor: Option<SessionId>,
-    /// The id a new session takes.
-    pub fresh: SessionId,
-    /// Not a page view: a queued session's request has a poll floor.
-    pub poll: bool,
-    /// A new session from this prefix spends one of its joins (`None`: not budgeted).
-    pub budget: Option<Prefix>,
-}
-
-impl Request {
-    /// A page view: no floor, no budget.
-    pub fn page(visitor: Option<SessionId>, fresh: SessionId) -> Self {
-        Request {
-            visitor,
-            fresh,
-            poll: false,
-            budget: None,
-        }
-    }
-}
-
-/// What one tick did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ticked {
-    /// Another instance took the lease since this one's fencing value: nothing was done.
-    Fenced,
-    Done {
-        released: u64,
-        active: u64,
-        released_now: u64,
-        waiting: u64,
-        /// Lottery rooms: visitors of a draw under way still to be drawn (by `draw`).
-        drawing: u64,
-        /// Sessions that ended (`None`: a queued visitor abandoned).
-        ended: Vec<Option<EndReason>>,
-    },
-}
-
-/// A leave or a revoke: what the session gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gone {
-    /// No such session.
-    None,
-    /// A place in line.
-    Place,
-    /// An admitted (or released) slot.
-    Slot,
-}
-
-/// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("redis answered what anteroom cannot read: {0}")]
-    Reply(String),
-}
 
 /// A connection to the shared store. Cheap to clone: clones share the connection.
 #[derive(Clone)]
@@ -445,13 +288,15 @@ impl RedisRooms {
             overrides: text(v.get(14)).ok().filter(|o| !o.is_empty()),
             lease_holder: text(v.get(15)).ok().filter(|h| !h.is_empty()),
             last_ticket: n(16)?,
+            dropped_at_end: n(17)?,
+            holding: n(18)? == 1,
             file: layer::Offered {
-                json: text(v.get(17)).unwrap_or_default(),
-                from: text(v.get(18)).unwrap_or_default(),
-                version_ms: int(v.get(19)).unwrap_or_default(),
+                json: text(v.get(19)).unwrap_or_default(),
+                from: text(v.get(20)).unwrap_or_default(),
+                version_ms: int(v.get(21)).unwrap_or_default(),
             },
             instances: v
-                .get(20..)
+                .get(22..)
                 .unwrap_or_default()
                 .chunks(2)
                 .filter_map(|p| Some((text(p.first()).ok()?, int(p.get(1)).ok()?)))
@@ -474,7 +319,7 @@ impl RedisRooms {
         }
         let ended = v
             .iter()
-            .skip(6)
+            .skip(8)
             .map(|e| text(Some(e)).map(|r| end_reason(&r)))
             .collect::<Result<_, _>>()?;
         Ok(Ticked::Done {
@@ -483,6 +328,10 @@ impl RedisRooms {
             released_now: int(v.get(3))?,
             waiting: int(v.get(4))?,
             drawing: int(v.get(5))?,
+            event: EventStep {
+                started: counted(v.get(6))?,
+                dropped: counted(v.get(7))?,
+            },
             ended,
         })
     }
@@ -506,10 +355,12 @@ fn seed() -> String {
     hex(&SessionId::random(&mut rand::rng()))
 }
 
-/// The settings the script reads, in its order (ARGV[2..13]).
-fn settings_args(s: &Settings) -> [String; 12] {
+/// The settings the script reads, in its order (ARGV[2..17]).
+fn settings_args(s: &Settings) -> [String; 16] {
     let ms = |d: Duration| d.as_millis().to_string();
     let opt = |v: Option<u32>| v.map_or("-1".to_string(), |n| n.to_string());
+    let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+    let event = s.event;
     [
         opt(s.active_users),
         opt(s.admit_per_minute),
@@ -523,6 +374,10 @@ fn settings_args(s: &Settings) -> [String; 12] {
         opt(s.max_joins_per_prefix_per_minute),
         s.policy.as_str().to_string(),
         ms(s.draw_every),
+        event.map(|e| e.id.to_string()).unwrap_or_default(),
+        flag(event.is_some_and(|e| e.running)),
+        flag(event.is_some_and(|e| e.shuffle)),
+        flag(s.drop_at_end),
     ]
 }
 

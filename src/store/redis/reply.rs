@@ -3,8 +3,8 @@
 
 use ::redis::Value;
 
-use super::{AdmitHow, Answer, Gone, Kind, State, StoreError};
-use crate::room::{EndReason, SessionId};
+use super::{Answer, Gone, Kind, State, StoreError};
+use crate::room::{AdmitHow, EndReason, SessionId};
 
 pub(super) fn hex(id: &SessionId) -> String {
     id.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
@@ -45,6 +45,12 @@ pub(super) fn signed(v: Option<&Value>) -> Result<i64, StoreError> {
         Some(Value::Int(n)) => Ok(*n),
         other => Err(StoreError::Reply(format!("{other:?}"))),
     }
+}
+
+/// A count, or `None` for -1 (nothing happened).
+pub(super) fn counted(v: Option<&Value>) -> Result<Option<usize>, StoreError> {
+    let n = signed(v)?;
+    Ok(usize::try_from(n).ok())
 }
 
 pub(super) fn end_reason(r: &str) -> Option<EndReason> {
@@ -113,5 +119,6 @@ pub(super) fn answer(v: &[Value]) -> Result<Answer, StoreError> {
         next_draw_ms: Some(int(v.get(18))?).filter(|t| *t > 0),
         drawn: int(v.get(19))?,
         pool: int(v.get(20))?,
+        holding: int(v.get(21))? == 1,
     })
 }

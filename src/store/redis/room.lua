@@ -2,8 +2,12 @@
 -- any number of instances. The same rules as src/room/ (decide.rs, tick/): read those first.
 --
 -- KEYS[1]: the room's key base, "{prefix:room}" (one hash tag: a cluster keeps a room on one
--- slot). ARGV[1]: the operation; ARGV[2..13]: the room's settings; ARGV[14..]: the operation's.
--- Times are Redis's clock (TIME), in milliseconds, so instances never disagree about "now".
+-- slot). ARGV[1]: the operation; ARGV[2..17]: the room's settings (ARGV[14..17]: the scheduled
+-- event in force); ARGV[18..]: the operation's. Times are Redis's clock (TIME), in milliseconds,
+-- so instances never disagree about "now".
+--
+-- The code is three files run as one: this one (the line), events.lua (scheduled events) and
+-- run.lua (the operations by name).
 
 -- Nothing is kept between calls: `begin` sets every value below from the call's key and
 -- arguments, so the same code runs as a script (EVAL) or a library function (FCALL), whose
@@ -16,10 +20,16 @@ local batch                      -- most sessions one tick looks at or releases
 local joins                      -- max_joins_per_prefix_per_minute, -1: none
 local policy, draw_every         -- queue: fifo | random | lottery; lottery: ms between draws
 local now                        -- Redis's clock, ms
+-- The scheduled event in force, as the calling instance's clock and the operator's moves say:
+-- its id ('' : none), whether it runs (else: its pre-queue), whether its pre-queue is shuffled
+-- at the start, and whether its end drops those waiting (a room closed outside events).
+local ev, ev_run, ev_shuffle, drop_end
+-- Scheduled events' steps, defined in events.lua (after the helpers they use).
+local hold, holding, event_step
 local N, Q, F, L, W, D, B, R     -- the room's keys (see begin)
 -- Random picks: the caller's secret seed and a counter (see pick).
 local seed, picks = '', 0
-local function arg(i) return A[13 + i] end
+local function arg(i) return A[17 + i] end
 
 local function begin(keys, args)
   K, A, op = keys[1], args, args[1]
@@ -35,6 +45,10 @@ local function begin(keys, args)
   joins = tonumber(args[11])
   policy = args[12]
   draw_every = tonumber(args[13])
+  ev = args[14]
+  ev_run = args[15] == '1'
+  ev_shuffle = args[16] == '1'
+  drop_end = args[17] == '1'
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   N = K .. ':n'    -- counters: active, released, joined, adm_i, adm_r, rel_total, ...
@@ -230,7 +244,8 @@ end
 -- What every answer carries: kind, session, ticket, joined, how, state, position, depth,
 -- released before joining, releases so far, seen, since, active, released, now, releases over
 -- the last minute, first release, wait, then for a lottery: the next draw (0: none), those
--- drawn or at the front, those in the pool or a draw under way.
+-- drawn or at the front, those in the pool or a draw under way; last, 1 while the room holds
+-- everyone for a scheduled event (its pre-queue: no place is shown).
 local function answer(kind, id, s, joined, how, wait)
   local z = sizes()
   local pos, st, t, seen, since, rb = -1, '', 0, 0, 0, 0
@@ -242,7 +257,7 @@ local function answer(kind, id, s, joined, how, wait)
   local placed, unplaced = z.f + z.l, z.q + z.w
   return { kind, id or '', t, joined and 1 or 0, how or '', st, pos, placed + unplaced, rb,
            num(1), seen, since, num(2), num(3), now, n, num(4), wait or 0, draw_at, placed,
-           unplaced }
+           unplaced, holding() and 1 or 0 }
 end
 
 -- The release rate (per second) the estimate uses (engine: estimate::rate_of).
@@ -336,6 +351,7 @@ end
 -- the join budget ('' : not budgeted).
 local function decide(id, fresh, poll, p)
   switch()
+  hold()
   if id ~= '' then
     local s = load(id)
     if s and poll then
@@ -370,6 +386,7 @@ end
 -- The standing of a known session (a status poll): present, its answer; unknown: 'unknown'.
 local function status(id)
   switch()
+  hold()
   local s = load(id)
   if not s then return answer('unknown') end
   local soon = too_soon(id, s)
@@ -398,8 +415,14 @@ end
 local function tick(fence)
   if redis.call('GET', K .. ':lease:fence') ~= fence then return { 'fenced' } end
   switch()
-  draw_if_due()
-  local drawing = draw_step()
+  -- A scheduled event's start or end, once; then, while the room holds everyone for an event
+  -- (its pre-queue, as paused), nobody is drawn or released.
+  local started, dropped = event_step()
+  local drawing = 0
+  if not hold() then
+    draw_if_due()
+    drawing = draw_step()
+  end
   local ended = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', D, '-inf', now, 'LIMIT', 0, batch)) do
     local s = load(id)
@@ -442,7 +465,7 @@ local function tick(fence)
   end
   redis.call('ZREMRANGEBYSCORE', R, '-inf', now - 60000)
   return { 'ticked', released, count('active'), count('released'), waiting(), drawing,
-           unpack(ended) }
+           started, dropped, unpack(ended) }
 end
 
 -- Admitted sessions this instance let in without asking (the arguments): each still active is
@@ -500,7 +523,8 @@ end
 -- The argument: the asking instance, recorded as live now; instances not seen for a minute are
 -- dropped. Then come the lease holder, the last ticket handed out, the newest configuration
 -- file's settings (JSON, the instance that offered them, their version), and the live instances
--- as (id, last seen ms) pairs.
+-- as (id, last seen ms) pairs. Between the last ticket and the file's settings: those who lost
+-- their place at events' ends, and 1 while the room holds everyone for an event.
 local function figures(me)
   local n, first = recent()
   local I = K .. ':inst'
@@ -515,7 +539,8 @@ local function figures(me)
                 count('adm_i'), count('adm_r'), count('rel_total'), count('abandoned'),
                 count('left'), count('dup'), n, first, now, redis.call('GET', K .. ':o') or '',
                 redis.call('GET', K .. ':lease') or '',
-                tonumber(redis.call('GET', K .. ':seq') or '0') }
+                tonumber(redis.call('GET', K .. ':seq') or '0'), count('ev_dropped'),
+                holding() and 1 or 0 }
   local file = redis.call('HMGET', K .. ':c', 'json', 'from', 'v')
   for i = 1, 3 do table.insert(out, file[i] or (i == 3 and 0 or '')) end
   for _, x in ipairs(live) do table.insert(out, x) end
@@ -535,35 +560,4 @@ local function lease(me, ms)
   local fence = tostring(redis.call('INCR', K .. ':lease:seq'))
   redis.call('SET', K .. ':lease:fence', fence)
   return fence
-end
-
--- One call: the operation ARGV[1] names, on the room KEYS[1].
-local function run(keys, args)
-  begin(keys, args)
-  if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
-  elseif op == 'status' then return status(arg(1))
-  elseif op == 'leave' then return leave(arg(1), 'leave')
-  elseif op == 'revoke' then return leave(arg(1), 'revoke')
-  elseif op == 'tick' then seed = arg(2); return tick(arg(1))
-  elseif op == 'draw' then
-    if redis.call('GET', K .. ':lease:fence') ~= arg(1) then return 0 end
-    seed = arg(2)
-    return draw_step()
-  elseif op == 'lease' then return lease(arg(1), tonumber(arg(2)))
-  elseif op == 'figures' then return figures(arg(1))
-  elseif op == 'seen' then return seen({ unpack(A, 14) })
-  elseif op == 'adopt' then return adopt({ unpack(A, 14) })
-  elseif op == 'file' then
-    -- An instance offers its file's settings: arguments instance, version (the file's
-    -- modification time, ms), JSON. The newest file is kept; an equal version replaces.
-    local held = tonumber(redis.call('HGET', K .. ':c', 'v') or '-1')
-    local v = tonumber(arg(2))
-    if v < held then return { 0 } end
-    redis.call('HSET', K .. ':c', 'json', arg(3), 'from', arg(1), 'v', arg(2))
-    return { 1 }
-  elseif op == 'overrides' then
-    redis.call('SET', K .. ':o', arg(1))
-    return 'ok'
-  end
-  return redis.error_reply('anteroom: unknown operation ' .. tostring(op))
 end

@@ -11,16 +11,15 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::fallback::{Fallback, LastSeen};
-use super::{Answer, Figures, Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
+use super::{Gone, Kind, RedisRooms, Request, State, StoreError, Ticked as Done};
 use crate::config::{RedisSettings, RoomConfig};
 use crate::metrics as m;
 use crate::room::{
-    Arrival, Counters, Decision, EXPIRED_RETRY_SECONDS, EndReason, Left, Mode, Overrides,
-    RoomState, SessionId, Settings, Telemetry, TickReport, Via, View, ViewState, Visitor, rate_of,
-    wait_seconds,
+    Arrival, Decision, EXPIRED_RETRY_SECONDS, EndReason, Left, Mode, Overrides, RoomState,
+    SessionId, Settings, TickReport, Via, View, ViewState,
 };
 use crate::store::registry::Registry;
-use crate::store::{Instance, Reading, Room, SnapshotReport, Store, Ticked, overrides};
+use crate::store::{Reading, Room, SnapshotReport, Store, Ticked, overrides};
 
 /// Rooms in Redis, shared with every instance that uses the same server and key prefix.
 pub struct Shared {
@@ -119,7 +118,7 @@ impl Shared {
                 .or_default()
                 .insert(id, true);
         }
-        Ok(decision(settings, &answer))
+        Ok(super::view::decision(settings, &answer))
     }
 
     /// The join endpoint: a known session's standing (a poll), else a new session with its
@@ -152,7 +151,7 @@ impl Shared {
             ..Request::page(None, fresh)
         };
         let answer = self.redis.decide(&room.name, settings, r).await?;
-        Ok(match decision(settings, &answer) {
+        Ok(match super::view::decision(settings, &answer) {
             Decision::Admit {
                 visitor,
                 joined,
@@ -270,6 +269,9 @@ impl Shared {
     /// The tick of one room: the lease, then (holding it) expiry and releases, then the figures.
     async fn tick_room(&self, room: &Room, settings: &Settings) -> Result<Ticked, StoreError> {
         self.flush_seen(room, settings).await?;
+        // A local line goes back before the tick, so that an event's start the tick makes
+        // shuffles the visitors who joined its pre-queue while Redis did not answer.
+        self.hand_back(room, settings).await?;
         let fence = self
             .redis
             .lease(&room.name, settings, &self.instance, self.lease)
@@ -280,6 +282,7 @@ impl Shared {
                 released,
                 ended,
                 mut drawing,
+                event,
                 ..
             } = self.redis.tick(&room.name, settings, &fence).await?
         {
@@ -288,6 +291,7 @@ impl Shared {
                 drawing = self.redis.draw(&room.name, settings, &fence).await?;
             }
             report.released = u32::try_from(released).unwrap_or(u32::MAX);
+            report.event = event;
             for e in ended {
                 match e {
                     Some(reason) => report.ended.push((reason, 0)),
@@ -303,7 +307,7 @@ impl Shared {
             .redis
             .figures(&room.name, settings, &self.instance)
             .await?;
-        adopt_overrides(room, &f);
+        super::reading::adopt_overrides(room, &f);
         if let Some(own) = self.files.offered_json(&room.name) {
             super::layer::adopt(room, &f.file, &own);
         }
@@ -312,10 +316,10 @@ impl Shared {
             LastSeen {
                 last_ticket: f.last_ticket,
                 instances: f.instances.len(),
+                holding: f.holding,
             },
         );
-        self.hand_back(room, settings).await?;
-        let reading = reading_of(settings, &f);
+        let reading = super::reading::of(settings, &f);
         self.readings
             .lock()
             .insert(room.name.clone(), reading.clone());
@@ -324,99 +328,6 @@ impl Shared {
             reading,
             reserve_low: false,
         })
-    }
-}
-
-/// An operator's change made through any instance applies here at this tick.
-fn adopt_overrides(room: &Room, f: &Figures) {
-    if let Some(o) = f
-        .overrides
-        .as_deref()
-        .and_then(|j| serde_json::from_str::<Overrides>(j).ok())
-        && o != *room.overrides()
-    {
-        tracing::info!(room = %room.name, overrides = ?o, "overrides from the shared store");
-        room.set_overrides(o);
-    }
-}
-
-/// A room's figures as the admin API and metrics read them.
-fn reading_of(settings: &Settings, f: &Figures) -> Reading {
-    let rate = rate_of(settings, f.recent_releases, f.first_release_ms, f.now_ms);
-    let paused = settings.paused || settings.mode == Mode::Reject;
-    Reading {
-        telemetry: Telemetry {
-            queue_depth: f.waiting,
-            active: u32::try_from(f.active).unwrap_or(u32::MAX),
-            released: u32::try_from(f.released).unwrap_or(u32::MAX),
-            release_rate_per_sec: rate,
-            wait_at_back_seconds: if paused {
-                None
-            } else {
-                wait_seconds(f.waiting + 1, rate)
-            },
-        },
-        counters: Counters {
-            joined: f.joined,
-            admitted_immediate: f.admitted_immediate,
-            admitted_released: f.admitted_released,
-            released: f.released_total,
-            abandoned: f.abandoned,
-            left_queue: f.left_queue,
-            duplicates: f.duplicates,
-            recovered: 0,
-        },
-        sessions: usize::try_from(f.active + f.released + f.waiting).unwrap_or(usize::MAX),
-        waiting: f.waiting,
-        instances: f
-            .instances
-            .iter()
-            .map(|(id, seen)| Instance {
-                id: id.clone(),
-                last_seen_ms_ago: f.now_ms.saturating_sub(*seen),
-                lease_holder: f.lease_holder.as_deref() == Some(id.as_str()),
-            })
-            .collect(),
-        prequeue_depth: None,
-        dropped_at_end: 0,
-    }
-}
-
-/// A page's or a script's answer from the store's.
-fn decision(settings: &Settings, a: &Answer) -> Decision {
-    let visitor = a.session.map(|id| Visitor {
-        id,
-        ticket: a.ticket,
-    });
-    match (&a.kind, visitor) {
-        (Kind::Admit, Some(visitor)) => Decision::Admit {
-            visitor,
-            joined: a.joined,
-            how: a.how,
-            view: None,
-        },
-        (Kind::Wait, Some(visitor)) => Decision::Wait {
-            visitor,
-            joined: a.joined,
-            duplicate: !a.joined,
-            view: super::view::of(settings, a, &mut rand::rng()),
-        },
-        (Kind::TooSoon, _) => Decision::TooSoon { wait_ms: a.wait_ms },
-        (Kind::OverBudget, _) => Decision::OverBudget {
-            view: View::without_place(
-                ViewState::Queued,
-                a.queue_depth,
-                a.wait_ms.div_ceil(1000).max(1),
-            ),
-        },
-        (Kind::Expired, _) => Decision::Expired {
-            view: View::without_place(
-                ViewState::Expired,
-                a.queue_depth,
-                crate::room::poll_after(None, &mut rand::rng()),
-            ),
-        },
-        _ => Decision::Closed,
     }
 }
 
@@ -539,21 +450,7 @@ impl Store for Shared {
             .lock()
             .get(&room.name)
             .cloned()
-            .unwrap_or_else(|| Reading {
-                telemetry: Telemetry {
-                    queue_depth: 0,
-                    active: 0,
-                    released: 0,
-                    release_rate_per_sec: rate_of(settings, 0, None, 0),
-                    wait_at_back_seconds: None,
-                },
-                counters: Counters::default(),
-                sessions: 0,
-                waiting: 0,
-                instances: Vec::new(),
-                prequeue_depth: None,
-                dropped_at_end: 0,
-            })
+            .unwrap_or_else(|| super::reading::empty(settings))
     }
 
     fn saved_overrides(&self) -> BTreeMap<String, Overrides> {

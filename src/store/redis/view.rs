@@ -1,13 +1,13 @@
 //! What a visitor is shown, from a shared store's answer: the same words as the engine's view
 //! (`room::decide::view`), computed from the figures the script returns instead of a
-//! `RoomState`.
+//! `RoomState`; and the decision a page or a script gets from an answer.
 
 use std::time::Duration;
 
-use super::{Answer, State};
+use super::{Answer, Kind, State};
 use crate::room::{
-    Deadlines, Mode, Policy, Settings, View, ViewState, chance_next_minute, lottery_wait_seconds,
-    poll_after, rate_of, wait_seconds,
+    Deadlines, Decision, Mode, Policy, Settings, View, ViewState, Visitor, chance_next_minute,
+    lottery_wait_seconds, poll_after, rate_of, wait_seconds,
 };
 
 fn ms(d: Duration) -> u64 {
@@ -18,6 +18,8 @@ fn ms(d: Duration) -> u64 {
 pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> View {
     let rate = rate_of(settings, a.recent_releases, a.first_release_ms, a.now_ms);
     let (state, position) = match a.state {
+        // An event's pre-queue: no place until the start.
+        Some(State::Queued) if a.holding => (ViewState::Prequeue, None),
         Some(State::Queued) if settings.paused => (ViewState::Paused, a.position),
         Some(State::Queued) => (ViewState::Queued, a.position),
         // Only between a tick and the visitor's return, which makes it queued: no place yet.
@@ -27,7 +29,7 @@ pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> V
         None => (ViewState::Closed, None),
     };
     let queued = matches!(a.state, Some(State::Queued | State::Missed));
-    let no_releases = settings.paused || settings.mode == Mode::Reject;
+    let no_releases = settings.paused || settings.mode == Mode::Reject || a.holding;
     // Lottery rooms, before the visitor's draw: the time until it.
     let next_draw_in_ms = match (settings.policy, queued, position) {
         (Policy::Lottery, true, None) => a.next_draw_ms.map(|t| t.saturating_sub(a.now_ms)),
@@ -63,7 +65,10 @@ pub(super) fn of(settings: &Settings, a: &Answer, rng: &mut impl rand::Rng) -> V
         next_draw_in_ms,
         deadlines: deadlines(settings, a),
         slowed_ms_ago: None,
-        event_starts_at_ms: None,
+        event_starts_at_ms: settings
+            .event
+            .filter(|_| a.holding && queued)
+            .map(|e| e.starts_at_ms),
         store_fallback: None,
     }
 }
@@ -81,5 +86,43 @@ fn deadlines(settings: &Settings, a: &Answer) -> Deadlines {
             ..Deadlines::default()
         },
         _ => Deadlines::default(),
+    }
+}
+
+/// A page's or a script's answer from the store's.
+pub(super) fn decision(settings: &Settings, a: &Answer) -> Decision {
+    let visitor = a.session.map(|id| Visitor {
+        id,
+        ticket: a.ticket,
+    });
+    match (&a.kind, visitor) {
+        (Kind::Admit, Some(visitor)) => Decision::Admit {
+            visitor,
+            joined: a.joined,
+            how: a.how,
+            view: None,
+        },
+        (Kind::Wait, Some(visitor)) => Decision::Wait {
+            visitor,
+            joined: a.joined,
+            duplicate: !a.joined,
+            view: of(settings, a, &mut rand::rng()),
+        },
+        (Kind::TooSoon, _) => Decision::TooSoon { wait_ms: a.wait_ms },
+        (Kind::OverBudget, _) => Decision::OverBudget {
+            view: View::without_place(
+                ViewState::Queued,
+                a.queue_depth,
+                a.wait_ms.div_ceil(1000).max(1),
+            ),
+        },
+        (Kind::Expired, _) => Decision::Expired {
+            view: View::without_place(
+                ViewState::Expired,
+                a.queue_depth,
+                crate::room::poll_after(None, &mut rand::rng()),
+            ),
+        },
+        _ => Decision::Closed,
     }
 }
