@@ -402,4 +402,47 @@ mod tests {
             .unwrap();
         assert_eq!(out.html, "<p>&lt;script&gt;x&lt;&#x2f;script&gt;</p>");
     }
+
+    /// WCAG relative luminance of `#rrggbb` (or `#rgb`).
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let hex: String = if hex.len() == 3 {
+            hex.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            hex.to_string()
+        };
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (a, b) = (luminance(a), luminance(b));
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// The value of `--name` in a block of custom properties.
+    fn var<'a>(block: &'a str, name: &str) -> &'a str {
+        let at = block.find(&format!("--{name}:")).unwrap() + name.len() + 3;
+        block[at..].split([';', '}']).next().unwrap()
+    }
+
+    #[test]
+    fn the_progress_track_and_fill_stand_out_in_light_and_dark() {
+        let css = include_str!("../pages/waiting.css");
+        let dark_at = css.find("prefers-color-scheme:dark").unwrap();
+        for block in [&css[..dark_at], &css[dark_at..]] {
+            let (card, track, fill) = (var(block, "card"), var(block, "track"), var(block, "fill"));
+            assert!(contrast(track, card) >= 3.0, "track {track} on {card}");
+            assert!(contrast(fill, track) >= 3.0, "fill {fill} on {track}");
+        }
+        assert!(css.contains(".bar{height:.75rem;background:var(--track)"));
+        assert!(css.contains(".bar>div{height:100%;background:var(--fill)"));
+    }
 }

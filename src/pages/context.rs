@@ -22,6 +22,11 @@ pub struct Speech<'a> {
 }
 
 impl Speech<'_> {
+    /// The text of `key` naming the site.
+    fn with_site(&self, key: &str) -> String {
+        self.lang.get(key).replace("{site}", self.site)
+    }
+
     /// The links to the room's languages (none when it speaks one): code, name, the URL asked
     /// for in that language, and whether it is the page's.
     fn switch(&self) -> Vec<Value> {
@@ -95,6 +100,8 @@ pub fn waiting_context(
         t => lang.t.clone(),
         script_text => lang.script.clone(),
         site => speech.site,
+        site_title => speech.with_site("queue_title"),
+        site_heading => speech.with_site("queue_heading"),
         here => speech.here,
         languages => speech.switch(),
     }
@@ -106,12 +113,26 @@ pub fn closed_context(speech: &Speech<'_>, message: Option<&str>, retry_after: u
         room => speech.room,
         message => message,
         retry_after_seconds => retry_after,
+        retry_text => retry_text(speech.lang, retry_after),
         lang => speech.lang.code,
         t => speech.lang.t.clone(),
         site => speech.site,
+        site_title => speech.with_site("closed_title"),
+        site_heading => speech.with_site("closed_heading"),
         here => speech.here,
         languages => speech.switch(),
     }
+}
+
+/// When a closed page checks again, in words: seconds below two minutes, minutes below two
+/// hours, then hours (rounded up).
+fn retry_text(lang: &LangText, seconds: u64) -> String {
+    let (key, n) = match seconds {
+        s if s < 120 => ("closed_retry_seconds", s),
+        s if s < 7200 => ("closed_retry_minutes", s.div_ceil(60)),
+        s => ("closed_retry_hours", s.div_ceil(3600)),
+    };
+    lang.get(key).replace("{n}", &n.to_string())
 }
 
 /// The template context of the error page (502, 504, 500) in `lang`.
@@ -122,6 +143,7 @@ pub fn error_context(status: u16, lang: &LangText) -> Value {
         status => status,
         title => title,
         detail => detail,
+        retry_text => lang.get("error_retry").replace("{status}", &status.to_string()),
         lang => lang.code,
         t => lang.t.clone(),
     }

@@ -148,10 +148,12 @@ impl LangText {
                 .unwrap_or(text);
             strings.insert(*key, text.to_string());
         }
-        let t: Value = strings
-            .iter()
-            .map(|(k, v)| (*k, Value::from(v.as_str())))
-            .collect();
+        let t = Value::from(
+            strings
+                .iter()
+                .map(|(k, v)| (*k, Value::from(v.as_str())))
+                .collect::<BTreeMap<&str, Value>>(),
+        );
         let script: BTreeMap<&str, &str> = SCRIPT_KEYS
             .iter()
             .filter_map(|k| Some((*k, strings.get(k)?.as_str())))

@@ -50,6 +50,19 @@ fn the_script_gets_its_strings_as_json_and_a_room_string_wins() {
     assert_eq!(script["wait_minute"], "eine Minute");
     assert_eq!(script["people_waiting"], "Personen warten");
     assert!(script.get("footer").is_none());
+    // The templates read the strings by key.
+    let mut env = minijinja::Environment::new();
+    env.add_template("t", "{{ t.wait_minute }}|{{ t.paused }}")
+        .unwrap();
+    let out = env
+        .get_template("t")
+        .unwrap()
+        .render(minijinja::context! { t => de.t.clone() })
+        .unwrap();
+    assert_eq!(
+        out,
+        "eine Minute|Die Warteschlange ist kurz angehalten. Ihr Platz bleibt erhalten."
+    );
 }
 
 #[test]
