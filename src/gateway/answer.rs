@@ -204,7 +204,7 @@ pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
         &serde_json::json!({
             "room": rc.name,
             "state": "queued",
-            "error": "polling faster than poll_after_seconds",
+            "error": "poll_too_fast",
             "poll_after_seconds": wait,
             "message": rc.message,
         }),

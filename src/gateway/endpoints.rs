@@ -108,7 +108,7 @@ impl Gateway {
             | Decision::Wait { .. }
             | Decision::OverBudget { .. } => respond::json(
                 StatusCode::NOT_FOUND,
-                &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
+                &json!({"room": rc.name, "state": null, "error": "unknown_session"}),
             ),
         }
     }
