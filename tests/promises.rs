@@ -191,7 +191,11 @@ async fn a_lost_place_is_said_and_joining_again_is_one_request() {
     let r = page
         .send("GET", "/tickets?id=7", &[("accept", BROWSER)], "")
         .await;
-    assert!(r.body.contains("<title>You're in line · "), "{}", r.body);
+    assert!(
+        r.body.contains("<title>You&#x27;re in line · "),
+        "{}",
+        r.body
+    );
     let again = answered(&page).await;
     assert_eq!(
         (again["state"].as_str(), again["position"].as_u64()),
