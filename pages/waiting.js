@@ -7,7 +7,8 @@
 // <main>), else from the script tag's own: data-status-url, data-leave-url, data-poll,
 // data-state, data-place ("1" when the visitor holds a place), data-form ("1" on a page that
 // answers a form post), data-join-url, data-worker-url, and in a room with a join challenge
-// data-challenge-nonce and data-challenge-difficulty (a status answer's "challenge" works too). Every element it fills is optional (ids: where-lead, where-num,
+// data-challenge-nonce and data-challenge-difficulty (a status answer's "challenge" works too),
+// data-text (the page's strings as JSON, English when absent; times follow <html lang>). Every element it fills is optional (ids: where-lead, where-num,
 // where-tail, depth, wait, msg, bar, bar-fill, updated, ...). After each answer it dispatches
 // "anteroom:status" on document with the status JSON as `detail`, for a page to show its own way.
 (function () {
@@ -23,22 +24,46 @@
   function num(v, dflt) { var n = Number(v); return v !== "" && v != null && isFinite(n) ? n : dflt; }
   var poll = Math.max(2, num(d.poll, 5));
   var pos = num(d.position, null), pct = num(d.progress, 0);
-  // Where this visitor started: back-derived from the server's progress so a reload does not reset the bar.
-  var start = pos == null ? null : (pct > 0 && pct < 100 ? pos / (1 - pct / 100) : pos);
+  var lang = document.documentElement.lang || undefined, words = {};
+  try { words = JSON.parse(d.text || "{}") || {}; } catch (e) { words = {}; }
+  // The page's string for `key`, with {n}/{time} filled in; English when the page has none.
+  function say(key, dflt, fill) {
+    var w = typeof words[key] === "string" ? words[key] : dflt;
+    return fill == null ? w : w.replace(/\{(n|time)\}/g, String(fill));
+  }
+  // The visitor's first position in this tab, kept in sessionStorage (no cookie), so that a
+  // reload does not reset the bar: progress = (first - now) / first.
+  var firstKey = "anteroom-first:" + (d.room || "");
+  function first(p) {
+    var kept = null;
+    try { kept = num(sessionStorage.getItem(firstKey), null); } catch (e) { kept = null; }
+    if (kept == null || p > kept) {
+      kept = p;
+      try { sessionStorage.setItem(firstKey, String(p)); } catch (e) { /* private mode: this page only */ }
+    }
+    return kept;
+  }
+  function forget() { try { sessionStorage.removeItem(firstKey); } catch (e) { /* nothing kept */ } }
+  var start = pos == null ? null : first(pos);
   var timer = null, busy = false, stopped = false, fails = 0, solving = false, tries = 0;
 
   function set(el, text) { if (el.textContent !== text) el.textContent = text; }
   function show(el, on) { el.hidden = !on; }
+  var clockFormat = null;
   function clock(date) {
-    return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    if (isNaN(date)) return "";
+    try {
+      clockFormat = clockFormat || new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      return clockFormat.format(date);
+    } catch (e) { return date.toLocaleTimeString(); }
   }
   function waitText(s) {
-    if (s == null) return "calculating\u2026";
-    if (s < 60) return "less than a minute";
-    if (s < 7200) { var m = Math.ceil(s / 60); return m === 1 ? "about 1 minute" : "about " + m + " minutes"; }
-    return "about " + Math.ceil(s / 3600) + " hours";
+    if (s == null) return say("wait_calculating", "calculating\u2026");
+    if (s < 60) return say("wait_under_minute", "less than a minute");
+    if (s < 7200) { var m = Math.ceil(s / 60); return m === 1 ? say("wait_minute", "about 1 minute") : say("wait_minutes", "about {n} minutes", m); }
+    return say("wait_hours", "about {n} hours", Math.ceil(s / 3600));
   }
-  function people(n) { return n === 1 ? "person waiting" : "people waiting"; }
+  function people(n) { return n === 1 ? say("people_waiting_one", "person waiting") : say("people_waiting", "people waiting"); }
   function setProgress(p) {
     p = Math.max(0, Math.min(100, Math.round(p)));
     $("bar").setAttribute("aria-valuenow", String(p));
@@ -56,7 +81,7 @@
     var left = Math.max(0, Math.round((startsAt - Date.now()) / 1000));
     var h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), sec = left % 60;
     var two = function (n) { return (n < 10 ? "0" : "") + n; };
-    set($("countdown"), left > 0 ? " (in " + (h > 0 ? h + ":" + two(m) : m) + ":" + two(sec) + ")" : "");
+    set($("countdown"), left > 0 ? " " + say("countdown", "(in {time})", (h > 0 ? h + ":" + two(m) : m) + ":" + two(sec)) : "");
   }
   function setStart(iso) {
     show($("prequeue"), !!iso);
@@ -76,8 +101,8 @@
   function render(j) {
     var depth = typeof j.queue_depth === "number" ? j.queue_depth : 0;
     if (typeof j.position === "number") {
-      set($("where-lead"), "You are number "); set($("where-num"), String(j.position)); set($("where-tail"), "in line");
-      if (start == null || j.position > start) start = j.position;
+      set($("where-lead"), say("position_lead", "You are number") + " "); set($("where-num"), String(j.position)); set($("where-tail"), say("position_tail", "in line"));
+      start = first(j.position);
       if (start > 0) setProgress(Math.min(99, (start - j.position) / start * 100));
     } else {
       set($("where-lead"), ""); set($("where-num"), String(depth)); set($("where-tail"), people(depth));
@@ -103,7 +128,7 @@
   // A form post is never sent again by a reload: the site is opened at the same URL instead.
   function reload() { stopped = true; clearTimeout(timer); if (d.form) location.replace(location.href); else location.reload(); }
   function expired() {
-    stopped = true; clearTimeout(timer);
+    stopped = true; clearTimeout(timer); forget();
     show($("queue"), false); show($("expired"), true);
     var h = $("expired").querySelector("h1"); if (h) h.focus();
   }
@@ -180,14 +205,14 @@
 
   $("leave").addEventListener("submit", function (e) {
     e.preventDefault();
-    if (!window.confirm("Leave the line? You will lose your place.")) return;
+    if (!window.confirm(say("leave_confirm", "Leave the line? You will lose your place."))) return;
     var btn = this.querySelector("button");
     btn.disabled = true; stopped = true; clearTimeout(timer);
     show($("leave-err"), false);
     fetch(d.leaveUrl, { method: "POST", headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
         if (!r.ok && r.status !== 404) throw new Error("HTTP " + r.status);
-        show($("queue"), false); show($("msg"), false); show($("left"), true);
+        forget(); show($("queue"), false); show($("msg"), false); show($("left"), true);
         var h = $("left").querySelector("h1"); if (h) h.focus();
       })
       .catch(function () { btn.disabled = false; stopped = false; show($("leave-err"), true); schedule(poll); });
@@ -202,7 +227,7 @@
   window.addEventListener("online", function () { check(); });
 
   // The bar's width is set here, not by a style attribute, which the page's policy blocks.
-  setProgress(pct);
+  setProgress(start > 0 ? Math.min(99, (start - pos) / start * 100) : pct);
   set($("updated"), clock(new Date(d.updated)) || $("updated").textContent);
   if (d.state === "prequeue") setStart($("starts").getAttribute("datetime"));
   var dt = $("draw-time").getAttribute("datetime");

@@ -2,7 +2,13 @@
 //! and error pages, and the choice between HTML and JSON for a request.
 
 pub mod assets;
+mod context;
 mod csp;
+pub mod lang;
+
+pub use context::{
+    Flags, Speech, closed_context, decode, encode, error_context, left_context, waiting_context,
+};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -13,12 +19,13 @@ use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
 
 use crate::pow::Challenge;
-use crate::room::{View, wait_text};
+use crate::room::View;
 use csp::Inline;
 
 pub const BUILTIN_WAITING: &str = "builtin/waiting.html";
 pub const BUILTIN_CLOSED: &str = "builtin/closed.html";
 pub const BUILTIN_ERROR: &str = "builtin/error.html";
+pub const BUILTIN_LEFT: &str = "builtin/left.html";
 /// Where the reserved endpoints live.
 pub const RESERVED_PREFIX: &str = "/__anteroom/";
 const STATUS_URL: &str = "/__anteroom/status";
@@ -89,6 +96,7 @@ impl Pages {
             (BUILTIN_WAITING, include_str!("../pages/waiting.html")),
             (BUILTIN_CLOSED, include_str!("../pages/closed.html")),
             (BUILTIN_ERROR, include_str!("../pages/error.html")),
+            (BUILTIN_LEFT, include_str!("../pages/left.html")),
         ];
         for (name, src) in builtins {
             if let Err(e) = pages.add(name.to_string(), src.to_string()) {
@@ -179,67 +187,6 @@ pub fn rfc3339_ago(ms: u64) -> String {
         .checked_sub(std::time::Duration::from_millis(ms))
         .unwrap_or(now);
     humantime::format_rfc3339_seconds(at).to_string()
-}
-
-/// What a waiting page says beside the view.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Flags<'a> {
-    /// The page answers a form post, whose body was never forwarded.
-    pub form_not_sent: bool,
-    /// The visitor holds a place (no place: a join over budget, an expired one, a challenge).
-    pub has_place: bool,
-    /// The join challenge a new visitor must solve first (`join_challenge = "pow"`).
-    pub challenge: Option<&'a Challenge>,
-}
-
-/// The template context of the waiting page.
-pub fn waiting_context(
-    nonce: &str,
-    room: &str,
-    view: &View,
-    message: Option<&str>,
-    flags: Flags<'_>,
-) -> Value {
-    let Flags {
-        form_not_sent,
-        has_place,
-        challenge,
-    } = flags;
-    context! {
-        challenge => challenge.map(|c| context! {
-            algorithm => c.algorithm,
-            nonce => c.nonce.as_str(),
-            difficulty => c.difficulty,
-            expires_at => c.expires_at.as_str(),
-        }),
-        join_url => URLS.2.clone(),
-        csp_nonce => nonce,
-        form_not_sent => form_not_sent,
-        has_place => has_place,
-        room => room,
-        state => view.state.as_str(),
-        position => view.position,
-        queue_depth => view.queue_depth,
-        estimated_wait_seconds => view.estimated_wait_seconds,
-        estimated_wait_text => wait_text(view.estimated_wait_seconds),
-        progress_percent => view.progress_percent,
-        poll_after_seconds => view.poll_after_seconds,
-        status_url => URLS.0.clone(),
-        leave_url => URLS.1.clone(),
-        message => message,
-        next_draw_at => view.next_draw_in_ms.map(rfc3339_in),
-        admissions_slowed_at => view.slowed_ms_ago.map(rfc3339_ago),
-        event_starts_at => view.event_starts_at_ms.map(rfc3339_unix),
-        updated_at => now_rfc3339(),
-    }
-}
-
-pub fn closed_context(room: &str, message: Option<&str>, retry_after: u64) -> Value {
-    context! { room => room, message => message, retry_after_seconds => retry_after }
-}
-
-pub fn error_context(status: u16, title: &str, detail: &str) -> Value {
-    context! { status => status, title => title, detail => detail }
 }
 
 /// The status JSON of DESIGN section 5. Field names are a contract.
@@ -454,5 +401,48 @@ mod tests {
             .render("t.html", context! { message => "<script>x</script>" })
             .unwrap();
         assert_eq!(out.html, "<p>&lt;script&gt;x&lt;&#x2f;script&gt;</p>");
+    }
+
+    /// WCAG relative luminance of `#rrggbb` (or `#rgb`).
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let hex: String = if hex.len() == 3 {
+            hex.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            hex.to_string()
+        };
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (a, b) = (luminance(a), luminance(b));
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// The value of `--name` in a block of custom properties.
+    fn var<'a>(block: &'a str, name: &str) -> &'a str {
+        let at = block.find(&format!("--{name}:")).unwrap() + name.len() + 3;
+        block[at..].split([';', '}']).next().unwrap()
+    }
+
+    #[test]
+    fn the_progress_track_and_fill_stand_out_in_light_and_dark() {
+        let css = include_str!("../pages/waiting.css");
+        let dark_at = css.find("prefers-color-scheme:dark").unwrap();
+        for block in [&css[..dark_at], &css[dark_at..]] {
+            let (card, track, fill) = (var(block, "card"), var(block, "track"), var(block, "fill"));
+            assert!(contrast(track, card) >= 3.0, "track {track} on {card}");
+            assert!(contrast(fill, track) >= 3.0, "fill {fill} on {track}");
+        }
+        assert!(css.contains(".bar{height:.75rem;background:var(--track)"));
+        assert!(css.contains(".bar>div{height:100%;background:var(--fill)"));
     }
 }

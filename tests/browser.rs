@@ -69,6 +69,11 @@ impl Driver {
     }
 
     async fn browser(&self, profile: &std::path::Path) -> Browser {
+        self.browser_in(profile, None).await
+    }
+
+    /// A browser whose language is `lang` (its `Accept-Language` and `navigator.language`).
+    async fn browser_in(&self, profile: &std::path::Path, lang: Option<&str>) -> Browser {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".to_string(),
@@ -85,7 +90,10 @@ impl Driver {
                     "--disable-sync",
                     "--disable-dev-shm-usage",
                     format!("--user-data-dir={}", profile.display()),
+                    format!("--lang={}", lang.unwrap_or("en-US")),
+                    format!("--accept-lang={}", lang.unwrap_or("en-US")),
                 ],
+                "prefs": { "intl.accept_languages": lang.unwrap_or("en-US") },
             }),
         );
         ClientBuilder::new(HttpConnector::new())
@@ -768,4 +776,85 @@ async fn a_page_solves_the_join_challenge_joins_and_is_let_in() {
     .await;
     eprintln!("let in {took:?} after the slot freed");
     browser.close().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_german_browser_gets_the_german_page_and_german_times() {
+    // A short session_ttl: a short estimated wait, so the page polls every few seconds.
+    let (_origin, gw, _first) =
+        full_room("active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"20s\"").await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser_in(profile.path(), Some("de")).await;
+    browser
+        .goto(&format!("http://{}/tickets", gw.addr))
+        .await
+        .unwrap();
+    let lang = browser
+        .execute("return document.documentElement.lang;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(lang, "de", "{}", browser.source().await.unwrap_or_default());
+    // The script has answered at least once: its time carries milliseconds, the server's not.
+    let started = Instant::now();
+    loop {
+        let at = browser
+            .execute(
+                "return document.getElementById('updated').getAttribute('datetime');",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if at.as_str().is_some_and(|s| s.contains('.')) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no poll answered: {at}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = body_text(&browser).await;
+    assert!(
+        text.contains("Sie sind Nummer 1 in der Warteschlange"),
+        "{text}"
+    );
+    assert!(text.contains("Geschätzte Wartezeit:"), "{text}");
+    let wait = browser
+        .find(Locator::Id("wait"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ["weniger als eine Minute", "etwa", "wird berechnet"]
+            .iter()
+            .any(|w| wait.contains(w)),
+        "{wait:?}"
+    );
+    // Times of day as German readers write them (24 hours, no AM/PM), by the page's language.
+    let shown = browser
+        .find(Locator::Id("updated"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let german = browser
+        .execute(
+            "var t = document.getElementById('updated').getAttribute('datetime');\
+             return new Intl.DateTimeFormat('de', {hour: '2-digit', minute: '2-digit', second: '2-digit'})\
+             .format(new Date(t));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        german.as_str().unwrap(),
+        "the time is not formatted for de"
+    );
+    assert!(!shown.contains('M') && shown.len() == 8, "{shown:?}");
 }

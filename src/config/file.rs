@@ -173,6 +173,15 @@ pub struct RoomFile {
     pub outside_events: Option<String>,
     #[serde(default)]
     pub event: Vec<EventFile>,
+    /// The languages the pages speak, by code (default: every built-in one).
+    pub languages: Option<Vec<String>>,
+    /// The language when the visitor's are not among `languages` (default `"en"`).
+    pub default_language: Option<String>,
+    /// `[room.text.<lang>]`: the room's own strings over the built-in ones, by key.
+    #[serde(default)]
+    pub text: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// The site's name on the pages (default: the host the visitor asked for).
+    pub display_name: Option<String>,
 }
 
 /// One `[[room.event]]`: a scheduled event with its pre-queue and its own settings.

@@ -226,6 +226,10 @@ pub struct RoomConfig {
     /// Scheduled events, in time order, never overlapping.
     pub events: Vec<Event>,
     pub outside_events: OutsideEvents,
+    /// The pages' languages (`languages`, `default_language`, `[room.text.<lang>]`).
+    pub text: Arc<crate::pages::lang::RoomText>,
+    /// `display_name`: the site's name on the pages, else the host asked for.
+    pub display_name: Option<String>,
 }
 
 /// What a room with events does while none is running.

@@ -395,3 +395,69 @@ fn event_errors_name_line_and_key() {
         );
     }
 }
+
+#[test]
+fn a_room_speaks_its_languages_with_its_own_strings() {
+    let text = format!(
+        "{GOOD}languages = [\"en\", \"de\"]\ndefault_language = \"de\"\ndisplay_name = \"Der Laden\"\n\
+         [room.text.de]\nqueue_heading = \"Bitte warten: {{site}}\"\n"
+    );
+    let c = parse(Path::new("gateway.toml"), &text).unwrap();
+    let r = &c.rooms[0];
+    let codes: Vec<&str> = r.text.langs.iter().map(|l| l.code).collect();
+    assert_eq!(codes, ["en", "de"]);
+    assert_eq!(r.text.langs[r.text.default].code, "de");
+    assert_eq!(r.text.langs[1].get("queue_heading"), "Bitte warten: {site}");
+    assert_eq!(
+        r.text.langs[1].get("paused"),
+        "Die Warteschlange ist kurz angehalten. Ihr Platz bleibt erhalten."
+    );
+    assert_eq!(r.display_name.as_deref(), Some("Der Laden"));
+    // Unset: every built-in language, English by default, the host as the site's name.
+    let c = parse(Path::new("gateway.toml"), GOOD).unwrap();
+    let r = &c.rooms[0];
+    assert_eq!(r.text.langs.len(), crate::pages::lang::COUNT);
+    assert_eq!(r.text.langs[r.text.default].code, "en");
+    assert!(r.display_name.is_none());
+}
+
+#[test]
+fn language_errors_name_line_and_key() {
+    let cases = [
+        (
+            "languages = [\"en\", \"xx\"]\n",
+            "gateway.toml:13: key `room[0].languages[1]`: \"xx\" is not a language",
+        ),
+        (
+            "languages = []\n",
+            "gateway.toml:13: key `room[0].languages`",
+        ),
+        (
+            "languages = [\"en\", \"de\"]\ndefault_language = \"fr\"\n",
+            "gateway.toml:14: key `room[0].default_language`: \"fr\" is not one of",
+        ),
+        (
+            "\n[room.text.de]\nqueue_heading = \"Hallo\"\nbogus_key = \"x\"\n",
+            "gateway.toml:16: key `room[0].text.de.bogus_key`: `bogus_key` is not a text key",
+        ),
+        (
+            "[room.text.sv]\nfooter = \"x\"\n",
+            "gateway.toml:13: key `room[0].text.sv`",
+        ),
+        (
+            "languages = [\"en\"]\n[room.text.de]\nfooter = \"x\"\n",
+            "gateway.toml:14: key `room[0].text.de`: \"de\" is not one of this room's",
+        ),
+        (
+            "display_name = \" \"\n",
+            "gateway.toml:13: key `room[0].display_name`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = errors(&format!("{GOOD}{extra}"));
+        assert!(
+            got.iter().any(|e| e.starts_with(want)),
+            "{extra:?}: want {want}, got {got:?}"
+        );
+    }
+}

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 
 use super::{Ask, Current, respond};
 use crate::config::RoomConfig;
 use crate::error::GatewayError;
 use crate::metrics as m;
-use crate::pages::{self, Pages, Rendered, StatusJson};
+use crate::pages::{self, Pages, Rendered, StatusJson, lang};
 use crate::pow::Challenge;
 use crate::proxy::Body;
 use crate::room::{View, ViewState};
@@ -34,11 +34,13 @@ pub(super) fn waiting<B>(
             has_place: token.is_some(),
             challenge,
         };
+        let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let speech = ask.speech(req.headers(), here);
         let page = ask
             .config
             .pages
             .render_with(&room.page, |nonce| {
-                pages::waiting_context(nonce, &room.name, view, message, flags)
+                pages::waiting_context(nonce, &speech, view, message, flags)
             })
             .map_err(GatewayError::Render)?;
         respond::html(room.page_status, page)
@@ -53,36 +55,39 @@ pub(super) fn waiting<B>(
 /// How long a closed room tells clients to wait before asking again.
 const CLOSED_RETRY_SECONDS: u64 = 60;
 
-/// A room's closed page, rendered for the room as it was (the file's room with the overrides:
-/// the same `Arc` while neither changes) and reused until it changes. A template whose inline
-/// blocks need a fresh CSP nonce per response is never cached.
+/// A room's closed page in each language, rendered for the room as it was (the file's room with
+/// the overrides: the same `Arc` while neither changes) and reused until it changes. A template
+/// whose inline blocks need a fresh CSP nonce per response is never cached.
 #[derive(Default)]
-pub(super) struct ClosedCache(ArcSwapOption<(Arc<RoomConfig>, Rendered)>);
+pub(super) struct ClosedCache([ArcSwapOption<(Arc<RoomConfig>, Rendered)>; lang::COUNT]);
 
 /// The closed answer (503): the page for navigations, the status JSON (`state = "closed"`) for
 /// everything else.
-pub(super) fn closed(ask: &Ask<'_>) -> Result<Response<Body>, GatewayError> {
+pub(super) fn closed(ask: &Ask<'_>, headers: &HeaderMap) -> Result<Response<Body>, GatewayError> {
     let room = &ask.rc;
     if !ask.html {
         return Ok(closed_json(room));
     }
     let retry = CLOSED_RETRY_SECONDS;
+    // Kept for every URL: its links are relative ("" is the URL asked for).
+    let speech = ask.speech(headers, "");
     let cache = ask.current.closed.get(ask.index);
+    let cache = cache.and_then(|c| c.0.get(speech.lang.shipped));
     let hit = cache.and_then(|c| {
-        let kept = c.0.load();
+        let kept = c.load();
         let (for_room, page) = kept.as_deref()?;
         Arc::ptr_eq(for_room, room).then(|| page.clone())
     });
     let page = match hit {
         Some(page) => page,
         None => {
-            let ctx = pages::closed_context(&room.name, room.message.as_deref(), retry);
+            let ctx = pages::closed_context(&speech, room.message.as_deref(), retry);
             let pages = &ask.config.pages;
             let page = pages
                 .render(&room.closed_page, ctx)
                 .map_err(GatewayError::Render)?;
             if let Some(c) = cache.filter(|_| !pages.needs_nonce(&room.closed_page)) {
-                c.0.store(Some(Arc::new((room.clone(), page.clone()))));
+                c.store(Some(Arc::new((room.clone(), page.clone()))));
             }
             page
         }
@@ -121,28 +126,17 @@ const PLAIN: [(StatusCode, &str); 7] = [
     ),
 ];
 
-/// The origin's and anteroom's failures: the error page's title and detail (JSON for apps).
-const PAGES: [(StatusCode, &str, &str); 3] = [
-    (
-        StatusCode::BAD_GATEWAY,
-        "The site is not answering",
-        "We could not reach the site just now. Please try again in a moment.",
-    ),
-    (
-        StatusCode::GATEWAY_TIMEOUT,
-        "The site is taking too long",
-        "The site did not answer in time. Please try again in a moment.",
-    ),
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Please try again in a moment.",
-    ),
+/// The origin's and anteroom's failures that get the error page (its title and detail are the
+/// language's `error_<status>_title` and `_detail`; JSON for apps).
+const PAGES: [StatusCode; 3] = [
+    StatusCode::BAD_GATEWAY,
+    StatusCode::GATEWAY_TIMEOUT,
+    StatusCode::INTERNAL_SERVER_ERROR,
 ];
 
-/// The error pages of one configuration load, rendered once (the built-in error page has no
-/// templated inline block, so no nonce).
-pub(super) struct ErrorPages(Vec<(StatusCode, Option<Rendered>)>);
+/// The error pages of one configuration load in every built-in language (by its index),
+/// rendered once (the built-in error page has no templated inline block, so no nonce).
+pub(super) struct ErrorPages(Vec<(StatusCode, Vec<Option<Rendered>>)>);
 
 impl ErrorPages {
     /// No pages yet (replaced at once by the first configuration load).
@@ -151,26 +145,29 @@ impl ErrorPages {
     }
 
     pub(super) fn render(pages: &Pages) -> Self {
-        ErrorPages(
-            PAGES
+        let all = lang::RoomText::shipped();
+        let render = |status: StatusCode| {
+            all.langs
                 .iter()
-                .map(|(status, title, detail)| {
-                    let ctx = pages::error_context(status.as_u16(), title, detail);
-                    let page = pages.render(pages::BUILTIN_ERROR, ctx).ok();
-                    (*status, page)
+                .map(|l| {
+                    let ctx = pages::error_context(status.as_u16(), l);
+                    pages.render(pages::BUILTIN_ERROR, ctx).ok()
                 })
-                .collect(),
-        )
+                .collect()
+        };
+        ErrorPages(PAGES.iter().map(|s| (*s, render(*s))).collect())
     }
 
-    fn get(&self, status: StatusCode) -> Option<&Rendered> {
-        self.0.iter().find(|(s, _)| *s == status)?.1.as_ref()
+    fn get(&self, status: StatusCode, lang: usize) -> Option<&Rendered> {
+        let (_, pages) = self.0.iter().find(|(s, _)| *s == status)?;
+        pages.get(lang).or(pages.first())?.as_ref()
     }
 }
 
 /// The one place where an error becomes a response: its status from [`GatewayError::status`],
-/// a plain line for the client's own faults, the error page or JSON for the rest.
-pub(super) fn fail(current: &Current, e: GatewayError, html: bool) -> Response<Body> {
+/// a plain line for the client's own faults, the error page (for a navigation: `page`, in the
+/// built-in language of that index) or JSON for the rest.
+pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
@@ -179,7 +176,7 @@ pub(super) fn fail(current: &Current, e: GatewayError, html: bool) -> Response<B
         return respond::plain(status, line);
     }
     tracing::warn!(error = %e, status = status.as_u16(), "request failed");
-    if !html {
+    let Some(lang) = page else {
         // Apps and scripts get JSON they can act on: what failed and when to try again.
         let mut resp = respond::json(
             status,
@@ -191,8 +188,8 @@ pub(super) fn fail(current: &Current, e: GatewayError, html: bool) -> Response<B
         );
         respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
         return resp;
-    }
-    match current.errors.get(status) {
+    };
+    match current.errors.get(status, lang) {
         Some(page) => respond::html(status, page.clone()),
         None => respond::plain(status, "the site is not available\n"),
     }
@@ -207,7 +204,7 @@ pub(super) fn too_fast(rc: &RoomConfig, wait_ms: u64) -> Response<Body> {
         &serde_json::json!({
             "room": rc.name,
             "state": "queued",
-            "error": "polling faster than poll_after_seconds",
+            "error": "poll_too_fast",
             "poll_after_seconds": wait,
             "message": rc.message,
         }),

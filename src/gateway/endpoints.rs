@@ -63,6 +63,7 @@ impl Gateway {
                     .unwrap_or("");
                 let page = crate::pages::quality(accept, "text", "html")
                     > crate::pages::quality(accept, "application", "json");
+                let page = page.then(|| left_page(ask, &req)).transpose()?;
                 Ok(self.leave(ask, visitor, page).await)
             }
             ("status" | "join" | "leave", _) => Ok(respond::json(
@@ -107,7 +108,7 @@ impl Gateway {
             | Decision::Wait { .. }
             | Decision::OverBudget { .. } => respond::json(
                 StatusCode::NOT_FOUND,
-                &json!({"room": rc.name, "state": null, "error": "unknown session: join again"}),
+                &json!({"room": rc.name, "state": null, "error": "unknown_session"}),
             ),
         }
     }
@@ -145,7 +146,12 @@ impl Gateway {
 
     /// A visitor gives up its place (or leaves after being let in). `page`: a plain form post,
     /// answered with a page rather than JSON.
-    async fn leave(&self, ask: &Ask<'_>, v: Option<Visitor>, page: bool) -> Response<Body> {
+    async fn leave(
+        &self,
+        ask: &Ask<'_>,
+        v: Option<Visitor>,
+        page: Option<crate::pages::Rendered>,
+    ) -> Response<Body> {
         let rc = &ask.rc;
         let left = match v {
             Some(v) => self.store.leave(ask.room, &v.id).await,
@@ -154,8 +160,8 @@ impl Gateway {
         if left == Some(Left::Slot) {
             m::session_ended(&rc.name, EndReason::Leave);
         }
-        let mut resp = if page {
-            respond::html(StatusCode::OK, LEFT_PAGE)
+        let mut resp = if let Some(page) = page {
+            respond::html(StatusCode::OK, page)
         } else {
             respond::json(
                 StatusCode::OK,
@@ -184,10 +190,23 @@ pub(super) fn status_json(ask: &Ask<'_>, view: &View, token: Option<&str>) -> Re
     resp
 }
 
-/// What a browser without script sees after leaving the line.
-const LEFT_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>You left the line</title>\
-<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}</style>\
-</head><body>\
-<main><h1>You left the line</h1><p>Your place has been given up. \
-<a href=\"/\">Join the line again</a> (you will start at the back).</p></main></body></html>";
+/// What a browser without script sees after leaving the line, in the visitor's language: its
+/// "join again" link goes back to the URL the waiting page was at (the form's `return`, a path
+/// of this site only).
+fn left_page<B>(ask: &Ask<'_>, req: &Request<B>) -> Result<crate::pages::Rendered, GatewayError> {
+    let back = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("return=")))
+        .and_then(crate::pages::decode)
+        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains(['\\', '\r', '\n']))
+        .unwrap_or_else(|| "/".to_string());
+    let lang = ask.rc.text.choose(&ask.prefs(req.headers()));
+    ask.config
+        .pages
+        .render(
+            crate::pages::BUILTIN_LEFT,
+            crate::pages::left_context(lang, &back),
+        )
+        .map_err(GatewayError::Render)
+}

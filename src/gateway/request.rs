@@ -19,9 +19,18 @@ impl Gateway {
         let trace = Trace::default();
         // Every answer anteroom makes itself follows what the client asked for.
         let html = pages::wants_html(req.method(), req.headers());
+        // An error page speaks the visitor's language (read before the request moves on).
+        let prefs = html.then(|| prefs_of(req.headers(), None));
         let resp = match self.inner((&current, &trace), peer, req, html).await {
             Ok(resp) => resp,
-            Err(e) => answer::fail(&current, e, html),
+            Err(e) => {
+                let room = trace.room().and_then(|i| current.config.rooms.get(i));
+                let page = prefs.map(|p| match room {
+                    Some(rc) => rc.text.choose(&p).shipped,
+                    None => pages::lang::RoomText::shipped().choose(&p).shipped,
+                });
+                answer::fail(&current, e, page)
+            }
         };
         if let Some((started, method, path, host)) = access {
             let room = trace.room().and_then(|i| current.config.rooms.get(i));
@@ -60,7 +69,7 @@ impl Gateway {
         trace.room.store(ask.index, Ordering::Relaxed);
         // Each way is boxed: the request's future is then a few hundred bytes that hyper and
         // the server move around, instead of the largest way's several kilobytes moved each time.
-        match Route::of(&ask, req.uri().path()) {
+        let mut resp = match Route::of(&ask, req.uri().path()) {
             Route::Disabled => {
                 ask.count("disabled");
                 Box::pin(self.pass(&ask, req, None)).await
@@ -74,7 +83,14 @@ impl Gateway {
                 Box::pin(self.pass(&ask, req, None)).await
             }
             Route::Queue => Box::pin(self.queue(&ask, req)).await,
+        }?;
+        if let Some(lang) = ask
+            .lang_switch
+            .and_then(|s| crate::pages::lang::SHIPPED.get(s))
+        {
+            respond::set_lang_cookie(&mut resp, lang.0, ask.peer.secure);
         }
+        Ok(resp)
     }
 
     /// What the request is about, or why it cannot be served: framing and limits first, then
@@ -94,6 +110,7 @@ impl Gateway {
         let secure = peer.secure || route::forwarded_https(trusted, req.headers());
         let host = route::host_of(req)?;
         route::normalise_target(req)?;
+        let lang = route::take_lang(req);
         let Some(index) = config.room_index_for_host(&host) else {
             return Err(GatewayError::UnknownHost(host));
         };
@@ -101,11 +118,16 @@ impl Gateway {
         else {
             return Err(GatewayError::UnknownHost(host));
         };
+        let rc = room.effective(file_room);
+        let lang_switch = lang
+            .and_then(|code| crate::pages::lang::shipped_index(&code))
+            .filter(|s| rc.text.speaks(*s));
         Ok(Ask {
             current,
             config,
             index,
-            rc: room.effective(file_room),
+            rc,
+            lang_switch,
             room,
             peer: Peer { secure, ..peer },
             trusted,
@@ -169,7 +191,7 @@ impl Gateway {
             // page or a fetch; were one to, the room takes nobody here.
             Decision::Closed | Decision::Standing { .. } | Decision::Unknown => {
                 ask.count("closed");
-                closed(ask)
+                closed(ask, req.headers())
             }
         }
     }
@@ -250,9 +272,12 @@ impl Gateway {
         joined: bool,
     ) -> Response<Body> {
         let token = joined.then(|| self.token(&ask.rc, visitor));
+        let page = ask
+            .html
+            .then(|| ask.rc.text.choose(&ask.prefs(req.headers())).shipped);
         let mut resp = match self.pass(ask, req, Some(visitor)).await {
             Ok(r) => r,
-            Err(e) => answer::fail(ask.current, e, ask.html),
+            Err(e) => answer::fail(ask.current, e, page),
         };
         if let Some(t) = token {
             ask.set_cookie(&mut resp, &t);
@@ -348,6 +373,21 @@ impl Gateway {
     }
 }
 
+/// A request's language preferences: `switch` (a link's choice, by built-in index), the
+/// `anteroom_lang` cookie, `Accept-Language`.
+fn prefs_of(headers: &HeaderMap, switch: Option<usize>) -> crate::pages::lang::Prefs {
+    let accept = headers
+        .get_all(http::header::ACCEPT_LANGUAGE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let cookie = headers::cookie(headers, crate::pages::lang::LANG_COOKIE);
+    let mut prefs = crate::pages::lang::Prefs::new(accept, cookie);
+    if let Some(s) = switch {
+        prefs.pin(s);
+    }
+    prefs
+}
+
 /// The token a request carries: the app's header, else the room's cookie of this connection.
 pub(super) fn sent_token<'h>(
     room: &RoomConfig,
@@ -401,6 +441,9 @@ pub(super) struct Ask<'a> {
     pub(super) html: bool,
     /// What the access line says of the request (`None` outside `handle`).
     pub(super) trace: Option<&'a Trace>,
+    /// The language the visitor chose by a link on the page (`?anteroom_lang=`), by built-in
+    /// index, if the room speaks it.
+    pub(super) lang_switch: Option<usize>,
 }
 
 /// What the access line says of a request beyond its head, noted as the request goes (atomics,
@@ -464,6 +507,23 @@ impl Ask<'_> {
     pub(super) fn set_cookie(&self, resp: &mut Response<Body>, token: &str) {
         let secure = self.peer.secure;
         respond::set_cookie(resp, &self.rc.cookie_name_for(secure), token, secure);
+    }
+
+    /// The visitor's language preferences: a link's choice, the cookie, `Accept-Language`.
+    pub(super) fn prefs(&self, headers: &HeaderMap) -> crate::pages::lang::Prefs {
+        prefs_of(headers, self.lang_switch)
+    }
+
+    /// The page's words for this request: the room, its language for the visitor, the site's
+    /// name and the URL asked for (`here`).
+    pub(super) fn speech<'s>(&'s self, headers: &HeaderMap, here: &'s str) -> pages::Speech<'s> {
+        pages::Speech {
+            room: &self.rc.name,
+            text: &self.rc.text,
+            lang: self.rc.text.choose(&self.prefs(headers)),
+            site: self.rc.display_name.as_deref().unwrap_or(&self.host),
+            here,
+        }
     }
 
     /// Drops the session cookie of this connection's name.

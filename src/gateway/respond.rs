@@ -130,6 +130,20 @@ pub fn clear_cookie(resp: &mut Response<Body>, name: &str) {
     }
 }
 
+/// Remembers the language a visitor chose on the page (a year; the choice is not a secret).
+pub fn set_lang_cookie(resp: &mut Response<Body>, code: &str, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={code}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}",
+        crate::pages::lang::LANG_COOKIE
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
 fn host_prefixed(name: &str) -> bool {
     name.starts_with("__Host-")
 }

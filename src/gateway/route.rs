@@ -8,6 +8,37 @@ use std::net::IpAddr;
 use crate::config::Limits;
 use crate::error::GatewayError;
 
+/// Takes the page's language parameter (`anteroom_lang=<code>`, every one of them) out of the
+/// request's query, so that neither the origin nor a page's links see it, and returns the first
+/// value. Nothing is copied unless the query holds it.
+pub fn take_lang<B>(req: &mut Request<B>) -> Option<String> {
+    let name = crate::pages::lang::LANG_PARAM;
+    let is_lang = |kv: &str| kv.split('=').next() == Some(name);
+    let pq = req.uri().path_and_query()?;
+    let query = pq.query()?;
+    if !query.split('&').any(is_lang) {
+        return None;
+    }
+    let value = query
+        .split('&')
+        .find(|kv| is_lang(kv))
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let kept: Vec<&str> = query.split('&').filter(|kv| !is_lang(kv)).collect();
+    let target = if kept.is_empty() {
+        pq.path().to_string()
+    } else {
+        format!("{}?{}", pq.path(), kept.join("&"))
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = target.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    Some(value)
+}
+
 /// Refuses what cannot be forwarded safely, before anything else looks at the request: a
 /// target or headers over the limits, and HTTP/1 framing two parsers could read differently
 /// (both `Content-Length` and `Transfer-Encoding`, a coding other than a final `chunked`,

@@ -121,23 +121,6 @@ pub fn chance_next_minute(waiting: u64, rate_per_sec: f64) -> f64 {
     (c * 1000.0).round() / 1000.0
 }
 
-/// What the page says about a wait: "less than a minute", "about 3 minutes", "about 2 hours".
-pub fn wait_text(seconds: Option<u64>) -> String {
-    match seconds {
-        None => "calculating…".into(),
-        Some(s) if s < 60 => "less than a minute".into(),
-        Some(s) if s < 120 * 60 => {
-            let m = s.div_ceil(60);
-            if m == 1 {
-                "about 1 minute".into()
-            } else {
-                format!("about {m} minutes")
-            }
-        }
-        Some(s) => format!("about {} hours", s.div_ceil(3600)),
-    }
-}
-
 /// Seconds until the next poll: about a tenth of the estimated wait, from 2 s at the front to
 /// 30 s far back, with +-20% jitter so that a large queue does not poll in lockstep.
 pub fn poll_after(wait_seconds: Option<u64>, rng: &mut impl rand::Rng) -> u64 {
@@ -150,15 +133,6 @@ pub fn poll_after(wait_seconds: Option<u64>, rng: &mut impl rand::Rng) -> u64 {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn wait_texts() {
-        assert_eq!(wait_text(None), "calculating…");
-        assert_eq!(wait_text(Some(59)), "less than a minute");
-        assert_eq!(wait_text(Some(60)), "about 1 minute");
-        assert_eq!(wait_text(Some(61)), "about 2 minutes");
-        assert_eq!(wait_text(Some(7200)), "about 2 hours");
-    }
 
     #[test]
     fn poll_after_grows_with_the_wait_and_stays_in_bounds() {

@@ -33,7 +33,7 @@ pub use decide::{
 };
 pub use estimate::{
     Telemetry, chance_next_minute, lottery_wait_seconds, poll_after, rate_of, telemetry,
-    wait_seconds, wait_text,
+    wait_seconds,
 };
 pub use events::{EventMarks, EventNow, EventStep, holding};
 pub use joins::{JoinBudget, Prefix};

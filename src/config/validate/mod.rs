@@ -6,6 +6,7 @@ mod event;
 mod network;
 mod room;
 mod store;
+mod text;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -25,6 +25,8 @@ impl Validator<'_> {
         let cookie_name = self.cookie_name(i, &name, r);
         let (events, outside_events) = self.events(i, &name, r, pages);
         let join_challenge = self.join_challenge(i, r);
+        let text = self.text(i, r);
+        let display_name = self.display_name(i, r);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -46,6 +48,8 @@ impl Validator<'_> {
             events,
             outside_events,
             join_challenge,
+            text,
+            display_name,
         })
     }
 
@@ -439,12 +443,20 @@ impl Validator<'_> {
             has_place: true,
             ..pages::Flags::default()
         };
+        let text = pages::lang::RoomText::shipped();
+        let speech = pages::Speech {
+            room,
+            text: &text,
+            lang: text.choose(&pages::lang::Prefs::default()),
+            site: "example.com",
+            here: "/",
+        };
         let rendered = if k == "page" {
             pages.render_with(&name, |nonce| {
-                pages::waiting_context(nonce, room, &sample, Some("sample"), flags)
+                pages::waiting_context(nonce, &speech, &sample, Some("sample"), flags)
             })
         } else {
-            pages.render(&name, pages::closed_context(room, Some("sample"), 30))
+            pages.render(&name, pages::closed_context(&speech, Some("sample"), 30))
         };
         if let Err(e) = rendered {
             self.error(at, format!("{} does not render: {e}", full.display()));
