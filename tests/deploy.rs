@@ -1,7 +1,8 @@
 //! What ships for deployment: the systemd unit passes `systemd-analyze verify` and keeps its
 //! promises (reload by SIGHUP, a stop longer than the drain, hardening), the Containerfile
 //! passes hadolint and builds as the README says, and `anteroom health` (the container's
-//! HEALTHCHECK) tells a live gateway from a stopped one. A tool missing here is skipped with a
+//! HEALTHCHECK) tells a live gateway from a stopped one; `/readyz` says "draining" while a
+//! stopping gateway finishes its requests. A tool missing here is skipped with a
 //! note, except under CI (`CI` set), where `.ci/run` installs it.
 
 // Tests unwrap, measure real time, may run long, and share `pub` helpers through
@@ -214,4 +215,52 @@ async fn the_public_health_path_answers_any_host_and_queues_nobody() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// After SIGTERM the real binary keeps its admin listener answering while it drains: `/readyz`
+/// turns 503 `draining` at once (a load balancer stops sending), while a slow request still in
+/// flight completes with 200, and the process then exits 0.
+#[tokio::test]
+async fn readyz_says_draining_while_a_slow_request_finishes() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
+             [limits]\ndrain_timeout = \"10s\"\n\n[state]\ndir = {:?}\n\n{}",
+            dir.path().join("state").display().to_string(),
+            room("shop", "shop.test", &origin.url(), "active_users = 5")
+        ),
+    )
+    .unwrap();
+    let mut gw = Binary::start(&config, &[]).await;
+    let admin = gw.admin().await;
+    let r = admin.send("GET", "/readyz", "").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ready\n"));
+
+    let mut c = Client {
+        addr: gw.addr,
+        host: "shop.test".into(),
+        cookies: Default::default(),
+    };
+    assert_eq!(c.get("/", JSON).await.status, 200);
+    let slow = tokio::spawn(async move { c.get("/slow", JSON).await });
+    wait_until(LIMIT, "the slow request at the origin", || async {
+        (origin.seen.lock().iter().any(|s| s.path == "/slow")).then_some(())
+    })
+    .await;
+    gw.term();
+    let r = wait_until(LIMIT, "/readyz draining", || async {
+        let r = admin.send("GET", "/readyz", "").await;
+        (r.status == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body, "draining\n");
+    assert!(!slow.is_finished(), "the slow request is still in flight");
+    let r = slow.await.unwrap();
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "origin:/slow"));
+    let status = gw.wait_exit(LIMIT).await;
+    assert!(status.success(), "{status}\n{}", gw.printed());
 }
