@@ -151,8 +151,7 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
     spawn_public(&gw, listeners.public, listeners.secure, rx, &mut tasks)?;
     ready.serving();
-    tracing::info!(%http_addr, ?https_addr, ?admin_addr, ?demo_addr, "anteroom listening");
-    Ok(Running {
+    let running = Running {
         http_addr,
         https_addr,
         admin_addr,
@@ -163,7 +162,36 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
         tasks,
         admin_stop,
         admin_task,
-    })
+    };
+    log_listening(&running);
+    Ok(running)
+}
+
+/// The start's one line: the listeners, the rooms, the store, and whether the admin API asks
+/// for a token (plain words and addresses: no Rust `Some(..)` in an operator's log).
+fn log_listening(r: &Running) {
+    let config = r.gateway.config();
+    let addr = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+    let rooms: Vec<&str> = config.rooms.iter().map(|r| r.name.as_str()).collect();
+    let store = match &config.store {
+        config::StoreSettings::Memory => format!("memory, state in {}", config.state.dir.display()),
+        config::StoreSettings::Redis(s) => format!("redis, keys under {}", s.key_prefix),
+    };
+    let admin_token = match (&config.admin_token, r.admin_addr) {
+        (_, None) => "no admin listener",
+        (Some(_), Some(_)) => "bearer token required",
+        (None, Some(_)) => "unset: the admin API answers loopback peers only",
+    };
+    tracing::info!(
+        http = %r.http_addr,
+        https = %addr(r.https_addr),
+        admin = %addr(r.admin_addr),
+        demo = %addr(r.demo_addr),
+        rooms = %rooms.join(", "),
+        store = %store,
+        admin_token,
+        "anteroom listening"
+    );
 }
 
 /// The store `[store]` names: this process's rooms (restored from the state folder), or Redis.
