@@ -47,28 +47,39 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     pub demo_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
+    /// What `/readyz` says: starting, restoring, serving or draining.
+    pub ready: Arc<admin::Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The admin listener stops last, so `/readyz` says "draining" while the rest drains.
+    admin_stop: watch::Sender<bool>,
+    admin_task: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, drains in-flight requests (up to `drain_timeout`), writes the final
     /// snapshot, and returns when everything has stopped. Returns whether the snapshot was
-    /// written.
+    /// written. The admin listener answers until the end, `/readyz` with 503 `draining`.
     pub async fn shutdown(self) -> bool {
+        self.ready.draining();
         let deadline = tokio::time::Instant::now() + self.gateway.config().limits.drain_timeout;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         self.gateway.close_upgrades(deadline).await;
-        match self.gateway.write_snapshot().await {
+        let saved = match self.gateway.write_snapshot().await {
             Ok(r) => {
                 tracing::info!(file = %r.path, rooms = r.rooms, sessions = r.sessions, bytes = r.bytes, "final snapshot written");
                 true
             }
             Err(_) => false,
+        };
+        let _ = self.admin_stop.send(true);
+        if let Some(t) = self.admin_task {
+            let _ = t.await;
         }
+        saved
     }
 }
 
@@ -114,41 +125,96 @@ pub async fn start_with(config_path: &Path, env: env::Env) -> Result<Running, St
     let http_addr = listeners.public.local_addr().unwrap_or(config.listen.http);
     let https_addr = listeners.secure.as_ref().and_then(|l| l.local_addr().ok());
     let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
-    let store = open_store(&config).await?;
+    // The admin listener serves first, so `/readyz` tells "starting" and "restoring" apart
+    // from a process that is not there.
+    let ready = Arc::new(admin::Readiness::default());
+    let slot = admin::Slot::new(ready.clone());
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let admin_task = listeners.admin.map(|l| {
+        let serving = server::Serving {
+            tls: None,
+            permits: Arc::new(tokio::sync::Semaphore::new(config.admin_max_connections)),
+            limits: config.limits.clone(),
+            drain: std::time::Duration::from_secs(1),
+        };
+        tokio::spawn(admin::serve(l, serving, slot.clone(), admin_rx))
+    });
+    let store = open_store(&config, &ready).await?;
     let gw = Gateway::new(config, keys, Arc::new(store))?;
     let (reload, reload_task) = reload::spawn(gw.clone(), env, rx.clone());
     tasks.push(reload_task);
-    if let Some(l) = listeners.admin {
-        let admin = Arc::new(admin::Admin {
-            gw: gw.clone(),
-            reload,
-        });
-        tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
-    }
+    slot.fill(admin::Admin {
+        gw: gw.clone(),
+        reload,
+    });
     tasks.push(tokio::spawn(engine::run(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(gateway::snapshot_loop(gw.clone(), rx.clone())));
     spawn_public(&gw, listeners.public, listeners.secure, rx, &mut tasks)?;
-    tracing::info!(%http_addr, ?https_addr, ?admin_addr, ?demo_addr, "anteroom listening");
-    Ok(Running {
+    ready.serving();
+    let running = Running {
         http_addr,
         https_addr,
         admin_addr,
         demo_addr,
         gateway: gw,
+        ready,
         shutdown: tx,
         tasks,
-    })
+        admin_stop,
+        admin_task,
+    };
+    log_listening(&running);
+    Ok(running)
+}
+
+/// The start's one line: the listeners, the rooms, the store, and whether the admin API asks
+/// for a token (plain words and addresses: no Rust `Some(..)` in an operator's log).
+fn log_listening(r: &Running) {
+    let config = r.gateway.config();
+    let addr = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+    let rooms: Vec<&str> = config.rooms.iter().map(|r| r.name.as_str()).collect();
+    let store = match &config.store {
+        config::StoreSettings::Memory => format!("memory, state in {}", config.state.dir.display()),
+        config::StoreSettings::Redis(s) => format!("redis, keys under {}", s.key_prefix),
+    };
+    let admin_token = match (&config.admin_token, r.admin_addr) {
+        (_, None) => "no admin listener",
+        (Some(_), Some(_)) => "bearer token required",
+        (None, Some(_)) => "unset: the admin API answers loopback peers only",
+    };
+    tracing::info!(
+        http = %r.http_addr,
+        https = %addr(r.https_addr),
+        admin = %addr(r.admin_addr),
+        demo = %addr(r.demo_addr),
+        rooms = %rooms.join(", "),
+        store = %store,
+        admin_token,
+        "anteroom listening"
+    );
 }
 
 /// The store `[store]` names: this process's rooms (restored from the state folder), or Redis.
-async fn open_store(config: &config::Config) -> Result<store::Backend, StartError> {
+/// Restoring runs on the blocking pool, so the admin listener answers `restoring` meanwhile.
+async fn open_store(
+    config: &config::Config,
+    ready: &admin::Readiness,
+) -> Result<store::Backend, StartError> {
     match &config.store {
         config::StoreSettings::Memory => {
+            ready.restoring();
             let store = store::Memory::new(&config.state.dir);
-            store.restore(|name| {
-                let rc = config.rooms.iter().find(|r| r.name == name)?;
-                Some(rc.settings.clone())
-            });
+            let settings: std::collections::HashMap<String, room::Settings> = config
+                .rooms
+                .iter()
+                .map(|r| (r.name.clone(), r.settings.clone()))
+                .collect();
+            let store = tokio::task::spawn_blocking(move || {
+                store.restore(|name| settings.get(name).cloned());
+                store
+            })
+            .await
+            .map_err(|e| StartError::Store(format!("restoring the snapshot failed: {e}")))?;
             Ok(store::Backend::Memory(store))
         }
         config::StoreSettings::Redis(r) => {

@@ -61,6 +61,10 @@ pub const ARRIVALS: &str = "anteroom_arrivals_total";
 /// The room's limits in force, by `kind` (`active_users`, `admit_per_minute`).
 pub const ROOM_CAPACITY: &str = "anteroom_room_capacity";
 pub const ROOM_PAUSED: &str = "anteroom_room_paused";
+/// Times the operator emptied a room's line (`POST /api/v1/rooms/{name}/reset`), by room.
+pub const ROOM_RESETS: &str = "anteroom_room_resets_total";
+/// Visitors who lost their place to those resets, by room.
+pub const RESET_DROPPED: &str = "anteroom_room_reset_dropped_total";
 pub const BUILD_INFO: &str = "anteroom_build_info";
 pub const PROCESS_RSS: &str = "anteroom_process_resident_memory_bytes";
 pub const PROCESS_FDS: &str = "anteroom_process_open_fds";

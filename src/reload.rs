@@ -206,7 +206,7 @@ fn apply(gw: &Gateway, path: &Path, new: Config, trigger: &str) -> ReloadStatus 
     tracing::info!(
         trigger,
         rooms,
-        ?needs_restart,
+        needs_restart = %needs_restart.join(", "),
         file = %path.display(),
         "configuration reloaded"
     );

@@ -232,7 +232,7 @@ async fn drain_connections(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(drain) => {
-            tracing::warn!(?drain, open = conns.len(), "drain timed out; cutting the rest");
+            tracing::warn!(drain = %humantime::format_duration(drain), open = conns.len(), "drain timed out; cutting the rest");
             conns.abort_all();
         }
     }

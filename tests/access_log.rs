@@ -148,4 +148,30 @@ fn json_logs_are_one_object_per_line() {
             .iter()
             .all(|o| o["level"].is_string() && o["timestamp"].is_string())
     );
+    // The start says where it listens, which rooms and store, the generated token key and that
+    // the admin API has no token, in plain values; no line carries Rust's debug text.
+    let start = objects
+        .iter()
+        .find(|o| o["message"] == "anteroom listening")
+        .unwrap_or_else(|| panic!("no start line in:\n{out}"));
+    assert!(
+        start["http"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{start}"
+    );
+    assert_eq!(start["https"], "none", "{start}");
+    assert_eq!(start["rooms"], "logged", "{start}");
+    assert!(
+        start["store"].as_str().unwrap().starts_with("memory"),
+        "{start}"
+    );
+    assert!(start["admin_token"].is_string(), "{start}");
+    assert!(
+        objects.iter().any(|o| o["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("token key generated"))),
+        "{out}"
+    );
+    for line in out.lines() {
+        assert!(!line.contains("Some(") && !line.contains("None"), "{line}");
+    }
 }

@@ -730,3 +730,138 @@ async fn metrics_are_described_and_exist_from_the_start() {
         "an estimate for an empty room"
     );
 }
+
+/// `POST .../reset?confirm={name}` empties the line: those waiting lose their place (their
+/// token then says `expired`, and joining again puts them behind whoever joined since), the
+/// admitted visitor keeps its slot, and the reset is counted. Without the room's name in
+/// `confirm` nothing changes.
+#[tokio::test]
+async fn a_reset_empties_the_line_and_keeps_admitted_sessions() {
+    let origin = Origin::start().await;
+    let (gw, admin) = one_room(&origin, "wipe", "active_users = 1\nsession_ttl = \"1h\"").await;
+    let mut first = gw.client("wipe.test");
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    let (second, r) = visit(&gw, "wipe.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let (_third, r) = visit(&gw, "wipe.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let resets = [("room", "wipe")];
+    assert_eq!(
+        admin.metric("anteroom_room_resets_total", &resets).await,
+        Some(0.0)
+    );
+
+    for (path, want) in [
+        ("/api/v1/rooms/wipe/reset", 400),
+        ("/api/v1/rooms/wipe/reset?confirm=other", 400),
+        ("/api/v1/rooms/wipe/reset?confirm=", 400),
+        ("/api/v1/rooms/nope/reset?confirm=nope", 404),
+    ] {
+        let r = admin.send("POST", path, "").await;
+        assert_eq!(r.status, want, "{path}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{path}: {}", r.body);
+    }
+    let r = admin.send("POST", "/api/v1/rooms/wipe/reset", "").await;
+    assert!(r.body.contains("confirm=wipe"), "{}", r.body);
+    assert_eq!(admin.room("wipe").await["live"]["queue_depth"], 2);
+
+    let r = admin
+        .send("POST", "/api/v1/rooms/wipe/reset?confirm=wipe", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"room": "wipe", "reset": true, "dropped": 2})
+    );
+    wait_until(LIMIT, "an empty line", || {
+        let admin = admin.clone();
+        async move { (admin.room("wipe").await["live"]["queue_depth"] == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        admin.metric("anteroom_room_resets_total", &resets).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        admin
+            .metric("anteroom_room_reset_dropped_total", &resets)
+            .await,
+        Some(2.0)
+    );
+    // The admitted visitor is still in.
+    assert_eq!(first.get("/", JSON).await.status, 200);
+
+    // A newcomer after the reset is first in line; the dropped visitor's token says its place
+    // expired, and joining again puts it second.
+    let (newcomer, r) = visit(&gw, "wipe.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(status(&newcomer).await["position"], 1);
+    let mut second = second.clone();
+    let j = status(&second).await;
+    assert_eq!(j["state"], "expired", "{j}");
+    second.cookies.clear();
+    let r = second.get("/", JSON).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(status(&second).await["position"], 2);
+
+    // The freed slot goes to the newcomer, not to the visitor who was in line before.
+    let token = first.cookies.get("anteroom_wipe").cloned().unwrap();
+    let body = format!(r#"{{"token": "{token}"}}"#);
+    let r = admin.send("POST", "/api/v1/rooms/wipe/revoke", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_state(&newcomer, "released").await;
+    assert_eq!(status(&second).await["state"], "queued");
+}
+
+/// A 405, on the admin API, the reserved endpoints or a CONNECT, names what the path takes in
+/// `Allow`.
+#[tokio::test]
+async fn method_not_allowed_names_the_allowed_methods() {
+    let origin = Origin::start().await;
+    let (gw, admin) = one_room(&origin, "allow", "active_users = 5").await;
+    for (method, path, allow) in [
+        ("GET", "/api/v1/reload", "POST"),
+        ("DELETE", "/api/v1/rooms/allow", "GET, PATCH"),
+        ("POST", "/api/v1/rooms", "GET"),
+        ("GET", "/api/v1/rooms/allow/reset", "POST"),
+        ("GET", "/api/v1/rooms/allow/revoke", "POST"),
+        ("POST", "/api/v1/rooms/allow/overrides", "DELETE"),
+        ("PUT", "/api/v1/config", "GET"),
+    ] {
+        let r = admin.send(method, path, "").await;
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    let r = admin.send("GET", "/api/v1/nothing", "").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("allow"), None);
+
+    let mut c = gw.client("allow.test");
+    for (method, path, allow) in [
+        ("GET", "/__anteroom/join", "POST"),
+        ("PUT", "/__anteroom/leave", "POST"),
+        ("POST", "/__anteroom/status", "GET, HEAD"),
+        ("DELETE", "/__anteroom/waiting.js", "GET, HEAD"),
+    ] {
+        let r = c.send(method, path, &[("accept", JSON)], "").await;
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    let answer = exchange(
+        &gw,
+        b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: allow.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 405, "{answer}");
+    let allow = answer
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("allow: ")
+                .or_else(|| l.strip_prefix("Allow: "))
+        })
+        .unwrap_or("");
+    assert!(
+        allow.contains("GET") && !allow.contains("CONNECT"),
+        "{answer}"
+    );
+}

@@ -4,7 +4,7 @@
 //! makes a `memory::case` and a `redis::case` test of it. Everything goes through real HTTP to
 //! the real gateway on 127.0.0.1 port 0, in front of a real origin: places in line, a refresh,
 //! idle expiry, abandonment, forged tokens, revoke, leave, `max_session`, the random and lottery
-//! policies, pause, a closed room and capacity overrides.
+//! policies, pause, a closed room, capacity overrides and the operator's reset of the line.
 
 // Tests unwrap, measure real time, may run long, and share `pub` helpers through
 // `mod support`.
@@ -132,6 +132,7 @@ both_stores!(
     a_pause_releases_nobody_and_promises_no_time,
     a_closed_room_turns_newcomers_away_and_keeps_the_admitted,
     a_capacity_override_releases_those_waiting,
+    a_reset_drops_everyone_waiting_and_keeps_the_admitted,
 );
 
 /// One room of a case in a running gateway, with its origin and admin API.
@@ -809,4 +810,54 @@ async fn a_capacity_override_releases_those_waiting(store: &Store) {
     // Two admitted, one slot in the file: a newcomer waits.
     let (_d, j) = room.arrive(429).await;
     assert_eq!(j["position"], 1, "capacity is back to 1: {j}");
+}
+
+/// `POST /api/v1/rooms/{name}/reset?confirm={name}`: everyone waiting loses their place (one in
+/// line and one whose turn was missed while away); the admitted and the released keep theirs. A
+/// dropped token then says `expired`; a newcomer is first in line. A wrong `confirm` changes
+/// nothing.
+async fn a_reset_drops_everyone_waiting_and_keeps_the_admitted(store: &Store) {
+    let room = open(store, "reset", "active_users = 1\nabandon_after = \"30s\"").await;
+    let mut holder = room.admitted().await;
+    // Never comes back after joining: passed over by the next release, its turn missed.
+    let (silent, _) = room.arrive(429).await;
+    let (mut b, _) = room.queued().await;
+    let (c, _) = room.queued().await;
+    room.admin
+        .patch_ok(&room.name, r#"{"active_users": 2}"#)
+        .await;
+    wait_state(&b, "released").await;
+
+    let path = format!("/api/v1/rooms/{}/reset", room.name);
+    let r = room
+        .admin
+        .send("POST", &format!("{path}?confirm=x"), "")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(status(&c).await["state"], "queued");
+
+    let r = room
+        .admin
+        .send("POST", &format!("{path}?confirm={}", room.name), "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"room": room.name, "reset": true, "dropped": 2})
+    );
+    let labels = [("room", room.name.as_str())];
+    assert_eq!(
+        room.admin
+            .metric("anteroom_room_reset_dropped_total", &labels)
+            .await,
+        Some(2.0)
+    );
+    comes_in(&mut holder, "/still").await;
+    comes_in(&mut b, "/in").await;
+    for dropped in [&silent, &c] {
+        assert_eq!(status(dropped).await["state"], "expired");
+    }
+    let (newcomer, j) = room.queued().await;
+    assert_eq!(j["position"], 1, "{j}");
+    assert_eq!(status(&newcomer).await["queue_depth"], 1);
 }

@@ -72,10 +72,59 @@ fn check_reports_unknown_keys() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":5: key `room[0].active_user`"), "{err}");
-    assert!(err.contains("unknown field"), "{err}");
+    assert!(
+        err.contains("unknown key `active_user`; did you mean `active_users`?"),
+        "{err}"
+    );
 }
 
 /// A file naming `[token] secret_env` whose variable is not set.
+/// Keys and values that do not fit in several rooms are all reported in one run, each with its
+/// line and key, in words an operator reads (a near miss gets its likely key; a wrong type says
+/// what the key takes); the rooms' other errors are still found.
+#[test]
+fn check_reports_every_broken_room_at_once_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rooms.toml");
+    let room = |name: &str, extra: &str| {
+        format!(
+            "[[room]]\nname = \"{name}\"\nhosts = [\"{name}.test\"]\norigin = \"http://127.0.0.1:1\"\n{extra}\n"
+        )
+    };
+    let text = [
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n".to_string(),
+        room("one", "activ_users = 10"),
+        room("two", "active_users = \"many\""),
+        room("three", "active_users = 2\nsession_ttl = 30"),
+        room("four", "admit_per_minute = 5\nqueue = \"stack\""),
+    ]
+    .concat();
+    std::fs::write(&path, text).unwrap();
+    let out = anteroom().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for want in [
+        ":8: key `room[0].activ_users`: unknown key `activ_users`; did you mean `active_users`?",
+        ":13: key `room[1].active_users`: expected a whole number",
+        ":19: key `room[2].session_ttl`: expected a duration like \"30s\", found integer `30`",
+        ":25: key `room[3].queue`: \"stack\" is not a queue policy",
+    ] {
+        assert!(err.contains(&format!("{file}{want}")), "{want}\n{err}");
+    }
+    assert!(!err.contains("i64") && !err.contains("u32"), "{err}");
+    let bools = [(
+        "[listen]\nreuse_port = 1\n",
+        ":2: key `listen.reuse_port`: expected true or false, found integer `1`",
+    )];
+    for (text, want) in bools {
+        std::fs::write(&path, text).unwrap();
+        let out = anteroom().arg("check").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{file}{want}")), "{want}\n{err}");
+    }
+}
+
 fn unset_secret_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("gateway.toml");
     let state = dir.join("state").display().to_string();

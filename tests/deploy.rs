@@ -1,7 +1,9 @@
 //! What ships for deployment: the systemd unit passes `systemd-analyze verify` and keeps its
 //! promises (reload by SIGHUP, a stop longer than the drain, hardening), the Containerfile
 //! passes hadolint and builds as the README says, and `anteroom health` (the container's
-//! HEALTHCHECK) tells a live gateway from a stopped one. A tool missing here is skipped with a
+//! HEALTHCHECK) tells a live gateway from a stopped one; `/readyz` says "draining" while a
+//! stopping gateway finishes its requests; the Grafana dashboard and the Prometheus alerts
+//! use only metrics the gateway exports (and pass `promtool check rules` where it is installed). A tool missing here is skipped with a
 //! note, except under CI (`CI` set), where `.ci/run` installs it.
 
 // Tests unwrap, measure real time, may run long, and share `pub` helpers through
@@ -214,4 +216,157 @@ async fn the_public_health_path_answers_any_host_and_queues_nobody() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// After SIGTERM the real binary keeps its admin listener answering while it drains: `/readyz`
+/// turns 503 `draining` at once (a load balancer stops sending), while a slow request still in
+/// flight completes with 200, and the process then exits 0.
+#[tokio::test]
+async fn readyz_says_draining_while_a_slow_request_finishes() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tick = \"50ms\"\n\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
+             [limits]\ndrain_timeout = \"10s\"\n\n[state]\ndir = {:?}\n\n{}",
+            dir.path().join("state").display().to_string(),
+            room("shop", "shop.test", &origin.url(), "active_users = 5")
+        ),
+    )
+    .unwrap();
+    let mut gw = Binary::start(&config, &[]).await;
+    let admin = gw.admin().await;
+    let r = admin.send("GET", "/readyz", "").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ready\n"));
+
+    let mut c = Client {
+        addr: gw.addr,
+        host: "shop.test".into(),
+        cookies: Default::default(),
+    };
+    assert_eq!(c.get("/", JSON).await.status, 200);
+    let slow = tokio::spawn(async move { c.get("/slow", JSON).await });
+    wait_until(LIMIT, "the slow request at the origin", || async {
+        (origin.seen.lock().iter().any(|s| s.path == "/slow")).then_some(())
+    })
+    .await;
+    gw.term();
+    let r = wait_until(LIMIT, "/readyz draining", || async {
+        let r = admin.send("GET", "/readyz", "").await;
+        (r.status == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body, "draining\n");
+    assert!(!slow.is_finished(), "the slow request is still in flight");
+    let r = slow.await.unwrap();
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "origin:/slow"));
+    let status = gw.wait_exit(LIMIT).await;
+    assert!(status.success(), "{status}\n{}", gw.printed());
+}
+
+/// Every `anteroom_*` name in `text` (a histogram's `_bucket`, `_sum` and `_count` series named
+/// by their family).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("anteroom_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        names.insert(family.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every PromQL expression of the dashboard (its panels' targets and its variables' queries).
+fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, child) in m {
+                match (k.as_str(), child) {
+                    ("expr" | "definition", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(child, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|c| dashboard_exprs(c, out)),
+        _ => {}
+    }
+}
+
+/// The dashboard and the alerts name only metrics that `/metrics` has once a little traffic
+/// went through (a visitor admitted, one queued and released, a session ended, a snapshot).
+#[tokio::test]
+async fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/anteroom.json")).unwrap();
+    let vars = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(vars.iter().any(|v| v["name"] == "room"), "a room variable");
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let alerts = read("deploy/prometheus/alerts.yaml");
+    let rules: serde_norway::Value = serde_norway::from_str(&alerts).unwrap();
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        exprs.push(rule["expr"].as_str().unwrap().to_string());
+    }
+    let used = metric_names(&exprs.join("\n"));
+    assert!(used.len() >= 15, "{used:?}");
+    if have("promtool") {
+        let path = Path::new(ROOT).join("deploy/prometheus/alerts.yaml");
+        let out = Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    let origin = Origin::start().await;
+    let config = base_config("20ms").replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:0\"\n")
+        + "[state]\nsnapshot_every = \"100ms\"\n\n"
+        + &room(
+            "dash",
+            "dash.test",
+            &origin.url(),
+            "active_users = 1\nsession_ttl = \"1s\"\nrelease_window = \"3s\"",
+        );
+    let gw = Gateway::start(&config).await;
+    let admin = Admin::of(&gw);
+    let mut first = gw.client("dash.test");
+    assert_eq!(first.get("/", JSON).await.status, 200);
+    let (second, r) = visit(&gw, "dash.test").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    // The first visitor goes idle; its slot goes to the second, who comes in.
+    wait_state(&second, "released").await;
+    let mut second = second.clone();
+    assert_eq!(second.get("/", JSON).await.status, 200);
+    // Histograms appear with their first sample, the snapshot's time with the first snapshot.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let scrape = admin.send("GET", "/metrics", "").await.body;
+        let have = metric_names(&scrape);
+        let missing: Vec<&String> = used.iter().filter(|n| !have.contains(*n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard or the alerts use metrics /metrics lacks: {missing:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -3,12 +3,14 @@
 //! Host checked against DNS rebinding; JSON bodies only; no CORS headers.
 
 mod events;
+mod ready;
 mod rooms;
 mod sessions;
 
+pub use ready::Readiness;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -16,7 +18,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::config::ReloadStatus;
 use crate::gateway::{Gateway, respond};
@@ -34,19 +36,78 @@ pub struct Admin {
     pub reload: ReloadHandle,
 }
 
-/// Serves the admin listener until `shutdown`: the same header, idle and write timeouts as the
-/// public side, its own connection cap (`[admin] max_connections`).
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: watch::Receiver<bool>) {
-    let config = admin.gw.boot_config();
-    let serving = crate::server::Serving {
-        tls: None,
-        permits: Arc::new(Semaphore::new(config.admin_max_connections)),
-        limits: config.limits.clone(),
-        drain: Duration::from_secs(1),
-    };
+/// The admin listener's handler, from before the gateway is built until after the public
+/// listeners drained: until [`Slot::fill`] gives it the API, it answers `/healthz`, `/readyz`
+/// (503, why) and `/metrics`, and 503 to the rest.
+pub struct Slot {
+    pub ready: Arc<Readiness>,
+    admin: OnceLock<Admin>,
+}
+
+impl Slot {
+    pub fn new(ready: Arc<Readiness>) -> Arc<Slot> {
+        Arc::new(Slot {
+            ready,
+            admin: OnceLock::new(),
+        })
+    }
+
+    /// The gateway is built: the API answers from now on.
+    pub fn fill(&self, admin: Admin) {
+        let _ = self.admin.set(admin);
+    }
+
+    async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+        // Read-only and free of secrets: a scraper may use any name for the host.
+        match req.uri().path() {
+            "/healthz" => return respond::plain(StatusCode::OK, "ok\n"),
+            "/readyz" => return self.readyz(),
+            "/metrics" => return metrics_text(),
+            _ => {}
+        }
+        match self.admin.get() {
+            Some(admin) => admin.handle(peer, req).await,
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        }
+    }
+
+    /// 200 `ready`, or 503 and why not: `starting`, `restoring`, `draining`, `store unreachable`.
+    fn readyz(&self) -> Response<Body> {
+        let why = self.ready.not_ready().or_else(|| {
+            let admin = self.admin.get()?;
+            (!admin.gw.store().reachable()).then_some("store unreachable")
+        });
+        let (status, text) = match why {
+            Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+            None => (StatusCode::OK, "ready\n".to_string()),
+        };
+        let mut r = Response::new(respond::body(text));
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        r
+    }
+}
+
+/// Serves the admin listener until `shutdown` (sent once the public listeners drained), with
+/// the public side's header, idle and write timeouts and its own connection cap
+/// (`[admin] max_connections`), both in `serving`.
+pub async fn serve(
+    listener: TcpListener,
+    serving: crate::server::Serving,
+    slot: Arc<Slot>,
+    shutdown: watch::Receiver<bool>,
+) {
     crate::server::serve(listener, serving, shutdown, move |peer, req| {
-        let admin = admin.clone();
-        async move { admin.handle(peer.addr, req).await }
+        let slot = slot.clone();
+        async move { slot.handle(peer.addr, req).await }
     })
     .await;
 }
@@ -61,6 +122,28 @@ impl std::fmt::Display for Who {
     }
 }
 
+/// One authorized API call, beside its method and path.
+struct Call {
+    body: Bytes,
+    /// The query string (`""`: none).
+    query: String,
+    who: Who,
+}
+
+/// The methods the API answers on `segments` (the `Allow` header of a 405), `None`: no such
+/// path.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["api", "v1", "rooms"] | ["api", "v1", "config"] => "GET",
+        ["api", "v1", "rooms", _] => "GET, PATCH",
+        ["api", "v1", "rooms", _, "overrides"] => "DELETE",
+        ["api", "v1", "rooms", _, "events", _, "start" | "end"]
+        | ["api", "v1", "rooms", _, "revoke" | "reset"]
+        | ["api", "v1", "reload" | "snapshot"] => "POST",
+        _ => return None,
+    })
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     respond::json(status, &json!({ "error": message.into() }))
 }
@@ -68,16 +151,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 impl Admin {
     async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
-        // Read-only and free of secrets: a scraper may use any name for the host.
-        match path.as_str() {
-            "/healthz" => return respond::plain(StatusCode::OK, "ok\n"),
-            "/readyz" if !self.gw.store().reachable() => {
-                return respond::plain(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n");
-            }
-            "/readyz" => return respond::plain(StatusCode::OK, "ready\n"),
-            "/metrics" => return metrics_text(),
-            _ => {}
-        }
         if !host_allowed(req.headers()) {
             return error(StatusCode::FORBIDDEN, "host not allowed");
         }
@@ -85,22 +158,19 @@ impl Admin {
             return error(StatusCode::UNAUTHORIZED, "unauthorized");
         };
         let method = req.method().clone();
+        let query = req.uri().query().unwrap_or("").to_string();
         let body = match read_json_body(req).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        self.route(method, &segments, body, who).await
+        let call = Call { body, query, who };
+        self.route(method, &segments, call).await
     }
 
     /// The API call `method` on `segments` (the path split at `/`), by an authorized caller.
-    async fn route(
-        &self,
-        method: Method,
-        segments: &[&str],
-        body: Bytes,
-        who: Who,
-    ) -> Response<Body> {
+    async fn route(&self, method: Method, segments: &[&str], call: Call) -> Response<Body> {
+        let Call { body, query, who } = call;
         match (method, segments) {
             (Method::GET, ["api", "v1", "rooms"]) => self.list_rooms(),
             (Method::GET, ["api", "v1", "rooms", name]) => self.room_json(name),
@@ -136,18 +206,16 @@ impl Admin {
             (Method::POST, ["api", "v1", "rooms", name, "revoke"]) => {
                 self.revoke(name, &body, &who).await
             }
+            (Method::POST, ["api", "v1", "rooms", name, "reset"]) => {
+                self.reset(name, &query, &who).await
+            }
             (Method::POST, ["api", "v1", "reload"]) => self.reload(&who).await,
             (Method::GET, ["api", "v1", "config"]) => self.config_json(),
             (Method::POST, ["api", "v1", "snapshot"]) => self.snapshot(&who).await,
-            (_, ["api", "v1", "rooms"] | ["api", "v1", "rooms", _])
-            | (
-                _,
-                ["api", "v1", "rooms", _, "overrides"]
-                | ["api", "v1", "rooms", _, "events", _, "start" | "end"]
-                | ["api", "v1", "rooms", _, "revoke"]
-                | ["api", "v1", "reload" | "config" | "snapshot"],
-            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-            _ => error(StatusCode::NOT_FOUND, "not found"),
+            (_, segments) => match allowed(segments) {
+                Some(allow) => respond::method_not_allowed(allow),
+                None => error(StatusCode::NOT_FOUND, "not found"),
+            },
         }
     }
 

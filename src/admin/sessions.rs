@@ -1,6 +1,6 @@
-//! One session in the admin API: `POST /api/v1/rooms/{name}/revoke` ends it, named by its token
+//! Sessions in the admin API: `POST /api/v1/rooms/{name}/revoke` ends one, named by its token
 //! (as the visitor or app holds it) or by its session id (32 hex digits, as logs and support
-//! tools show it).
+//! tools show it); `POST /api/v1/rooms/{name}/reset?confirm={name}` empties the room's line.
 
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -41,6 +41,55 @@ impl Admin {
                 respond::json(StatusCode::OK, &json!({"room": name, "revoked": true}))
             }
             None => error(StatusCode::NOT_FOUND, "the room has no such session"),
+        }
+    }
+}
+
+impl Admin {
+    /// Empties the room's line: everyone waiting loses their place, admitted sessions stay. The
+    /// query must repeat the room's name (`?confirm={name}`), so a slip of the hand or a script
+    /// aimed at the wrong room changes nothing.
+    pub(super) async fn reset(&self, name: &str, query: &str, who: &Who) -> Response<Body> {
+        let Some(room) = self.gw.room(name).filter(|_| {
+            let config = self.gw.config();
+            config.rooms.iter().any(|r| r.name == name)
+        }) else {
+            return error(StatusCode::NOT_FOUND, format!("no room named {name:?}"));
+        };
+        let confirm = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("confirm="));
+        if confirm != Some(name) {
+            let why = match confirm {
+                None => "missing",
+                Some(_) => "not the room's name",
+            };
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "confirm is {why}: POST /api/v1/rooms/{name}/reset?confirm={name} empties \
+                     the line of room {name:?} (everyone waiting loses their place)"
+                ),
+            );
+        }
+        match self.gw.store().reset(&room).await {
+            Ok(dropped) => {
+                let r = || name.to_string();
+                metrics::counter!(crate::metrics::ROOM_RESETS, "room" => r()).increment(1);
+                metrics::counter!(crate::metrics::RESET_DROPPED, "room" => r()).increment(dropped);
+                tracing::warn!(room = name, %who, dropped, "line reset by the operator: everyone waiting lost their place");
+                respond::json(
+                    StatusCode::OK,
+                    &json!({"room": name, "reset": true, "dropped": dropped}),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(room = name, %who, error = %e, "reset: the store did not answer");
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the store did not answer: {e}"),
+                )
+            }
         }
     }
 }

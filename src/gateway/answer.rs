@@ -109,6 +109,9 @@ pub(super) fn closed_json(room: &RoomConfig) -> Response<Body> {
 /// How long an app is told to wait after the origin failed.
 const ERROR_RETRY_SECONDS: u64 = 5;
 
+/// The methods the public listeners forward (every one but CONNECT): a 405's `Allow`.
+const PUBLIC_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
+
 /// The client's own faults: one plain line, whatever the client asked for. Keyed by status.
 const PLAIN: [(StatusCode, &str); 7] = [
     (
@@ -173,7 +176,15 @@ pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> R
     }
     let status = e.status();
     if let Some((_, line)) = PLAIN.iter().find(|(s, _)| *s == status) {
-        return respond::plain(status, line);
+        let mut resp = respond::plain(status, line);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            // CONNECT is the one method refused: anteroom forwards requests, not tunnels.
+            resp.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static(PUBLIC_METHODS),
+            );
+        }
+        return resp;
     }
     tracing::warn!(error = %e, status = status.as_u16(), "request failed");
     let Some(lang) = page else {

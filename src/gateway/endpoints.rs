@@ -25,10 +25,7 @@ impl Gateway {
         if let Some(asset) = crate::pages::assets::find(what) {
             return Ok(match method {
                 Method::GET | Method::HEAD => respond::asset(asset, &req),
-                _ => respond::json(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &json!({"error": "method not allowed"}),
-                ),
+                _ => respond::method_not_allowed("GET, HEAD"),
             });
         }
         let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
@@ -66,10 +63,8 @@ impl Gateway {
                 let page = page.then(|| left_page(ask, &req)).transpose()?;
                 Ok(self.leave(ask, visitor, page).await)
             }
-            ("status" | "join" | "leave", _) => Ok(respond::json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": "method not allowed"}),
-            )),
+            ("status", _) => Ok(respond::method_not_allowed("GET, HEAD")),
+            ("join" | "leave", _) => Ok(respond::method_not_allowed("POST")),
             _ => Ok(respond::json(
                 StatusCode::NOT_FOUND,
                 &json!({"error": "not found"}),

@@ -115,7 +115,8 @@ impl Gateway {
         }
         for (name, o) in gw.store.saved_overrides() {
             if let Some(room) = gw.store.find(&name) {
-                tracing::info!(room = %name, overrides = ?o, "overrides restored");
+                let overrides = serde_json::to_string(&o).unwrap_or_default();
+                tracing::info!(room = %name, %overrides, "overrides restored");
                 room.set_overrides(o);
             }
         }

@@ -96,6 +96,18 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
     }
 }
 
+/// `405 Method Not Allowed` as JSON, with the `Allow` header naming the methods the resource
+/// answers (RFC 9110 section 15.5.6).
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({"error": "method not allowed"}),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response(status, "text/plain; charset=utf-8", text)
 }

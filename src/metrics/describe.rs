@@ -201,6 +201,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         "1 while the room is paused or closed to newcomers.",
     ),
     (
+        ROOM_RESETS,
+        Kind::Counter,
+        "Times the operator emptied the room's line (admin reset).",
+    ),
+    (
+        RESET_DROPPED,
+        Kind::Counter,
+        "Visitors who lost their place in line to an operator's reset.",
+    ),
+    (
         BUILD_INFO,
         Kind::Gauge,
         "Always 1; the version running is its label.",
@@ -259,6 +269,8 @@ pub fn zero_room(room: &str) {
         ARRIVALS,
         JOINS_OVER_BUDGET,
         PLACES_EXPIRED,
+        ROOM_RESETS,
+        RESET_DROPPED,
     ] {
         metrics::counter!(name, "room" => r()).increment(0);
     }

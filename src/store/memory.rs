@@ -17,6 +17,7 @@ use crate::metrics as m;
 use crate::room::{
     self, Arrival, Capture, Decision, EndReason, Left, Overrides, RoomState, SessionId, Settings,
 };
+use crate::store::redis::StoreError;
 
 /// What one snapshot write did.
 #[derive(Debug, Clone, Serialize)]
@@ -173,6 +174,10 @@ impl Store for Memory {
 
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         room::revoke(&mut room.state.lock(), id)
+    }
+
+    async fn reset(&self, room: &Room) -> Result<u64, StoreError> {
+        Ok(room::reset(&mut room.state.lock()) as u64)
     }
 
     fn settle(&self, room: &Room, settings: &Settings) {

@@ -25,6 +25,7 @@ use crate::room::{
     Arrival, Counters, Decision, EndReason, Left, Overrides, SessionId, Settings, Telemetry,
     TickReport,
 };
+use crate::store::redis::StoreError;
 
 /// A room's figures at one moment, for the admin API, metrics and logs.
 #[derive(Debug, Clone)]
@@ -99,6 +100,9 @@ impl Store for Backend {
     async fn revoke(&self, room: &Room, id: &SessionId) -> Option<EndReason> {
         each!(self, s => s.revoke(room, id).await)
     }
+    async fn reset(&self, room: &Room) -> Result<u64, StoreError> {
+        each!(self, s => s.reset(room).await)
+    }
     fn settle(&self, room: &Room, settings: &Settings) {
         each!(self, s => s.settle(room, settings))
     }
@@ -153,6 +157,9 @@ pub trait Store: Send + Sync {
     /// The origin ended a session (`Anteroom-Command: revoke`).
     fn revoke(&self, room: &Room, id: &SessionId)
     -> impl Future<Output = Option<EndReason>> + Send;
+    /// The operator empties the room's line (see [`crate::room::reset`]): how many visitors
+    /// lost their place, or the store's error (nothing was changed then).
+    fn reset(&self, room: &Room) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Puts changed settings into force at once (a reload, an override): see
     /// [`crate::room::settle`].
     fn settle(&self, room: &Room, settings: &Settings);

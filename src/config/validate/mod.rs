@@ -4,9 +4,11 @@
 
 mod event;
 mod network;
+mod partial;
 mod room;
 mod store;
 mod text;
+mod wording;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -96,35 +98,30 @@ pub fn moved_running(
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let loc = Locator::new(text);
-    let file: FileConfig = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
-            return Err(ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: if e.span().is_some() {
-                    loc.line_of(offset)
-                } else {
-                    0
-                },
-                key: loc.key_at(offset),
-                message: e.message().trim().to_string(),
-            }]));
-        }
-    };
+    let read = partial::read(path, text)?;
     let mut v = Validator {
         file: path.to_path_buf(),
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        loc,
+        loc: Locator::new(&read.text),
         errors: Vec::new(),
     };
-    let config = v.config(file);
-    if v.errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(v.errors))
+    let config = v.config(read.file);
+    if read.errors.is_empty() && v.errors.is_empty() {
+        return Ok(config);
     }
+    if read.errors.is_empty() {
+        return Err(ConfigErrors(v.errors));
+    }
+    // Parts that did not read were validated blank: only the errors of the others count.
+    let others: Vec<ConfigError> = v
+        .errors
+        .into_iter()
+        .filter(|e| !partial::in_blanked(&read.blanked, &e.key))
+        .collect();
+    let mut errors = read.errors;
+    errors.extend(others);
+    errors.sort_by_key(|e| e.line);
+    Err(ConfigErrors(errors))
 }
 
 /// The longest duration any key takes: timers are set from it, and longer ones overflow.

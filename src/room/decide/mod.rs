@@ -358,6 +358,27 @@ pub fn revoke(state: &mut RoomState, id: &SessionId) -> Option<EndReason> {
     Some(EndReason::Revoke)
 }
 
+/// The operator empties the line (`POST /api/v1/rooms/{name}/reset`): everyone waiting (in line,
+/// at the front, or away with a missed turn) loses their place; released and admitted sessions
+/// keep their slots. The tickets a restart could still bring back are closed too, so that no
+/// token from before the reset takes a place ahead of those who join after it: such a visitor is
+/// told their place expired (or admitted at once if the room has a free slot and nobody waits).
+/// Returns how many lost their place.
+pub fn reset(state: &mut RoomState) -> usize {
+    let ids: Vec<SessionId> = state
+        .sessions
+        .iter()
+        .filter(|(_, s)| matches!(s.state, SessionState::Queued | SessionState::Missed))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &ids {
+        state.remove(id);
+    }
+    state.recovery.clear();
+    state.recovered.clear();
+    ids.len()
+}
+
 pub(super) fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
 }

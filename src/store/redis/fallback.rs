@@ -201,6 +201,13 @@ impl Fallback {
         room::leave(local.get_mut(room)?, id)
     }
 
+    /// The operator emptied the room's line: this instance's own line (`local`) is emptied too.
+    /// How many lost their place there.
+    pub(super) fn reset(&self, room: &str) -> u64 {
+        let mut local = self.local.lock();
+        local.get_mut(room).map_or(0, |st| room::reset(st) as u64)
+    }
+
     /// What the shared store must take back of `room`: the sessions the local line holds (but
     /// not those it was seeded with, which the store has as it had them) and those ended while
     /// it was away. The local line keeps answering until [`Fallback::handed`] says the store

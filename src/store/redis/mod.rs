@@ -120,6 +120,7 @@ impl RedisRooms {
             "status" => "status",
             "leave" => "leave",
             "revoke" => "revoke",
+            "reset" => "reset",
             "tick" => "tick",
             "draw" => "draw",
             "lease" => "lease",
@@ -177,6 +178,15 @@ impl RedisRooms {
     /// The origin ended a session.
     pub async fn revoke(&self, room: &str, session: SessionId) -> Result<Gone, StoreError> {
         self.end(room, "revoke", session).await
+    }
+
+    /// The operator empties the room's line: how many visitors lost their place.
+    pub async fn reset(&self, room: &str) -> Result<u64, StoreError> {
+        let v = self.call(room, &Settings::default(), "reset", &[]).await?;
+        match v.first() {
+            Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            other => Err(StoreError::Reply(format!("reset answered {other:?}"))),
+        }
     }
 
     /// Ends a session by `op` (the script reads no settings for it).

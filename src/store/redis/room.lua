@@ -408,6 +408,30 @@ local function leave(id, why)
   return { 'slot' }
 end
 
+-- The operator empties the line (engine: decide::reset): everyone waiting (in line, at the
+-- front, drawn or in a draw, or away with a missed turn) loses their place; released and admitted
+-- sessions keep their slots. Missed sessions sit in no line, so every session's timer is looked
+-- at: one step over the room's sessions. Returns how many lost their place.
+local function reset()
+  local dropped = 0
+  for _, id in ipairs(redis.call('ZRANGE', D, 0, -1)) do
+    local s = load(id)
+    if s and (s.st == 'q' or s.st == 'm') then
+      remove(id, s)
+      dropped = dropped + 1
+    end
+  end
+  -- A session whose timer was lost is still in a line: it goes too.
+  for _, k in ipairs({ Q, F, L, W }) do
+    for _, id in ipairs(redis.call('ZRANGE', k, 0, -1)) do
+      local s = load(id)
+      if s then remove(id, s) else redis.call('ZREM', k, id) end
+      dropped = dropped + 1
+    end
+  end
+  return { dropped }
+end
+
 -- The tick (engine: tick::expire then release), by the lease holder only: its first argument is
 -- its fencing value, the second a fresh random seed, refused when another instance took the lease since. Looks at `batch` due
 -- sessions at most and releases `batch` at most, so no call runs long. A lottery draws when due,

@@ -7,6 +7,7 @@ local function run(keys, args)
   elseif op == 'status' then return status(arg(1))
   elseif op == 'leave' then return leave(arg(1), 'leave')
   elseif op == 'revoke' then return leave(arg(1), 'revoke')
+  elseif op == 'reset' then return reset()
   elseif op == 'tick' then seed = arg(2); return tick(arg(1))
   elseif op == 'draw' then
     if redis.call('GET', K .. ':lease:fence') ~= arg(1) then return 0 end

@@ -413,6 +413,11 @@ impl Store for Shared {
         }
     }
 
+    async fn reset(&self, room: &Room) -> Result<u64, StoreError> {
+        let dropped = self.redis.reset(&room.name).await?;
+        Ok(dropped + self.fallback.reset(&room.name))
+    }
+
     /// The script converts a line to a new policy at the next call that carries it.
     fn settle(&self, _room: &Room, _settings: &Settings) {}
 
