@@ -58,6 +58,8 @@ impl Running {
     pub async fn shutdown(self) -> bool {
         let deadline = tokio::time::Instant::now() + self.gateway.config().limits.drain_timeout;
         let _ = self.shutdown.send(true);
+        // Event streams would hold their connections open through the whole drain.
+        self.gateway.close_streams();
         for t in self.tasks {
             let _ = t.await;
         }

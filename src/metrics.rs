@@ -61,6 +61,8 @@ pub const ARRIVALS: &str = "anteroom_arrivals_total";
 /// The room's limits in force, by `kind` (`active_users`, `admit_per_minute`).
 pub const ROOM_CAPACITY: &str = "anteroom_room_capacity";
 pub const ROOM_PAUSED: &str = "anteroom_room_paused";
+/// Open event streams (`/__anteroom/events`), by room.
+pub const EVENT_STREAMS: &str = "anteroom_event_streams";
 pub const BUILD_INFO: &str = "anteroom_build_info";
 pub const PROCESS_RSS: &str = "anteroom_process_resident_memory_bytes";
 pub const PROCESS_FDS: &str = "anteroom_process_open_fds";

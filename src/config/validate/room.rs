@@ -25,6 +25,7 @@ impl Validator<'_> {
         let cookie_name = self.cookie_name(i, &name, r);
         let (events, outside_events) = self.events(i, &name, r, pages);
         let join_challenge = self.join_challenge(i, r);
+        let cors_origins = self.cors_origins(i, r);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -43,6 +44,7 @@ impl Validator<'_> {
             cookie_name,
             cookie_prefix_host: r.cookie_prefix_host.unwrap_or(false),
             message: r.message.clone(),
+            cors_origins,
             events,
             outside_events,
             join_challenge,

@@ -368,14 +368,17 @@ local function decide(id, fresh, poll, p)
 end
 
 -- The standing of a known session (a status poll): present, its answer; unknown: 'unknown'.
-local function status(id)
+-- `push`: the event stream (engine: decide::standing), no poll floor checked or set.
+local function status(id, push)
   switch()
   local s = load(id)
   if not s then return answer('unknown') end
-  local soon = too_soon(id, s)
-  if soon then return soon end
+  if not push then
+    local soon = too_soon(id, s)
+    if soon then return soon end
+  end
   came_back(id, s)
-  if s.st == 'q' then s.np = now + floor_ms(id, s) end
+  if s.st == 'q' and not push then s.np = now + floor_ms(id, s) end
   save(id, s)
   return answer('standing', id, s, false)
 end
@@ -541,7 +544,7 @@ end
 local function run(keys, args)
   begin(keys, args)
   if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
-  elseif op == 'status' then return status(arg(1))
+  elseif op == 'status' then return status(arg(1), arg(2) == '1')
   elseif op == 'leave' then return leave(arg(1), 'leave')
   elseif op == 'revoke' then return leave(arg(1), 'revoke')
   elseif op == 'tick' then seed = arg(2); return tick(arg(1))
