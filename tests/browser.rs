@@ -133,8 +133,14 @@ async fn body_text(browser: &Browser) -> String {
 
 /// A room on 127.0.0.1 with one slot, taken by a curl-like visitor: whoever comes next waits.
 async fn full_room(keys: &str) -> (Origin, Gateway, Client) {
+    full_room_with("", keys).await
+}
+
+/// [`full_room`] with `limits` added to `[limits]`.
+async fn full_room_with(limits: &str, keys: &str) -> (Origin, Gateway, Client) {
     let origin = Origin::start().await;
-    let config = base_config("50ms") + &room("shop", HOST, &origin.url(), keys);
+    let config = base_config("50ms").replace("[limits]\n", &format!("[limits]\n{limits}\n"))
+        + &room("shop", HOST, &origin.url(), keys);
     let gw = Gateway::start(&config).await;
     let mut first = gw.client(HOST);
     let r = first.get("/", BROWSER).await;
@@ -372,7 +378,10 @@ async fn wait_answer(
 #[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
 async fn a_page_frozen_while_its_turn_passes_goes_first_when_resumed() {
     // A session_ttl of 20 s keeps the estimate at the front short, so the page polls every 2 s.
-    let (origin, gw, mut first) = full_room(
+    // No event stream: this is the polling page's way back (a stream ends at the release, and
+    // a resumed page then polls the same way).
+    let (origin, gw, mut first) = full_room_with(
+        "max_event_streams = 0",
         "active_users = 1\nrelease_window = \"3s\"\nabandon_after = \"60s\"\nsession_ttl = \"20s\"",
     )
     .await;
@@ -768,4 +777,49 @@ async fn a_page_solves_the_join_challenge_joins_and_is_let_in() {
     .await;
     eprintln!("let in {took:?} after the slot freed");
     browser.close().await.unwrap();
+}
+
+/// A queued page in a room whose one slot frees, `limits` added to `[limits]`: how long after
+/// the slot freed the browser was on the origin's page.
+async fn let_in_after_the_slot_frees(limits: &str) -> Duration {
+    let keys = "active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"1m\"";
+    let (_origin, gw, mut first) = full_room_with(limits, keys).await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser
+        .goto(&format!("http://{}/tickets/7", gw.addr))
+        .await
+        .unwrap();
+    assert!(body_text(&browser).await.contains("in line"));
+    // Past the stream's first event and its one-second pace (and the page's first poll).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let left = first.send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.json()["left"], true);
+    let took = wait_let_in(
+        &browser,
+        "origin:/tickets/7",
+        Duration::from_secs(15),
+        "of the slot freeing",
+    )
+    .await;
+    browser.close().await.unwrap();
+    took
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn the_event_stream_lets_a_queued_page_in_within_a_second() {
+    let took = let_in_after_the_slot_frees("").await;
+    eprintln!("pushed: let in {took:?} after the slot freed");
+    // Polling near the front asks every 2 s or so; the stream says it at the next tick.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_page_refused_a_stream_polls_and_is_let_in() {
+    // No stream is ever open: the page's EventSource fails at once and it polls instead.
+    let took = let_in_after_the_slot_frees("max_event_streams = 0").await;
+    eprintln!("polled: let in {took:?} after the slot freed");
 }
