@@ -823,3 +823,79 @@ async fn a_page_refused_a_stream_polls_and_is_let_in() {
     let took = let_in_after_the_slot_frees("max_event_streams = 0").await;
     eprintln!("polled: let in {took:?} after the slot freed");
 }
+
+/// A page of another origin (a test server on its own port) whose script joins the room at
+/// `gateway` and asks its status with the token, as an app would; it leaves `window.__result`.
+async fn app_page(gateway: SocketAddr) -> SocketAddr {
+    let script = format!(
+        "<!doctype html><title>app</title><script>\
+         var g = 'http://{gateway}/__anteroom/';\
+         fetch(g + 'join', {{ method: 'POST' }}).then(function (r) {{ return r.json(); }})\
+         .then(function (j) {{ return fetch(g + 'status', {{ headers: {{ 'Anteroom-Token': j.token }} }}); }})\
+         .then(function (r) {{ return r.json(); }})\
+         .then(function (j) {{ window.__result = 'ok:' + j.state; }})\
+         .catch(function (e) {{ window.__result = 'failed:' + e; }});\
+         </script>"
+    );
+    serve_http(move |_req| {
+        let page = script.clone();
+        async move {
+            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(page)));
+            resp.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("text/html"));
+            resp
+        }
+    })
+    .await
+}
+
+/// What the app page's script ended with.
+async fn app_result(browser: &Browser) -> String {
+    let started = Instant::now();
+    loop {
+        let v = browser
+            .execute("return window.__result || null;", vec![])
+            .await
+            .unwrap();
+        if let Some(s) = v.as_str() {
+            return s.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the app page did nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn an_allowed_origin_calls_join_and_status_another_cannot() {
+    let origin = Origin::start().await;
+    // The gateway's port must be known to the pages, and the allowed page's origin to the room.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_addr = listener.local_addr().unwrap();
+    drop(listener);
+    let allowed = app_page(gw_addr).await;
+    let other = app_page(gw_addr).await;
+    let config = base_config("50ms").replace("127.0.0.1:0", &gw_addr.to_string())
+        + &room(
+            "shop",
+            HOST,
+            &origin.url(),
+            &format!("active_users = 1\ncors_origins = [\"http://{allowed}\"]"),
+        );
+    let gw = Gateway::start(&config).await;
+    // The one slot is taken: the app waits in line.
+    let mut first = gw.client(HOST);
+    assert_eq!(first.get("/", BROWSER).await.body, "origin:/");
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&format!("http://{allowed}/")).await.unwrap();
+    assert_eq!(app_result(&browser).await, "ok:queued");
+    browser.goto(&format!("http://{other}/")).await.unwrap();
+    let refused = app_result(&browser).await;
+    assert!(refused.starts_with("failed:"), "{refused}");
+    browser.close().await.unwrap();
+}
