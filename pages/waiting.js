@@ -1,4 +1,5 @@
-// anteroom's waiting-page script: polls the status endpoint, backs off when the network fails,
+// anteroom's waiting-page script: listens to the event stream (data-events-url), else polls the
+// status endpoint, backs off when the network fails,
 // asks at once when a frozen or hidden tab comes back, and reloads the page when the visitor's
 // turn comes (a form post is never sent again: the URL is opened instead).
 //
@@ -17,7 +18,7 @@
   var root = document.getElementById("room");
   var d = (root && root.dataset) || (script && script.dataset) || {};
   if (!d.statusUrl) d = Object.assign({ statusUrl: "/__anteroom/status", leaveUrl: "/__anteroom/leave", place: "1" }, d);
-  d = Object.assign({ joinUrl: "/__anteroom/join", workerUrl: "/__anteroom/pow-worker.js" }, d);
+  d = Object.assign({ joinUrl: "/__anteroom/join", workerUrl: "/__anteroom/pow-worker.js", eventsUrl: "/__anteroom/events" }, d);
   var none = { hidden: true, style: {}, dataset: {}, setAttribute: function () {}, getAttribute: function () { return null; },
     querySelector: function () { return null; }, addEventListener: function () {}, focus: function () {} };
   function $(id) { return document.getElementById(id) || none; }
@@ -124,7 +125,7 @@
     set($("updated"), clock(now));
   }
 
-  function schedule(sec) { clearTimeout(timer); if (!stopped) timer = setTimeout(check, sec * 1000); }
+  function schedule(sec) { clearTimeout(timer); if (!stopped && !stream) timer = setTimeout(check, sec * 1000); }
   // A form post is never sent again by a reload: the site is opened at the same URL instead.
   function reload() { stopped = true; clearTimeout(timer); if (d.form) location.replace(location.href); else location.reload(); }
   function expired() {
@@ -187,7 +188,7 @@
     schedule(untilStart(Math.max(2, poll)));
   }
   function check() {
-    if (stopped || busy) return;
+    if (stopped || busy || stream) return;
     busy = true;
     clearTimeout(timer);
     fetch(d.statusUrl, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
@@ -201,6 +202,28 @@
       })
       .catch(fail)
       .then(function () { busy = false; });
+  }
+
+  // Push: the event stream brings each change as it happens (the status JSON as `status`
+  // events), so the page learns its turn within a second. When it errors or closes before the
+  // turn came (too many streams, a proxy that cuts it, a restart), the page polls as before,
+  // with its back-off; it does not try the stream again.
+  var stream = null;
+  function listen() {
+    if (!window.EventSource || !d.place || d.noPush) return false;
+    try { stream = new EventSource(d.eventsUrl); } catch (e) { stream = null; return false; }
+    stream.addEventListener("status", function (e) {
+      var j;
+      try { j = JSON.parse(e.data); } catch (err) { return unlisten(); }
+      apply(j);
+    });
+    stream.onerror = unlisten;
+    return true;
+  }
+  function unlisten() {
+    if (!stream) return;
+    stream.close(); stream = null; d.noPush = "1";
+    if (!stopped) schedule(Math.max(2, poll));
   }
 
   $("leave").addEventListener("submit", function (e) {
@@ -237,5 +260,5 @@
   // set. Without one (a join over budget) wait as told before asking to join again.
   if (d.state === "expired") stopped = true;
   else if (d.challengeNonce) solveChallenge({ nonce: d.challengeNonce, difficulty: num(d.challengeDifficulty, 0) });
-  else schedule(d.place ? Math.min(1, poll) : poll);
+  else if (!listen()) schedule(d.place ? Math.min(1, poll) : poll);
 })();

@@ -35,12 +35,27 @@ pub async fn tick_all(gw: &Gateway) {
             gw.snapshot_soon();
         }
         publish(&rc.name, &ticked);
+        r.publish(figures_of(&rc, &ticked));
         publish_limits(&rc.name, &rc.settings, &ticked);
         publish_events(&rc.name, &ticked, &events);
     }
     if let Some(h) = m::install() {
         h.run_upkeep();
     }
+}
+
+/// A hash of what a waiting visitor's standing depends on after a tick: the line, the slots,
+/// releases and departures, the estimate, pause and mode, the operator's message. When it
+/// changes, the room's event streams wake and each asks for its visitor's standing.
+fn figures_of(rc: &RoomConfig, ticked: &Ticked) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let (t, c) = (&ticked.reading.telemetry, &ticked.reading.counters);
+    let mut h = std::hash::DefaultHasher::new();
+    (t.queue_depth, t.active, t.released, t.wait_at_back_seconds).hash(&mut h);
+    (c.released, c.abandoned, c.left_queue, c.admitted_released).hash(&mut h);
+    (rc.settings.paused, rc.settings.mode.as_str(), &rc.message).hash(&mut h);
+    (ticked.reading.prequeue_depth, ticked.report.releases.len()).hash(&mut h);
+    h.finish()
 }
 
 /// The room's limits in force and its arrivals, as metrics. No estimate is given for an empty

@@ -64,6 +64,8 @@ impl Running {
         self.ready.draining();
         let deadline = tokio::time::Instant::now() + self.gateway.config().limits.drain_timeout;
         let _ = self.shutdown.send(true);
+        // Event streams would hold their connections open through the whole drain.
+        self.gateway.close_streams();
         for t in self.tasks {
             let _ = t.await;
         }

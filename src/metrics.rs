@@ -65,6 +65,8 @@ pub const ROOM_PAUSED: &str = "anteroom_room_paused";
 pub const ROOM_RESETS: &str = "anteroom_room_resets_total";
 /// Visitors who lost their place to those resets, by room.
 pub const RESET_DROPPED: &str = "anteroom_room_reset_dropped_total";
+/// Open event streams (`/__anteroom/events`), by room.
+pub const EVENT_STREAMS: &str = "anteroom_event_streams";
 pub const BUILD_INFO: &str = "anteroom_build_info";
 pub const PROCESS_RSS: &str = "anteroom_process_resident_memory_bytes";
 pub const PROCESS_FDS: &str = "anteroom_process_open_fds";

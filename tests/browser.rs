@@ -141,8 +141,14 @@ async fn body_text(browser: &Browser) -> String {
 
 /// A room on 127.0.0.1 with one slot, taken by a curl-like visitor: whoever comes next waits.
 async fn full_room(keys: &str) -> (Origin, Gateway, Client) {
+    full_room_with("", keys).await
+}
+
+/// [`full_room`] with `limits` added to `[limits]`.
+async fn full_room_with(limits: &str, keys: &str) -> (Origin, Gateway, Client) {
     let origin = Origin::start().await;
-    let config = base_config("50ms") + &room("shop", HOST, &origin.url(), keys);
+    let config = base_config("50ms").replace("[limits]\n", &format!("[limits]\n{limits}\n"))
+        + &room("shop", HOST, &origin.url(), keys);
     let gw = Gateway::start(&config).await;
     let mut first = gw.client(HOST);
     let r = first.get("/", BROWSER).await;
@@ -380,7 +386,10 @@ async fn wait_answer(
 #[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
 async fn a_page_frozen_while_its_turn_passes_goes_first_when_resumed() {
     // A session_ttl of 20 s keeps the estimate at the front short, so the page polls every 2 s.
-    let (origin, gw, mut first) = full_room(
+    // No event stream: this is the polling page's way back (a stream ends at the release, and
+    // a resumed page then polls the same way).
+    let (origin, gw, mut first) = full_room_with(
+        "max_event_streams = 0",
         "active_users = 1\nrelease_window = \"3s\"\nabandon_after = \"60s\"\nsession_ttl = \"20s\"",
     )
     .await;
@@ -857,4 +866,125 @@ async fn a_german_browser_gets_the_german_page_and_german_times() {
         "the time is not formatted for de"
     );
     assert!(!shown.contains('M') && shown.len() == 8, "{shown:?}");
+}
+
+/// A queued page in a room whose one slot frees, `limits` added to `[limits]`: how long after
+/// the slot freed the browser was on the origin's page.
+async fn let_in_after_the_slot_frees(limits: &str) -> Duration {
+    let keys = "active_users = 1\nabandon_after = \"30s\"\nsession_ttl = \"1m\"";
+    let (_origin, gw, mut first) = full_room_with(limits, keys).await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser
+        .goto(&format!("http://{}/tickets/7", gw.addr))
+        .await
+        .unwrap();
+    assert!(body_text(&browser).await.contains("in line"));
+    // Past the stream's first event and its one-second pace (and the page's first poll).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let left = first.send("POST", "/__anteroom/leave", &[], "").await;
+    assert_eq!(left.json()["left"], true);
+    let took = wait_let_in(
+        &browser,
+        "origin:/tickets/7",
+        Duration::from_secs(15),
+        "of the slot freeing",
+    )
+    .await;
+    browser.close().await.unwrap();
+    took
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn the_event_stream_lets_a_queued_page_in_within_a_second() {
+    let took = let_in_after_the_slot_frees("").await;
+    eprintln!("pushed: let in {took:?} after the slot freed");
+    // Polling near the front asks every 2 s or so; the stream says it at the next tick.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn a_page_refused_a_stream_polls_and_is_let_in() {
+    // No stream is ever open: the page's EventSource fails at once and it polls instead.
+    let took = let_in_after_the_slot_frees("max_event_streams = 0").await;
+    eprintln!("polled: let in {took:?} after the slot freed");
+}
+
+/// A page of another origin (a test server on its own port) whose script joins the room at
+/// `gateway` and asks its status with the token, as an app would; it leaves `window.__result`.
+async fn app_page(gateway: SocketAddr) -> SocketAddr {
+    let script = format!(
+        "<!doctype html><title>app</title><script>\
+         var g = 'http://{gateway}/__anteroom/';\
+         fetch(g + 'join', {{ method: 'POST' }}).then(function (r) {{ return r.json(); }})\
+         .then(function (j) {{ return fetch(g + 'status', {{ headers: {{ 'Anteroom-Token': j.token }} }}); }})\
+         .then(function (r) {{ return r.json(); }})\
+         .then(function (j) {{ window.__result = 'ok:' + j.state; }})\
+         .catch(function (e) {{ window.__result = 'failed:' + e; }});\
+         </script>"
+    );
+    serve_http(move |_req| {
+        let page = script.clone();
+        async move {
+            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(page)));
+            resp.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("text/html"));
+            resp
+        }
+    })
+    .await
+}
+
+/// What the app page's script ended with.
+async fn app_result(browser: &Browser) -> String {
+    let started = Instant::now();
+    loop {
+        let v = browser
+            .execute("return window.__result || null;", vec![])
+            .await
+            .unwrap();
+        if let Some(s) = v.as_str() {
+            return s.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the app page did nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver; .ci/run installs them and runs it"]
+async fn an_allowed_origin_calls_join_and_status_another_cannot() {
+    let origin = Origin::start().await;
+    // The gateway's port must be known to the pages, and the allowed page's origin to the room.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_addr = listener.local_addr().unwrap();
+    drop(listener);
+    let allowed = app_page(gw_addr).await;
+    let other = app_page(gw_addr).await;
+    let config = base_config("50ms").replace("127.0.0.1:0", &gw_addr.to_string())
+        + &room(
+            "shop",
+            HOST,
+            &origin.url(),
+            &format!("active_users = 1\ncors_origins = [\"http://{allowed}\"]"),
+        );
+    let gw = Gateway::start(&config).await;
+    // The one slot is taken: the app waits in line.
+    let mut first = gw.client(HOST);
+    assert_eq!(first.get("/", BROWSER).await.body, "origin:/");
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&format!("http://{allowed}/")).await.unwrap();
+    assert_eq!(app_result(&browser).await, "ok:queued");
+    browser.goto(&format!("http://{other}/")).await.unwrap();
+    let refused = app_result(&browser).await;
+    assert!(refused.starts_with("failed:"), "{refused}");
+    browser.close().await.unwrap();
 }

@@ -382,6 +382,13 @@ async fn a_visitor_through_the_line_gets_documented_json_at_every_step() {
     assert_eq!(r.status, 200, "{}", r.body);
     let admitted = status_checked(&doc, &mut first).await;
     assert_eq!(admitted["state"], "admitted");
+    // Its event stream says so once and ends; a preflight has no body.
+    let sse = [("accept", "text/event-stream")];
+    let r = call(&doc, &mut first, "GET", "/__anteroom/events", &sse).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with("event: status\ndata: {"), "{}", r.body);
+    let r = call(&doc, &mut first, "OPTIONS", "/__anteroom/events", &sse).await;
+    assert_eq!(r.status, 204);
 
     // The second waits: 429 with the status JSON and its token.
     let mut second = gw.client("shop.test");
@@ -419,6 +426,10 @@ async fn a_visitor_through_the_line_gets_documented_json_at_every_step() {
     let r = call(&doc, &mut nobody, "GET", "/__anteroom/status", &forged).await;
     assert_eq!(r.status, 404);
     let r = call(&doc, &mut nobody, "GET", "/__anteroom/join", &app).await;
+    assert_eq!(r.status, 405);
+    let r = call(&doc, &mut nobody, "GET", "/__anteroom/events", &app).await;
+    assert_eq!(r.status, 404);
+    let r = call(&doc, &mut nobody, "POST", "/__anteroom/events", &app).await;
     assert_eq!(r.status, 405);
     let r = call(&doc, &mut nobody, "POST", "/__anteroom/leave", &app).await;
     assert_eq!(

@@ -105,6 +105,10 @@ pub struct LimitsFile {
     pub origin_connect_timeout: Option<String>,
     pub origin_response_timeout: Option<String>,
     pub drain_timeout: Option<String>,
+    /// Open event streams (`/__anteroom/events`) at most; 503 beyond (default 5000).
+    pub max_event_streams: Option<u64>,
+    /// A comment on every idle event stream this often (default 15s).
+    pub event_heartbeat: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +173,9 @@ pub struct RoomFile {
     pub origin_host: Option<String>,
     /// `"http1"` (default), `"h2"` or `"auto"` (ALPN, https origins).
     pub origin_protocol: Option<String>,
+    /// Origins (`scheme://host[:port]`) whose pages may call the public endpoints (CORS).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     /// What the room does with no event running: `"queue"` (default), `"open"`, `"closed"`.
     pub outside_events: Option<String>,
     #[serde(default)]

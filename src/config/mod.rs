@@ -140,6 +140,10 @@ pub struct Limits {
     pub origin_response_timeout: Duration,
     /// How long a graceful stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Open event streams at most, over every room; beyond, 503 (the page polls instead).
+    pub max_event_streams: usize,
+    /// How often an idle event stream gets a comment (keeps proxies from closing it).
+    pub event_heartbeat: Duration,
 }
 
 impl Default for Limits {
@@ -156,6 +160,8 @@ impl Default for Limits {
             origin_connect_timeout: Duration::from_secs(5),
             origin_response_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
+            max_event_streams: 5000,
+            event_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -221,6 +227,9 @@ pub struct RoomConfig {
     /// `cookie_prefix_host`: over TLS the cookie is `__Host-<cookie_name>`.
     pub cookie_prefix_host: bool,
     pub message: Option<String>,
+    /// `cors_origins`: the web origins (`scheme://host[:port]`, lower-case) whose pages may call
+    /// the public endpoints from a script.
+    pub cors_origins: Vec<String>,
     /// What a new visitor does before joining (`join_challenge`, `pow_difficulty`).
     pub join_challenge: crate::pow::JoinChallenge,
     /// Scheduled events, in time order, never overlapping.

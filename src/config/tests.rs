@@ -58,6 +58,7 @@ fn errors_name_file_line_and_key() {
     let cases = top_level_error_cases()
         .into_iter()
         .chain(room_error_cases())
+        .chain(push_error_cases())
         .chain(bypass_error_cases());
     for (text, want) in cases {
         let got = errors(&text);
@@ -84,6 +85,30 @@ fn top_level_error_cases() -> Vec<(String, &'static str)> {
 }
 
 /// Files with an error in a `[[room]]` key, and the start of the error each must give.
+/// `cors_origins` entries that are not origins, and a zero heartbeat.
+fn push_error_cases() -> Vec<(String, &'static str)> {
+    vec![
+        (
+            GOOD.replace(
+                "active_users = 2",
+                "active_users = 2\ncors_origins = [\"https://app.example\", \"*\"]",
+            ),
+            "gateway.toml:11: key `room[0].cors_origins[1]`",
+        ),
+        (
+            GOOD.replace(
+                "active_users = 2",
+                "active_users = 2\ncors_origins = [\"https://app.example/\"]",
+            ),
+            "gateway.toml:11: key `room[0].cors_origins[0]`",
+        ),
+        (
+            format!("{GOOD}\n[limits]\nevent_heartbeat = \"0s\"\n"),
+            "gateway.toml:15: key `limits.event_heartbeat`",
+        ),
+    ]
+}
+
 fn room_error_cases() -> Vec<(String, &'static str)> {
     vec![
         (

@@ -28,15 +28,47 @@ impl Gateway {
                 _ => respond::method_not_allowed("GET, HEAD"),
             });
         }
-        let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        let public = super::cors::PUBLIC.contains(&what);
+        if public && method == Method::OPTIONS {
+            return Ok(super::cors::preflight(&ask.rc, req.headers()));
+        }
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        let what = what.to_string();
+        let mut resp = self.public(ask, &what, req).await?;
+        if public {
+            super::cors::decorate(&ask.rc, origin.as_ref(), &mut resp);
+        }
+        Ok(resp)
+    }
+
+    /// The endpoints that speak of the visitor's standing: status, join, leave, events.
+    async fn public(
+        &self,
+        ask: &Ask<'_>,
+        what: &str,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let method = req.method().clone();
+        let mut visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
         // The token as sent, when it named a session: answered back as it is.
-        let sent = visitor
+        let mut sent = visitor
             .and(super::request::sent_token(
                 &ask.rc,
                 req.headers(),
                 ask.peer.secure,
             ))
             .map(str::to_string);
+        // An `EventSource` of another origin cannot send a header: its token comes in the query.
+        if what == "events"
+            && req
+                .headers()
+                .get(crate::proxy::headers::TOKEN_HEADER)
+                .is_none()
+            && let Some(t) = super::push::query_token(req.uri())
+            && let Some(v) = self.visitor_of(&ask.rc, t)
+        {
+            (visitor, sent) = (Some(v), Some(t.to_string()));
+        }
         let challenge = super::challenge::required(ask);
         match (what, method) {
             ("status", Method::GET | Method::HEAD)
@@ -48,8 +80,10 @@ impl Gateway {
                 Ok(self.join_challenged(ask, req, visitor, difficulty).await)
             }
             ("status", Method::GET | Method::HEAD) => {
-                Ok(self.status(ask, req.headers(), visitor, sent).await)
+                let decision = self.decide(ask, req.headers(), visitor, Via::Status).await;
+                Ok(self.status_answer(ask, decision, sent))
             }
+            ("events", Method::GET) => Ok(self.events(ask, req.headers(), visitor, sent).await),
             ("join", Method::POST) => Ok(self.join(ask, req.headers(), visitor, sent).await),
             ("leave", Method::POST) => {
                 // A plain form post (no script) gets a page, apps and scripts get JSON.
@@ -63,7 +97,7 @@ impl Gateway {
                 let page = page.then(|| left_page(ask, &req)).transpose()?;
                 Ok(self.leave(ask, visitor, page).await)
             }
-            ("status", _) => Ok(respond::method_not_allowed("GET, HEAD")),
+            ("status" | "events", _) => Ok(respond::method_not_allowed("GET, HEAD")),
             ("join" | "leave", _) => Ok(respond::method_not_allowed("POST")),
             _ => Ok(respond::json(
                 StatusCode::NOT_FOUND,
@@ -72,16 +106,16 @@ impl Gateway {
         }
     }
 
-    /// The status endpoint: the standing of the session the token names.
-    async fn status(
+    /// The status endpoint's answer to the room's decision on the session the token names (the
+    /// event stream's too, when it has nothing to stream).
+    pub(super) fn status_answer(
         &self,
         ask: &Ask<'_>,
-        headers: &HeaderMap,
-        v: Option<Visitor>,
+        decision: Decision,
         sent: Option<String>,
     ) -> Response<Body> {
         let rc = &ask.rc;
-        match self.decide(ask, headers, v, Via::Status).await {
+        match decision {
             Decision::TooSoon { wait_ms } => super::answer::too_fast(rc, wait_ms),
             Decision::Standing { view: Some(view) } => status_json(ask, &view, sent.as_deref()),
             // A valid token whose session is gone: the place expired. Said once, with the stale

@@ -5,9 +5,11 @@
 
 mod answer;
 mod challenge;
+mod cors;
 use answer::{ErrorPages, closed, waiting};
 use request::Ask;
 mod endpoints;
+mod push;
 mod request;
 pub mod respond;
 pub mod route;
@@ -79,6 +81,10 @@ pub struct Gateway {
     overrides_write: Mutex<()>,
     /// The configuration at start (restart-only keys are compared against it).
     boot: Arc<Config>,
+    /// The open event streams.
+    streams: push::Streams,
+    /// This gateway, for the tasks of its event streams (which must not keep it alive).
+    me: std::sync::Weak<Gateway>,
 }
 
 impl Gateway {
@@ -107,6 +113,8 @@ impl Gateway {
             upgrades: proxy::Upgrades::default(),
             reload_status: Mutex::new(ReloadStatus::loaded()),
             overrides_write: Mutex::new(()),
+            streams: push::Streams::default(),
+            me: std::sync::Weak::new(),
         };
         // Every room of the file has a handle; rooms kept only by the store (taken out of the
         // file, restored from a snapshot) get their overrides back too.
@@ -121,7 +129,10 @@ impl Gateway {
             }
         }
         gw.swap_arc(config);
-        Ok(Arc::new(gw))
+        Ok(Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
+            ..gw
+        }))
     }
 
     /// Waits for upgraded connections (WebSockets) until `deadline`, then cuts them.

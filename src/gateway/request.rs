@@ -145,6 +145,12 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let visitor = self.visitor(&ask.rc, req.headers(), ask.peer.secure);
+        // A preflight or any other OPTIONS never takes a place or a slot: only a visitor the
+        // room knows goes on to be decided (and, admitted, forwarded).
+        if visitor.is_none() && req.method() == http::Method::OPTIONS {
+            ask.count("queue");
+            return Ok(super::cors::options_without_place());
+        }
         // A new visitor of a room with a join challenge gets the challenge, not a place.
         if visitor.is_none()
             && let Some(difficulty) = super::challenge::required(ask)
@@ -294,7 +300,12 @@ impl Gateway {
         headers: &HeaderMap,
         secure: bool,
     ) -> Option<Visitor> {
-        let raw = sent_token(room, headers, secure)?;
+        self.visitor_of(room, sent_token(room, headers, secure)?)
+    }
+
+    /// The visitor a token string names; a token that fails to verify counts as none and is
+    /// counted.
+    pub(super) fn visitor_of(&self, room: &RoomConfig, raw: &str) -> Option<Visitor> {
         match self.keys.decode(room.id, raw) {
             Some(c) => Some(Visitor {
                 id: c.session,

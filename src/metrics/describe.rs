@@ -20,6 +20,11 @@ const HELP: &[(&str, Kind, &str)] = &[
     ),
     (ACTIVE_USERS, Kind::Gauge, "Sessions admitted and active."),
     (
+        EVENT_STREAMS,
+        Kind::Gauge,
+        "Open event streams (/__anteroom/events), pushing visitors their standing.",
+    ),
+    (
         RELEASED_USERS,
         Kind::Gauge,
         "Sessions released and not yet come in.",
@@ -274,6 +279,8 @@ pub fn zero_room(room: &str) {
     ] {
         metrics::counter!(name, "room" => r()).increment(0);
     }
+    // Adding nothing: a reload keeps the streams open and their count.
+    metrics::gauge!(EVENT_STREAMS, "room" => r()).increment(0.0);
 }
 
 /// The process's resident memory, open descriptors and CPU time, from `/proc/self` (Linux;

@@ -29,7 +29,7 @@ pub use adopt::adopt_active;
 pub use bucket::Bucket;
 pub use decide::{
     Arrival, Deadlines, Decision, EXPIRED_RETRY_SECONDS, Left, Via, View, ViewState, Visitor,
-    arrive, decide, leave, poll_too_soon, reset, revoke, set_poll_floor, settle, status,
+    arrive, decide, leave, poll_too_soon, reset, revoke, set_poll_floor, settle, standing, status,
 };
 pub use estimate::{
     Telemetry, chance_next_minute, lottery_wait_seconds, poll_after, rate_of, telemetry,

@@ -133,6 +133,11 @@ pub struct Room {
     shared: ArcSwapOption<SharedFile>,
     effective: ArcSwapOption<Effective>,
     pub figures: Figures,
+    /// Bumped by the tick when the room's figures changed: wakes the room's event streams (an
+    /// idle stream waits on it and costs nothing).
+    pulse: tokio::sync::watch::Sender<u64>,
+    /// The figures the last pulse was for (a hash; see [`Room::publish`]).
+    published: AtomicU64,
 }
 
 impl std::fmt::Debug for Room {
@@ -153,7 +158,27 @@ impl Room {
             shared: ArcSwapOption::empty(),
             effective: ArcSwapOption::empty(),
             figures: Figures::new(name),
+            pulse: tokio::sync::watch::Sender::new(0),
+            published: AtomicU64::new(0),
         }
+    }
+
+    /// Wakes the room's event streams if `figures` (a hash of what a visitor's standing depends
+    /// on) differ from the last published.
+    pub fn publish(&self, figures: u64) {
+        if self.published.swap(figures, Ordering::Relaxed) != figures {
+            self.pulse.send_modify(|g| *g = g.wrapping_add(1));
+        }
+    }
+
+    /// Wakes the room's event streams now (a graceful stop).
+    pub fn wake_streams(&self) {
+        self.pulse.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// What an event stream waits on: changes with every publish that changed the figures.
+    pub fn pulse(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pulse.subscribe()
     }
 
     pub fn overrides(&self) -> Arc<Overrides> {

@@ -2,6 +2,7 @@
 //! The top level and the shared checks live here; `network` checks listeners, TLS and limits,
 //! `room` checks each `[[room]]`.
 
+mod cors;
 mod event;
 mod network;
 mod partial;

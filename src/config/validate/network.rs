@@ -103,6 +103,7 @@ impl Validator<'_> {
                 d.origin_response_timeout,
             ),
             drain_timeout: dur("drain_timeout", &l.drain_timeout, d.drain_timeout),
+            event_heartbeat: dur("event_heartbeat", &l.event_heartbeat, d.event_heartbeat),
             ..d
         }
     }
@@ -127,6 +128,12 @@ impl Validator<'_> {
                 l.max_connections,
                 1..=u64::MAX,
                 d.max_connections,
+            ),
+            max_event_streams: self.limit_count(
+                "max_event_streams",
+                l.max_event_streams,
+                0..=u64::MAX,
+                d.max_event_streams,
             ),
             max_body: self.max_body(l.max_body.as_ref(), d.max_body),
             ..d

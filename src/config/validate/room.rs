@@ -27,6 +27,7 @@ impl Validator<'_> {
         let join_challenge = self.join_challenge(i, r);
         let text = self.text(i, r);
         let display_name = self.display_name(i, r);
+        let cors_origins = self.cors_origins(i, r);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -45,6 +46,7 @@ impl Validator<'_> {
             cookie_name,
             cookie_prefix_host: r.cookie_prefix_host.unwrap_or(false),
             message: r.message.clone(),
+            cors_origins,
             events,
             outside_events,
             join_challenge,

@@ -8,7 +8,8 @@ use super::super::joins::Prefix;
 use super::super::persist::recover;
 use super::super::state::RoomState;
 use super::{
-    Decision, Mode, View, ViewState, Visitor, decide, poll_too_soon, set_poll_floor, status,
+    Decision, Mode, View, ViewState, Visitor, decide, poll_too_soon, set_poll_floor, standing,
+    status,
 };
 
 /// How long an expired visitor's app is told to wait before joining again (it may join at once).
@@ -26,6 +27,9 @@ pub enum Via {
     Join,
     /// The status endpoint: the standing of the session a token names (a poll).
     Status,
+    /// The event stream: the standing of the session a token names, as presence, with no poll
+    /// floor (the gateway paces the stream itself, at most once a tick).
+    Stream,
 }
 
 /// One request: the visitor its valid token names (`None`: no valid token), the client's
@@ -52,6 +56,7 @@ pub fn arrive(
     let held = super::super::events::hold(settings, state);
     let settings = held.as_ref().unwrap_or(settings);
     if a.via != Via::Page
+        && a.via != Via::Stream
         && let Some(wait_ms) = a.visitor.and_then(|v| poll_too_soon(state, &v.id, now_ms))
     {
         return Decision::TooSoon { wait_ms };
@@ -59,7 +64,7 @@ pub fn arrive(
     match a.via {
         Via::Page | Via::Fetch => visit(settings, state, a, now_ms, rng),
         Via::Join => join(settings, state, a, now_ms, rng),
-        Via::Status => status_of(settings, state, a.visitor, now_ms, rng),
+        Via::Status | Via::Stream => status_of(settings, state, a, now_ms, rng),
     }
 }
 
@@ -135,13 +140,19 @@ fn join(
 fn status_of(
     settings: &Settings,
     state: &mut RoomState,
-    visitor: Option<Visitor>,
+    a: Arrival,
     now_ms: u64,
     rng: &mut impl rand::Rng,
 ) -> Decision {
+    let visitor = a.visitor;
     if let Some(v) = visitor {
         recover(settings, state, v, now_ms, false);
-        if let Some(view) = status(settings, state, &v.id, now_ms, rng) {
+        let view = if a.via == Via::Stream {
+            standing(settings, state, &v.id, now_ms, rng)
+        } else {
+            status(settings, state, &v.id, now_ms, rng)
+        };
+        if let Some(view) = view {
             return Decision::Standing { view: Some(view) };
         }
     }

@@ -255,6 +255,23 @@ pub fn status(
     Some(queued_view(settings, state, id, now_ms, rng))
 }
 
+/// The standing of a known session as the event stream shows it: presence like a poll, but no
+/// poll floor is set (the stream is paced by the room's tick, and a page that falls back to
+/// polling is answered at once); `None` if unknown.
+pub fn standing(
+    settings: &Settings,
+    state: &mut RoomState,
+    id: &SessionId,
+    now_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Option<View> {
+    if !state.sessions.contains_key(id) {
+        return None;
+    }
+    came_back(state, id, now_ms);
+    Some(shown_view(settings, state, id, now_ms, rng))
+}
+
 /// How long a queued session must still wait before its next poll is answered: `Some(ms)` when
 /// it polls sooner than half the `poll_after_seconds` its last answered poll was given (a join or
 /// a page view sets no floor: the first poll after them is always answered). Such a poll counts

@@ -321,7 +321,7 @@ fn open(a: Arrival) -> Decision {
     let mut view = View::without_place(ViewState::Admitted, 0, UNREACHABLE_RETRY_SECONDS);
     view.store_fallback = Some("open");
     match a.via {
-        room::Via::Status => Decision::Standing { view: Some(view) },
+        room::Via::Status | room::Via::Stream => Decision::Standing { view: Some(view) },
         room::Via::Join => Decision::Admit {
             visitor,
             joined: a.visitor.is_none(),

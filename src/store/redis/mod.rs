@@ -164,8 +164,20 @@ impl RedisRooms {
         settings: &Settings,
         session: SessionId,
     ) -> Result<Answer, StoreError> {
+        self.standing(room, settings, session, false).await
+    }
+
+    /// [`Self::status`]; `push`: for the event stream, with no poll floor checked or set.
+    pub async fn standing(
+        &self,
+        room: &str,
+        settings: &Settings,
+        session: SessionId,
+        push: bool,
+    ) -> Result<Answer, StoreError> {
+        let push = if push { "1" } else { "0" };
         let v = self
-            .call(room, settings, "status", &[&hex(&session)])
+            .call(room, settings, "status", &[&hex(&session), push])
             .await?;
         answer(&v)
     }

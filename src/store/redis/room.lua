@@ -384,15 +384,18 @@ local function decide(id, fresh, poll, p)
 end
 
 -- The standing of a known session (a status poll): present, its answer; unknown: 'unknown'.
-local function status(id)
+-- `push`: the event stream (engine: decide::standing), no poll floor checked or set.
+local function status(id, push)
   switch()
   hold()
   local s = load(id)
   if not s then return answer('unknown') end
-  local soon = too_soon(id, s)
-  if soon then return soon end
+  if not push then
+    local soon = too_soon(id, s)
+    if soon then return soon end
+  end
   came_back(id, s)
-  if s.st == 'q' then s.np = now + floor_ms(id, s) end
+  if s.st == 'q' and not push then s.np = now + floor_ms(id, s) end
   save(id, s)
   return answer('standing', id, s, false)
 end

@@ -4,7 +4,7 @@
 local function run(keys, args)
   begin(keys, args)
   if op == 'decide' then return decide(arg(1), arg(2), arg(3) == '1', arg(4))
-  elseif op == 'status' then return status(arg(1))
+  elseif op == 'status' then return status(arg(1), arg(2) == '1')
   elseif op == 'leave' then return leave(arg(1), 'leave')
   elseif op == 'revoke' then return leave(arg(1), 'revoke')
   elseif op == 'reset' then return reset()

@@ -173,9 +173,10 @@ impl Shared {
         room: &Room,
         settings: &Settings,
         visitor: Option<SessionId>,
+        push: bool,
     ) -> Result<Decision, StoreError> {
         let a = match visitor {
-            Some(id) => Some(self.redis.status(&room.name, settings, id).await?),
+            Some(id) => Some(self.redis.standing(&room.name, settings, id, push).await?),
             None => None,
         };
         Ok(match a {
@@ -364,7 +365,11 @@ impl Store for Shared {
         let result = match a.via {
             Via::Page | Via::Fetch => self.visit(room, settings, a).await,
             Via::Join => self.join(room, settings, a).await,
-            Via::Status => self.status(room, settings, a.visitor.map(|v| v.id)).await,
+            Via::Status | Via::Stream => {
+                let push = a.via == Via::Stream;
+                self.status(room, settings, a.visitor.map(|v| v.id), push)
+                    .await
+            }
         };
         self.answered.store(result.is_ok(), Ordering::Relaxed);
         result.unwrap_or_else(|e| {
