@@ -297,7 +297,7 @@ async fn the_token_may_come_in_the_query_or_the_header() {
     // No token, or a forged one: the status endpoint's answer, no stream.
     let none = open_at(addr, "shop.test", "", "?token=forged", &[]).await;
     assert_eq!(none.status, 404);
-    assert!(none.text().await.contains("unknown session"));
+    assert!(none.text().await.contains("unknown_session"));
 }
 
 #[tokio::test]
