@@ -36,6 +36,8 @@ struct Handles {
     requests: [metrics::Counter; DECISIONS.len()],
     upstream_errors: [metrics::Counter; UPSTREAM_ERROR_KINDS.len()],
     upstream_duration: metrics::Histogram,
+    pow_issued: metrics::Counter,
+    pow_failed: [metrics::Counter; crate::pow::Refusal::ALL.len()],
 }
 
 impl Figures {
@@ -58,7 +60,11 @@ impl Figures {
                 upstream_errors: UPSTREAM_ERROR_KINDS.map(
                     |k| metrics::counter!(m::UPSTREAM_ERRORS, "room" => room.clone(), "kind" => k),
                 ),
-                upstream_duration: metrics::histogram!(m::UPSTREAM_DURATION, "room" => room),
+                upstream_duration: metrics::histogram!(m::UPSTREAM_DURATION, "room" => room.clone()),
+                pow_issued: metrics::counter!(m::POW_CHALLENGES_ISSUED, "room" => room.clone()),
+                pow_failed: crate::pow::Refusal::ALL.map(|r| {
+                    metrics::counter!(m::POW_FAILED, "room" => room.clone(), "reason" => r.reason())
+                }),
             }
         })
     }
@@ -76,6 +82,18 @@ impl Figures {
         if let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
             self.handles().upstream_errors[i].increment(1);
+        }
+    }
+
+    /// A join challenge issued (`anteroom_pow_challenges_issued_total{room}`).
+    pub fn count_challenge(&self) {
+        self.handles().pow_issued.increment(1);
+    }
+
+    /// A join challenge's answer refused (`anteroom_pow_failed_total{room,reason}`).
+    pub fn count_refusal(&self, refusal: crate::pow::Refusal) {
+        if let Some(i) = crate::pow::Refusal::ALL.iter().position(|r| *r == refusal) {
+            self.handles().pow_failed[i].increment(1);
         }
     }
 
