@@ -166,8 +166,14 @@ impl ErrorPages {
 
 /// The one place where an error becomes a response: its status from [`GatewayError::status`],
 /// a plain line for the client's own faults, the error page (for a navigation: `page`, in the
-/// built-in language of that index) or JSON for the rest.
-pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> Response<Body> {
+/// built-in language of that index; the room's own `error_page` for the origin's failures) or
+/// JSON for the rest.
+pub(super) fn fail(
+    current: &Current,
+    e: GatewayError,
+    page: Option<usize>,
+    room: Option<&RoomConfig>,
+) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
@@ -189,9 +195,37 @@ pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> R
         respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
         return resp;
     };
+    if let Some(page) = room.and_then(|rc| room_error_page(current, rc, status, lang)) {
+        return respond::html(status, page);
+    }
     match current.errors.get(status, lang) {
         Some(page) => respond::html(status, page.clone()),
         None => respond::plain(status, "the site is not available\n"),
+    }
+}
+
+/// The room's own error page for the origin's failures (502, 504) in the room's language of
+/// built-in index `lang`; `None` (the built-in page answers) for anything else or if it does
+/// not render.
+fn room_error_page(
+    current: &Current,
+    rc: &RoomConfig,
+    status: StatusCode,
+    lang: usize,
+) -> Option<Rendered> {
+    let name = rc.error_page.as_deref()?;
+    if status != StatusCode::BAD_GATEWAY && status != StatusCode::GATEWAY_TIMEOUT {
+        return None;
+    }
+    let langs = &rc.text.langs;
+    let l = langs.iter().find(|l| l.shipped == lang).or(langs.first())?;
+    let ctx = pages::error_context(status.as_u16(), l);
+    match current.config.pages.render(name, ctx) {
+        Ok(page) => Some(page),
+        Err(e) => {
+            tracing::warn!(error = %e, room = %rc.name, "the room's error page does not render");
+            None
+        }
     }
 }
 
