@@ -94,3 +94,29 @@ async fn a_template_typo_is_refused_on_reload_and_the_old_page_keeps_serving() {
     // The page compiled before the typo still answers.
     assert!(second.get("/", BROWSER).await.body.contains("Place 1"));
 }
+
+/// A template that loads (its sample has a place) but fails for a visitor without one: the
+/// visitor gets the built-in page, never a 500.
+#[tokio::test]
+async fn a_page_failing_for_one_visitor_falls_back_to_the_built_in_page() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("shop.html");
+    std::fs::write(&page, "<p>Next after you: {{ position + 1 }}</p>\n").unwrap();
+    let extra = format!(
+        "active_users = 1\nqueue = \"random\"\npage = {:?}",
+        page.display().to_string()
+    );
+    let gw =
+        Gateway::start(&(base_config("50ms") + &room("shop", "shop.test", &origin.url(), &extra)))
+            .await;
+    let (_first, r) = visit(&gw, "shop.test").await;
+    assert_eq!(r.status, 200);
+    let mut second = gw.client("shop.test");
+    let j = second.get("/", JSON).await;
+    assert_eq!(j.json()["position"], serde_json::Value::Null, "{}", j.body);
+    let r = second.get("/", BROWSER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("Next after you"), "{}", r.body);
+    assert!(r.body.contains("id=\"room\""), "{}", r.body);
+}
