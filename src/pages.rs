@@ -5,10 +5,12 @@ pub mod assets;
 mod context;
 mod csp;
 pub mod lang;
+mod strict;
 
 pub use context::{
     Flags, Speech, closed_context, decode, encode, error_context, left_context, waiting_context,
 };
+pub use strict::{PageKind, context_keys, sample};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -79,6 +81,13 @@ impl Pages {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
+        // A missing value (none, undefined) writes nothing, never "none"; the rest is escaped.
+        env.set_formatter(|out, state, value| {
+            if value.is_none() || value.is_undefined() {
+                return Ok(());
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         // Every page may load anteroom's own script and style sheet by these URLs.
         // (Fixed URLs of ours: written as they are, `/` not escaped.)
         for (var, name) in [
@@ -115,6 +124,29 @@ impl Pages {
             .map_err(|e| e.to_string())?;
         self.inline.insert(name, inline);
         Ok(())
+    }
+
+    /// Refuses the template `name` (read from `file`, whose text is `source`) if it reads a
+    /// variable that a page of `kind` does not have: neither a key of its context nor a global.
+    pub fn check(
+        &self,
+        name: &str,
+        kind: PageKind,
+        file: &str,
+        source: &str,
+    ) -> Result<(), String> {
+        let template = self.env.get_template(name).map_err(|e| e.to_string())?;
+        let keys = context_keys(kind);
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| !keys.contains(v) && !self.env.globals().any(|(g, _)| g == v))
+            .collect();
+        unknown.sort();
+        match strict::unknown(file, source, &unknown, &keys) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Whether the template's inline blocks take a fresh nonce per response (such a page is

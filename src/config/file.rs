@@ -162,6 +162,7 @@ pub struct RoomFile {
     pub bypass: Vec<String>,
     pub page: Option<String>,
     pub closed_page: Option<String>,
+    pub error_page: Option<String>,
     pub page_status: Option<i64>,
     pub json_status: Option<i64>,
     pub cookie_name: Option<String>,

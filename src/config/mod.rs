@@ -221,6 +221,8 @@ pub struct RoomConfig {
     /// Template names in `Config::pages`.
     pub page: String,
     pub closed_page: String,
+    /// The room's own error template (502, 504), if it has one (else the built-in pages).
+    pub error_page: Option<String>,
     pub page_status: StatusCode,
     pub json_status: StatusCode,
     pub cookie_name: String,

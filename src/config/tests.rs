@@ -486,3 +486,53 @@ fn language_errors_name_line_and_key() {
         );
     }
 }
+
+/// A room's template file with `body`, written for one test.
+fn template_file(test: &str, body: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("anteroom-tpl-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shop.html");
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_template_reading_an_unknown_variable_is_refused_at_load() {
+    let body = "<html lang=\"{{ lang }}\">\n<p>{{ t.queue_heading }}</p>\n\n<p>{{ postion }}</p>\n";
+    for (key, other) in [("page", ""), ("closed_page", ""), ("error_page", "")] {
+        let path = template_file(key, body);
+        let text = format!("{GOOD}{key} = {path:?}\n{other}");
+        let errs = errors(&text);
+        let want = format!("{path}:4: unknown variable `postion`");
+        assert!(
+            errs.iter().any(|e| e.contains(&want) && e.contains(key)),
+            "{key}: {errs:?}"
+        );
+        if key == "page" {
+            assert!(errs[0].contains("(did you mean `position`?)"), "{errs:?}");
+            assert!(errs[0].contains("queue_depth"), "{errs:?}");
+        }
+    }
+}
+
+#[test]
+fn a_template_reading_only_its_values_loads() {
+    let page = template_file(
+        "good-page",
+        "{{ position }} {{ t.queue_heading }} {{ waiting_css_url }} {% for l in languages %}{{ l.code }}{% endfor %}{{ range(3)|length }}",
+    );
+    let closed = template_file(
+        "good-closed",
+        "{{ retry_text }} {{ message }} {{ csp_nonce }}",
+    );
+    let text = format!("{GOOD}page = {page:?}\nclosed_page = {closed:?}\n");
+    assert_eq!(errors(&text), Vec::<String>::new());
+    // A closed page has no place in line.
+    let closed = template_file("bad-closed", "{{ position }}");
+    let errs = errors(&format!("{GOOD}closed_page = {closed:?}\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown variable `position`")),
+        "{errs:?}"
+    );
+}

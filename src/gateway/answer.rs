@@ -36,13 +36,17 @@ pub(super) fn waiting<B>(
         };
         let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let speech = ask.speech(req.headers(), here);
-        let page = ask
-            .config
-            .pages
-            .render_with(&room.page, |nonce| {
-                pages::waiting_context(nonce, &speech, view, message, flags)
-            })
-            .map_err(GatewayError::Render)?;
+        let build = |nonce: &str| pages::waiting_context(nonce, &speech, view, message, flags);
+        let pages = &ask.config.pages;
+        let page = match pages.render_with(&room.page, build) {
+            Ok(page) => page,
+            Err(e) => {
+                builtin_instead(&room.page, e, pages::BUILTIN_WAITING)?;
+                pages
+                    .render_with(pages::BUILTIN_WAITING, build)
+                    .map_err(GatewayError::Render)?
+            }
+        };
         respond::html(room.page_status, page)
     } else {
         let body = StatusJson::new(&room.name, view, message, token).with_challenge(challenge);
@@ -50,6 +54,17 @@ pub(super) fn waiting<B>(
     };
     respond::retry_after(&mut resp, view.poll_after_seconds);
     Ok(resp)
+}
+
+/// A room's own template failed for this visitor (a value its sample at load did not have, used
+/// in a way that fails): logged, and the built-in page answers instead, never a 500. Only the
+/// built-in page failing is an error.
+fn builtin_instead(name: &str, e: String, builtin: &str) -> Result<(), GatewayError> {
+    if name == builtin {
+        return Err(GatewayError::Render(e));
+    }
+    tracing::warn!(error = %e, template = name, "a page template failed; the built-in page answers");
+    Ok(())
 }
 
 /// How long a closed room tells clients to wait before asking again.
@@ -83,9 +98,15 @@ pub(super) fn closed(ask: &Ask<'_>, headers: &HeaderMap) -> Result<Response<Body
         None => {
             let ctx = pages::closed_context(&speech, room.message.as_deref(), retry);
             let pages = &ask.config.pages;
-            let page = pages
-                .render(&room.closed_page, ctx)
-                .map_err(GatewayError::Render)?;
+            let page = match pages.render(&room.closed_page, ctx.clone()) {
+                Ok(page) => page,
+                Err(e) => {
+                    builtin_instead(&room.closed_page, e, pages::BUILTIN_CLOSED)?;
+                    pages
+                        .render(pages::BUILTIN_CLOSED, ctx)
+                        .map_err(GatewayError::Render)?
+                }
+            };
             if let Some(c) = cache.filter(|_| !pages.needs_nonce(&room.closed_page)) {
                 c.store(Some(Arc::new((room.clone(), page.clone()))));
             }
@@ -169,8 +190,14 @@ impl ErrorPages {
 
 /// The one place where an error becomes a response: its status from [`GatewayError::status`],
 /// a plain line for the client's own faults, the error page (for a navigation: `page`, in the
-/// built-in language of that index) or JSON for the rest.
-pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> Response<Body> {
+/// built-in language of that index; the room's own `error_page` for the origin's failures) or
+/// JSON for the rest.
+pub(super) fn fail(
+    current: &Current,
+    e: GatewayError,
+    page: Option<usize>,
+    room: Option<&RoomConfig>,
+) -> Response<Body> {
     if let Some(kind) = e.client_kind() {
         metrics::counter!(m::CLIENT_ERRORS, "kind" => kind).increment(1);
     }
@@ -200,9 +227,37 @@ pub(super) fn fail(current: &Current, e: GatewayError, page: Option<usize>) -> R
         respond::retry_after(&mut resp, ERROR_RETRY_SECONDS);
         return resp;
     };
+    if let Some(page) = room.and_then(|rc| room_error_page(current, rc, status, lang)) {
+        return respond::html(status, page);
+    }
     match current.errors.get(status, lang) {
         Some(page) => respond::html(status, page.clone()),
         None => respond::plain(status, "the site is not available\n"),
+    }
+}
+
+/// The room's own error page for the origin's failures (502, 504) in the room's language of
+/// built-in index `lang`; `None` (the built-in page answers) for anything else or if it does
+/// not render.
+fn room_error_page(
+    current: &Current,
+    rc: &RoomConfig,
+    status: StatusCode,
+    lang: usize,
+) -> Option<Rendered> {
+    let name = rc.error_page.as_deref()?;
+    if status != StatusCode::BAD_GATEWAY && status != StatusCode::GATEWAY_TIMEOUT {
+        return None;
+    }
+    let langs = &rc.text.langs;
+    let l = langs.iter().find(|l| l.shipped == lang).or(langs.first())?;
+    let ctx = pages::error_context(status.as_u16(), l);
+    match current.config.pages.render(name, ctx) {
+        Ok(page) => Some(page),
+        Err(e) => {
+            tracing::warn!(error = %e, room = %rc.name, "the room's error page does not render");
+            None
+        }
     }
 }
 

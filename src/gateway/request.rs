@@ -29,7 +29,7 @@ impl Gateway {
                     Some(rc) => rc.text.choose(&p).shipped,
                     None => pages::lang::RoomText::shipped().choose(&p).shipped,
                 });
-                answer::fail(&current, e, page)
+                answer::fail(&current, e, page, room.map(|rc| &**rc))
             }
         };
         if let Some((started, method, path, host)) = access {
@@ -283,7 +283,7 @@ impl Gateway {
             .then(|| ask.rc.text.choose(&ask.prefs(req.headers())).shipped);
         let mut resp = match self.pass(ask, req, Some(visitor)).await {
             Ok(r) => r,
-            Err(e) => answer::fail(ask.current, e, page),
+            Err(e) => answer::fail(ask.current, e, page, Some(&ask.rc)),
         };
         if let Some(t) = token {
             ask.set_cookie(&mut resp, &t);

@@ -7,9 +7,9 @@ use super::super::file::RoomFile;
 use super::super::locate::Seg;
 use super::super::{Bypass, Origin, OriginProtocol, RoomConfig};
 use super::{Validator, room_key};
-use crate::pages::{self, Pages};
+use crate::pages::{self, PageKind, Pages};
 use crate::pow::{self, JoinChallenge};
-use crate::room::{Mode, Policy, Settings, View, ViewState};
+use crate::room::{Mode, Policy, Settings};
 
 impl Validator<'_> {
     pub(super) fn room(&mut self, i: usize, r: &RoomFile, pages: &mut Pages) -> Option<RoomConfig> {
@@ -19,7 +19,7 @@ impl Validator<'_> {
         let origin = self.origin(i, r);
         let settings = self.settings(i, r);
         let bypass = self.bypass(i, r);
-        let (page, closed_page) = self.pages(i, &name, r, pages);
+        let (page, closed_page, error_page) = self.pages(i, &name, r, pages);
         let page_status = self.status(i, "page_status", r.page_status, 200);
         let json_status = self.status(i, "json_status", r.json_status, 429);
         let cookie_name = self.cookie_name(i, &name, r);
@@ -41,6 +41,7 @@ impl Validator<'_> {
             bypass,
             page,
             closed_page,
+            error_page,
             page_status,
             json_status,
             cookie_name,
@@ -115,8 +116,15 @@ impl Validator<'_> {
             .collect()
     }
 
-    /// `page` and `closed_page`: the names of the waiting and closed templates.
-    fn pages(&mut self, i: usize, name: &str, r: &RoomFile, pages: &mut Pages) -> (String, String) {
+    /// `page`, `closed_page` and `error_page`: the names of the waiting and closed templates,
+    /// and of the error template if the room has its own.
+    fn pages(
+        &mut self,
+        i: usize,
+        name: &str,
+        r: &RoomFile,
+        pages: &mut Pages,
+    ) -> (String, String, Option<String>) {
         let page = self.template(
             i,
             name,
@@ -137,7 +145,16 @@ impl Validator<'_> {
             },
             pages,
         );
-        (page, closed_page)
+        let error = Template {
+            key: "error_page",
+            path: r.error_page.as_deref(),
+            builtin: pages::BUILTIN_ERROR,
+        };
+        let error_page = r
+            .error_page
+            .is_some()
+            .then(|| self.template(i, name, error, pages));
+        (page, closed_page, error_page)
     }
 
     /// `cookie_name`: letters, digits, _ - and . only; `anteroom_<name>` unless set.
@@ -430,37 +447,21 @@ impl Validator<'_> {
                 return builtin.to_string();
             }
         };
-        if let Err(e) = pages.add(name.clone(), source) {
+        if let Err(e) = pages.add(name.clone(), source.clone()) {
             self.error(at, format!("{}: {e}", full.display()));
             return builtin.to_string();
         }
-        let sample = View {
-            position: Some(12),
-            estimated_wait_seconds: Some(90),
-            release_rate_per_minute: 8.0,
-            progress_percent: 30,
-            ..View::without_place(ViewState::Queued, 40, 5)
+        let kind = match k {
+            "closed_page" => PageKind::Closed,
+            "error_page" => PageKind::Error,
+            _ => PageKind::Waiting,
         };
-        let flags = pages::Flags {
-            has_place: true,
-            ..pages::Flags::default()
-        };
-        let text = pages::lang::RoomText::shipped();
-        let speech = pages::Speech {
-            room,
-            text: &text,
-            lang: text.choose(&pages::lang::Prefs::default()),
-            site: "example.com",
-            here: "/",
-        };
-        let rendered = if k == "page" {
-            pages.render_with(&name, |nonce| {
-                pages::waiting_context(nonce, &speech, &sample, Some("sample"), flags)
-            })
-        } else {
-            pages.render(&name, pages::closed_context(&speech, Some("sample"), 30))
-        };
-        if let Err(e) = rendered {
+        if let Err(e) = pages.check(&name, kind, p, &source) {
+            self.error(at, e);
+            return builtin.to_string();
+        }
+        let sample = pages::sample(kind, room);
+        if let Err(e) = pages.render(&name, sample) {
             self.error(at, format!("{} does not render: {e}", full.display()));
         }
         name
