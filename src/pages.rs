@@ -5,7 +5,7 @@ pub mod assets;
 mod context;
 mod csp;
 pub mod lang;
-mod strict;
+pub(crate) mod strict;
 
 pub use context::{
     Flags, Speech, closed_context, decode, encode, error_context, left_context, waiting_context,

@@ -127,11 +127,13 @@ fn find_word(text: &str, name: &str) -> Option<usize> {
     None
 }
 
-/// The known name nearest to `name` by edit distance, if it is close (a typo).
-fn closest<'a>(name: &str, keys: &'a [String]) -> Option<&'a String> {
+/// The known name nearest to `name` by edit distance, if it is close enough to be a slip: at
+/// most one edit in three letters (at least one, at most three). Every "did you mean" of
+/// anteroom asks this one (template variables here, configuration keys in `config`).
+pub(crate) fn closest<'a, K: AsRef<str>>(name: &str, keys: &'a [K]) -> Option<&'a K> {
     let limit = (name.chars().count() / 3).clamp(1, 3);
     keys.iter()
-        .map(|k| (distance(name, k), k))
+        .map(|k| (distance(name, k.as_ref()), k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
@@ -157,6 +159,20 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distances() {
+        for (a, b, d) in [
+            ("", "", 0),
+            ("abc", "abc", 0),
+            ("activ_users", "active_users", 1),
+            ("active-users", "active_users", 1),
+            ("kitten", "sitting", 3),
+            ("", "ab", 2),
+        ] {
+            assert_eq!(distance(a, b), d, "{a} {b}");
+        }
+    }
 
     #[test]
     fn line_and_suggestion() {

@@ -66,53 +66,14 @@ fn words(expected: &str, key: &str) -> String {
     .to_string()
 }
 
-/// The known key nearest to `word` by edit distance, if near enough to be a slip: at most one
-/// edit in three letters (and at least one).
+/// The known key nearest to `word` by edit distance, if near enough to be a slip.
 fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
-    known
-        .iter()
-        .map(|k| (distance(word, k), *k))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance between `a` and `b`, by characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    crate::pages::strict::closest(word, known).copied()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn distances() {
-        for (a, b, d) in [
-            ("", "", 0),
-            ("abc", "abc", 0),
-            ("activ_users", "active_users", 1),
-            ("active-users", "active_users", 1),
-            ("kitten", "sitting", 3),
-            ("", "ab", 2),
-        ] {
-            assert_eq!(distance(a, b), d, "{a} {b}");
-        }
-    }
 
     #[test]
     fn serde_messages_in_words() {
